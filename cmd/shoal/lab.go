@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-lb/shoal/lab"
+)
+
+func init() {
+	commands = append(commands, labCommand())
+}
+
+func labCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "lab",
+		Usage: "run a shoal cluster in network namespaces on this machine (needs root)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "up",
+				Usage:     "replace any lab with a new one and wait until every node answers",
+				ArgsUsage: " ",
+				Flags: []cli.Flag{
+					&cli.IntFlag{Name: "nodes", Value: lab.DefaultNodes, Usage: fmt.Sprintf("number of nodes, 1..%d", lab.MaxNodes)},
+					&cli.StringFlag{Name: "weights", Usage: "comma-separated capacity per node, each > 0 (default all 1)"},
+					&cli.BoolFlag{Name: "static-neighbor", Usage: "give the client a static neighbour entry VIP → cluster MAC instead of ARP"},
+					&cli.UintFlag{Name: "seed", Usage: "connection hash seed (cluster.seed)"},
+					&cli.StringFlag{Name: "binary", Usage: "shoal binary that runs the nodes (default: this one)"},
+					&cli.BoolFlag{Name: "network-only", Usage: "build namespaces and content but start no node"},
+					&cli.DurationFlag{Name: "timeout", Value: lab.DefaultReadyTimeout, Usage: "how long to wait for the nodes to answer"},
+				},
+				Action: labUp,
+			},
+			{
+				Name:      "down",
+				Usage:     "stop every node, delete the lab namespaces and " + lab.StateDir,
+				ArgsUsage: " ",
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return badInput("lab down takes no arguments, got %q", c.Args().Slice())
+					}
+					return lab.Down()
+				},
+			},
+			{
+				Name:      "exec",
+				Usage:     "run a command in a lab namespace and exit with its status",
+				ArgsUsage: "<client|br|nK> -- CMD [ARG...]",
+				Action:    labExec,
+			},
+			{
+				Name:      "kill",
+				Usage:     "kill a node with SIGKILL, as a crash would",
+				ArgsUsage: "nK",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return badInput("lab kill takes one node name (n1, n2, ...), got %q", c.Args().Slice())
+					}
+					err := lab.Kill(c.Args().First())
+					if errors.Is(err, lab.ErrUnknownPlace) {
+						return badInput("%v", err)
+					}
+					return err
+				},
+			},
+			{
+				Name:      "status",
+				Usage:     "list the lab namespaces and whether each node process is alive",
+				ArgsUsage: " ",
+				Action:    labStatus,
+			},
+		},
+	}
+}
+
+func labUp(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return badInput("lab up takes no arguments, got %q", c.Args().Slice())
+	}
+	opts := lab.Options{
+		Nodes:          c.Int("nodes"),
+		StaticNeighbor: c.Bool("static-neighbor"),
+		Binary:         c.String("binary"),
+		NetworkOnly:    c.Bool("network-only"),
+		ReadyTimeout:   c.Duration("timeout"),
+		Log:            os.Stderr,
+	}
+	if opts.Nodes < 1 || opts.Nodes > lab.MaxNodes {
+		return badInput("--nodes %d: must be between 1 and %d", opts.Nodes, lab.MaxNodes)
+	}
+	seed := c.Uint("seed")
+	if seed > 1<<32-1 {
+		return badInput("--seed %d: must fit in 32 bits", seed)
+	}
+	opts.Seed = uint32(seed)
+	if c.IsSet("weights") {
+		w, err := lab.ParseWeights(c.String("weights"), opts.Nodes)
+		if err != nil {
+			return badInput("--%v", err)
+		}
+		opts.Weights = w
+	}
+	if opts.ReadyTimeout <= 0 {
+		return badInput("--timeout %v: must be positive", opts.ReadyTimeout)
+	}
+	if err := opts.Validate(); err != nil {
+		return badInput("%v", err)
+	}
+	// The lock wait and the node start both fit inside this bound; ^C
+	// cancels, and Up then tears down what it made.
+	ctx, cancel := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ctx, cancel2 := context.WithTimeout(ctx, opts.ReadyTimeout+2*time.Minute)
+	defer cancel2()
+	l, err := lab.Up(ctx, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("lab up: VIP %s, client %s (shoal lab exec client -- CMD)\n", lab.VIP, lab.ClientIP)
+	for i, id := range l.NodeIDs() {
+		fmt.Printf("  %s  %s  weight %g  log %s\n", id, lab.NodeIP(i+1), l.Options().Weights[i], lab.LogPath(id))
+	}
+	return nil
+}
+
+func labExec(c *cli.Context) error {
+	args := c.Args().Slice()
+	if len(args) == 0 {
+		return badInput("lab exec needs a place and a command: shoal lab exec <client|br|nK> -- CMD [ARG...]")
+	}
+	where, rest := args[0], args[1:]
+	if len(rest) > 0 && rest[0] == "--" {
+		rest = rest[1:]
+	}
+	if len(rest) == 0 {
+		return badInput("lab exec %s: no command given (shoal lab exec %s -- CMD [ARG...])", where, where)
+	}
+	if err := lab.CheckWhere(where); err != nil {
+		return badInput("%v", err)
+	}
+	cmd := lab.Exec(context.Background(), where, rest...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// The child shares the terminal and gets ^C itself; this process only
+	// waits for it and passes on its status.
+	signal.Ignore(os.Interrupt, syscall.SIGQUIT)
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			os.Exit(128 + int(ws.Signal()))
+		}
+		os.Exit(ee.ExitCode())
+	}
+	if err != nil {
+		return fmt.Errorf("lab exec %s: %w", where, err)
+	}
+	return nil
+}
+
+func labStatus(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return badInput("lab status takes no arguments, got %q", c.Args().Slice())
+	}
+	s, err := lab.Inspect()
+	if err != nil {
+		return err
+	}
+	if len(s.Namespaces) == 0 && len(s.Nodes) == 0 {
+		fmt.Println("no lab (no shoal-* namespace)")
+		return nil
+	}
+	fmt.Printf("namespaces: %s\n", strings.Join(s.Namespaces, " "))
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tNAMESPACE\tPID\tSTATE")
+	for _, n := range s.Nodes {
+		ns, pid, state := "missing", "-", "down"
+		if n.Namespace {
+			ns = lab.Namespace(n.ID)
+		}
+		if n.PID != 0 {
+			pid, state = fmt.Sprint(n.PID), "running"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.ID, ns, pid, state)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,192 @@
+package dataplane
+
+/*
+#include <stdlib.h>
+#include <string.h>
+#include "sdp.h"
+
+// Run one burst over frames packed back to back in buf, each given room of
+// stride bytes; lens in, lens out.
+static void sdp_run_packed(struct sdp_classifier *c, uint8_t *buf,
+			   uint32_t stride, uint16_t *lens, uint16_t n,
+			   uint32_t now, uint8_t *verdicts, int tap)
+{
+	uint8_t *frames[SDP_BURST];
+	while (n > 0) {
+		uint16_t m = n < SDP_BURST ? n : SDP_BURST;
+		for (uint16_t i = 0; i < m; i++)
+			frames[i] = buf + (size_t)i * stride;
+		if (tap)
+			sdp_classify_tap(c, frames, lens, m, now, verdicts);
+		else
+			sdp_classify_rx(c, frames, lens, m, now, verdicts);
+		buf += (size_t)m * stride;
+		lens += m;
+		verdicts += m;
+		n -= m;
+	}
+}
+*/
+import "C"
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"unsafe"
+)
+
+// CClassifier runs the workers' C classifier over frames held in Go byte
+// slices, with no device: the tests, the fuzz target and the benchmarks
+// drive it. Frames are copied into C memory and back, one cgo call per
+// burst.
+type CClassifier struct {
+	c     *C.struct_sdp_classifier
+	owner *C.struct_sdp_owner_table
+}
+
+// NewCClassifier allocates the C classifier and its flow table.
+func NewCClassifier(cfg ClassifierConfig) (*CClassifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := (*C.struct_sdp_classifier)(C.calloc(1, C.sizeof_struct_sdp_classifier))
+	fillClassifier(c, cfg)
+	if rc := C.sdp_classifier_init(c, C.uint32_t(cfg.MaxFlows), C.uint32_t(cfg.MaxHalfOpen)); rc != 0 {
+		C.free(unsafe.Pointer(c))
+		return nil, fmt.Errorf("dataplane: flow table of %d flows: error %d", cfg.MaxFlows, -rc)
+	}
+	return &CClassifier{c: c}, nil
+}
+
+// fillClassifier copies the configuration into a C classifier.
+func fillClassifier(c *C.struct_sdp_classifier, cfg ClassifierConfig) {
+	vip := cfg.VIP.As4()
+	c.vip = C.uint32_t(binary.LittleEndian.Uint32(vip[:])) // memory order = wire order
+	c.seed = C.uint32_t(cfg.Seed)
+	for i := 0; i < 6; i++ {
+		c.cluster_mac[i] = C.uint8_t(cfg.ClusterMAC[i])
+		c.node_mac[i] = C.uint8_t(cfg.NodeMAC[i])
+	}
+	c.timers.half_open_ms = C.uint32_t(cfg.HalfOpen.Milliseconds())
+	c.timers.idle_ms = C.uint32_t(cfg.Idle.Milliseconds())
+	c.timers.closing_ms = C.uint32_t(cfg.Closing.Milliseconds())
+}
+
+const maxFrame = 2048
+
+func (cc *CClassifier) run(frames [][]byte, now uint32, tap bool) ([]Verdict, []int) {
+	n := len(frames)
+	vs := make([]Verdict, n)
+	ls := make([]int, n)
+	if n == 0 {
+		return vs, ls
+	}
+	buf := (*C.uint8_t)(C.malloc(C.size_t(n * maxFrame)))
+	lens := (*C.uint16_t)(C.malloc(C.size_t(n * 2)))
+	verd := (*C.uint8_t)(C.malloc(C.size_t(n)))
+	defer C.free(unsafe.Pointer(buf))
+	defer C.free(unsafe.Pointer(lens))
+	defer C.free(unsafe.Pointer(verd))
+	b := unsafe.Slice((*byte)(unsafe.Pointer(buf)), n*maxFrame)
+	l := unsafe.Slice((*uint16)(unsafe.Pointer(lens)), n)
+	for i, f := range frames {
+		if len(f) > maxFrame {
+			f = f[:maxFrame]
+		}
+		copy(b[i*maxFrame:], f)
+		l[i] = uint16(len(f))
+	}
+	t := C.int(0)
+	if tap {
+		t = 1
+	}
+	C.sdp_run_packed(cc.c, buf, maxFrame, lens, C.uint16_t(n), C.uint32_t(now), verd, t)
+	v := unsafe.Slice((*uint8)(unsafe.Pointer(verd)), n)
+	for i, f := range frames {
+		vs[i] = Verdict(v[i])
+		ls[i] = int(l[i])
+		copy(f, b[i*maxFrame:i*maxFrame+min(len(f), maxFrame)])
+	}
+	return vs, ls
+}
+
+func (cc *CClassifier) ClassifyRX(frames [][]byte, now uint32) ([]Verdict, []int) {
+	return cc.run(frames, now, false)
+}
+
+func (cc *CClassifier) ClassifyTap(frames [][]byte, now uint32) ([]Verdict, []int) {
+	return cc.run(frames, now, true)
+}
+
+func (cc *CClassifier) SetOwnership(o *Ownership) {
+	if cc.owner == nil {
+		cc.owner = (*C.struct_sdp_owner_table)(C.calloc(1, C.sizeof_struct_sdp_owner_table))
+	}
+	bits := unsafe.Slice((*uint64)(unsafe.Pointer(&cc.owner.bits[0])), len(o))
+	copy(bits, o[:])
+	cc.c.owner = cc.owner
+}
+
+func (cc *CClassifier) Sweep(now uint32) int {
+	return int(C.sdp_flows_sweep(cc.c, C.uint32_t(now), 0))
+}
+
+func (cc *CClassifier) FlowState(src, dst netip.Addr, sport, dport uint16, now uint32) State {
+	s, d := src.As4(), dst.As4()
+	var p [4]byte
+	binary.BigEndian.PutUint16(p[0:], sport)
+	binary.BigEndian.PutUint16(p[2:], dport)
+	return State(C.sdp_flows_state(cc.c,
+		C.uint32_t(binary.LittleEndian.Uint32(s[:])), C.uint32_t(binary.LittleEndian.Uint32(d[:])),
+		C.uint16_t(binary.LittleEndian.Uint16(p[0:])), C.uint16_t(binary.LittleEndian.Uint16(p[2:])),
+		C.uint32_t(now)))
+}
+
+func (cc *CClassifier) Counters() Counters { return countersOf(&cc.c.ctr) }
+
+func (cc *CClassifier) Flows() FlowCounts { return flowCountsOf(&cc.c.flows) }
+
+func (cc *CClassifier) Close() {
+	if cc.c == nil {
+		return
+	}
+	C.sdp_classifier_free(cc.c)
+	C.free(unsafe.Pointer(cc.c))
+	C.free(unsafe.Pointer(cc.owner))
+	cc.c, cc.owner = nil, nil
+}
+
+// countersOf reads a C counter block; the layouts match field for field.
+func countersOf(c *C.struct_sdp_counters) Counters {
+	return *(*Counters)(unsafe.Pointer(c))
+}
+
+func flowCountsOf(t *C.struct_sdp_flow_table) FlowCounts {
+	return FlowCounts{
+		SynRcvd:     uint64(t.by_state[C.SDP_SYN_RCVD]),
+		Established: uint64(t.by_state[C.SDP_ESTABLISHED]),
+		Closing:     uint64(t.by_state[C.SDP_CLOSING]),
+		Withdrawn:   uint64(t.by_state[C.SDP_WITHDRAWN]),
+	}
+}
+
+// ConnValueC is the C implementation of the connection value, for the
+// golden and differential tests.
+func ConnValueC(seed uint32, src, dst netip.Addr, sport, dport uint16) uint32 {
+	var p [4]byte
+	binary.BigEndian.PutUint16(p[0:], sport)
+	binary.BigEndian.PutUint16(p[2:], dport)
+	sp, dp := C.uint16_t(binary.LittleEndian.Uint16(p[0:])), C.uint16_t(binary.LittleEndian.Uint16(p[2:]))
+	if src.Is4() && dst.Is4() {
+		s, d := src.As4(), dst.As4()
+		return uint32(C.sdp_conn_value(C.uint32_t(seed),
+			C.uint32_t(binary.LittleEndian.Uint32(s[:])), C.uint32_t(binary.LittleEndian.Uint32(d[:])), sp, dp))
+	}
+	s, d := src.As16(), dst.As16()
+	cs := (*C.uint8_t)(C.CBytes(s[:]))
+	cd := (*C.uint8_t)(C.CBytes(d[:]))
+	defer C.free(unsafe.Pointer(cs))
+	defer C.free(unsafe.Pointer(cd))
+	return uint32(C.sdp_conn_value6(C.uint32_t(seed), cs, cd, sp, dp))
+}

@@ -1,0 +1,98 @@
+package dataplane
+
+import (
+	"bytes"
+	"encoding/hex"
+	"testing"
+)
+
+type implementation struct {
+	name string
+	new  func(ClassifierConfig) (Classifier, error)
+}
+
+var implementations = []implementation{
+	{"c", func(c ClassifierConfig) (Classifier, error) { return NewCClassifier(c) }},
+	{"go", func(c ClassifierConfig) (Classifier, error) { return NewReference(c) }},
+}
+
+// runStep feeds one frame to a classifier and returns verdict and output.
+func runStep(c Classifier, s step) (Verdict, []byte) {
+	f := append([]byte(nil), s.in...)
+	var vs []Verdict
+	var ls []int
+	if s.tap {
+		vs, ls = c.ClassifyTap([][]byte{f}, s.at)
+	} else {
+		vs, ls = c.ClassifyRX([][]byte{f}, s.at)
+	}
+	return vs[0], f[:ls[0]]
+}
+
+func TestFixtures(t *testing.T) {
+	for _, impl := range implementations {
+		for _, fx := range fixtures {
+			t.Run(impl.name+"/"+fx.name, func(t *testing.T) {
+				cfg := fxConfig()
+				if fx.cfg != nil {
+					fx.cfg(&cfg)
+				}
+				c, err := impl.new(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetOwnership(fxOwnership())
+				for i, s := range fx.steps(t) {
+					v, out := runStep(c, s)
+					if v != s.verdict {
+						t.Errorf("step %d: verdict %v, want %v", i, v, s.verdict)
+					}
+					want := s.out
+					if want == nil {
+						want = s.in
+					}
+					if v != Drop && !bytes.Equal(out, want) {
+						t.Errorf("step %d: frame\n got %s\nwant %s", i, hex.EncodeToString(out), hex.EncodeToString(want))
+					}
+				}
+				fx.expect(t, c.Counters(), c.Flows())
+			})
+		}
+	}
+}
+
+// TestDifferentialFixtures replays every fixture through both classifiers
+// in one burst, then compares counters and flow tables.
+func TestDifferentialFixtures(t *testing.T) {
+	for _, fx := range fixtures {
+		t.Run(fx.name, func(t *testing.T) {
+			cfg := fxConfig()
+			if fx.cfg != nil {
+				fx.cfg(&cfg)
+			}
+			cc, err := NewCClassifier(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			ref, _ := NewReference(cfg)
+			for _, c := range []Classifier{cc, ref} {
+				c.SetOwnership(fxOwnership())
+			}
+			for i, s := range fx.steps(t) {
+				v1, o1 := runStep(cc, s)
+				v2, o2 := runStep(ref, s)
+				if v1 != v2 || !bytes.Equal(o1, o2) {
+					t.Fatalf("step %d: C says %v %x, Go says %v %x", i, v1, o1, v2, o2)
+				}
+			}
+			if cc.Counters() != ref.Counters() {
+				t.Errorf("counters differ:\n C %+v\nGo %+v", cc.Counters(), ref.Counters())
+			}
+			if cc.Flows() != ref.Flows() {
+				t.Errorf("flows differ: C %+v, Go %+v", cc.Flows(), ref.Flows())
+			}
+		})
+	}
+}

@@ -1,0 +1,541 @@
+/* classify.c: the per-packet decisions of a shoal worker.
+ *
+ * Pure functions over frames in memory: no device, no I/O, no locks. The Go
+ * reference classifier (reference.go) implements the same rules; the
+ * fixtures, the differential test and the fuzz target hold the two equal.
+ * The rules are written out in docs/dataplane.md.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <rte_hash_crc.h>
+
+#include "flows.h"
+#include "sdp.h"
+
+#define ETH_HLEN 14
+#define ETH_P_IPV4 0x0800
+#define ETH_P_ARP 0x0806
+#define ETH_P_VLAN 0x8100
+#define ETH_P_QINQ 0x88a8
+#define ETH_P_QINQ_OLD 0x9100
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+static inline uint16_t rd16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void wr16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void wr32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* Loads in memory order: keys stay in network byte order. */
+static inline uint32_t ld32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static inline uint16_t ld16(const uint8_t *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return v;
+}
+
+/* CRC32C of a flow key, loaded through memcpy: handing the struct to
+ * rte_hash_crc() would read it through a uint64_t pointer, which the
+ * compiler may reorder before the struct's stores (strict aliasing). */
+static inline uint32_t key_hash(const struct sdp_key *k, uint32_t seed)
+{
+	uint64_t a;
+	uint32_t b;
+	memcpy(&a, k, 8);
+	memcpy(&b, (const uint8_t *)k + 8, 4);
+	return rte_hash_crc_4byte(b, rte_hash_crc_8byte(a, seed));
+}
+
+uint32_t sdp_conn_value(uint32_t seed, uint32_t saddr, uint32_t daddr,
+			uint16_t sport, uint16_t dport)
+{
+	struct sdp_key k = {saddr, daddr, sport, dport};
+	return key_hash(&k, seed);
+}
+
+uint32_t sdp_conn_value6(uint32_t seed, const uint8_t saddr[16],
+			 const uint8_t daddr[16], uint16_t sport,
+			 uint16_t dport)
+{
+	uint8_t in[36];
+	memcpy(in, saddr, 16);
+	memcpy(in + 16, daddr, 16);
+	memcpy(in + 32, &sport, 2);
+	memcpy(in + 34, &dport, 2);
+	return rte_hash_crc(in, sizeof(in), seed);
+}
+
+int sdp_classifier_init(struct sdp_classifier *c, uint32_t max_flows,
+			uint32_t max_half_open)
+{
+	memset(&c->flows, 0, sizeof(c->flows));
+	memset(&c->ctr, 0, sizeof(c->ctr));
+	if (max_flows == 0 || max_half_open == 0 || max_half_open > max_flows)
+		return -EINVAL;
+	return sdp_flows_init(&c->flows, max_flows, max_half_open);
+}
+
+void sdp_classifier_free(struct sdp_classifier *c)
+{
+	sdp_flows_free(&c->flows);
+}
+
+static inline int owned(const struct sdp_classifier *c, uint16_t bucket)
+{
+	const struct sdp_owner_table *o = c->owner;
+	return o != NULL && (o->bits[bucket >> 6] >> (bucket & 63)) & 1;
+}
+
+static inline int mac_eq(const uint8_t *a, const uint8_t *b)
+{
+	return memcmp(a, b, 6) == 0;
+}
+
+static const uint8_t bcast_mac[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+/* The Internet checksum of a buffer, folded, not inverted, added to sum. */
+static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t n)
+{
+	while (n > 1) {
+		sum += rd16(p);
+		p += 2;
+		n -= 2;
+	}
+	if (n)
+		sum += (uint32_t)p[0] << 8;
+	return sum;
+}
+
+static uint16_t csum_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/* What the first pass learnt of a frame from the NIC. */
+enum pre_kind {
+	PRE_OTHER = 0,     /* not TCP to the VIP: decided by the slow path */
+	PRE_MALFORMED = 1, /* to the VIP but broken */
+	PRE_VIP_TCP = 2,   /* well-formed TCP to the VIP: key and hash set */
+	PRE_FOREIGN_MAC = 3, /* to the VIP but another station's MAC */
+};
+
+struct pre {
+	uint8_t kind;
+	uint8_t tcp_flags;
+	struct sdp_key key;
+	uint32_t hash;
+};
+
+/* Parse the frame as far as the flow key. Called once per frame per burst;
+ * touches only the first 54 bytes. */
+static void pre_parse_rx(const struct sdp_classifier *c, const uint8_t *f,
+			 uint16_t len, struct pre *p)
+{
+	p->kind = PRE_OTHER;
+	if (len < ETH_HLEN + 20 || rd16(f + 12) != ETH_P_IPV4)
+		return;
+	const uint8_t *ip = f + ETH_HLEN;
+	if (ld32(ip + 16) != c->vip)
+		return;
+	if (!mac_eq(f, c->cluster_mac) && !mac_eq(f, c->node_mac)) {
+		p->kind = PRE_FOREIGN_MAC;
+		return;
+	}
+	p->kind = PRE_MALFORMED;
+	if (ip[0] != 0x45) /* version 4, no options */
+		return;
+	uint16_t totlen = rd16(ip + 2);
+	if (totlen < 40 || (uint32_t)ETH_HLEN + totlen > len)
+		return;
+	if (rd16(ip + 6) & 0x3fff) /* MF or a fragment offset */
+		return;
+	if (ip[9] != 6)
+		return;
+	const uint8_t *tcp = ip + 20;
+	uint8_t doff = tcp[12] >> 4;
+	if (doff < 5 || 20u + doff * 4u > totlen)
+		return;
+	p->tcp_flags = tcp[13];
+	if ((p->tcp_flags & TCP_SYN) && (p->tcp_flags & (TCP_RST | TCP_FIN)))
+		return;
+	p->key.saddr = ld32(ip + 12);
+	p->key.daddr = ld32(ip + 16);
+	p->key.sport = ld16(tcp);
+	p->key.dport = ld16(tcp + 2);
+	p->hash = key_hash(&p->key, c->seed);
+	p->kind = PRE_VIP_TCP;
+}
+
+static uint8_t to_kernel(struct sdp_classifier *c, uint8_t *f)
+{
+	if (mac_eq(f, c->cluster_mac))
+		memcpy(f, c->node_mac, 6);
+	c->ctr.to_kernel++;
+	return SDP_TO_KERNEL;
+}
+
+static uint8_t drop_malformed(struct sdp_classifier *c)
+{
+	c->ctr.malformed_dropped++;
+	return SDP_DROP;
+}
+
+/* Answer an ARP request for the VIP in place: the sender hardware address
+ * is the cluster MAC, the Ethernet source our own unicast MAC (bridges drop
+ * frames from multicast sources). */
+static uint8_t arp_reply(struct sdp_classifier *c, uint8_t *f)
+{
+	uint8_t *a = f + ETH_HLEN;
+	uint8_t req_mac[6], req_ip[4];
+	memcpy(req_mac, a + 8, 6);
+	memcpy(req_ip, a + 14, 4);
+	memcpy(f, req_mac, 6);
+	memcpy(f + 6, c->node_mac, 6);
+	wr16(a + 6, 2);
+	memcpy(a + 8, c->cluster_mac, 6);
+	memcpy(a + 14, &c->vip, 4);
+	memcpy(a + 18, req_mac, 6);
+	memcpy(a + 24, req_ip, 4);
+	c->ctr.arp_replied++;
+	c->ctr.tx++;
+	return SDP_TO_NIC;
+}
+
+/* Frames that are not TCP to the VIP. */
+static uint8_t classify_other(struct sdp_classifier *c, uint8_t *f,
+			      uint16_t len)
+{
+	if (len < ETH_HLEN)
+		return drop_malformed(c);
+	int for_us = mac_eq(f, c->node_mac) || mac_eq(f, bcast_mac);
+	uint16_t et = rd16(f + 12);
+	switch (et) {
+	case ETH_P_VLAN:
+	case ETH_P_QINQ:
+	case ETH_P_QINQ_OLD:
+		return drop_malformed(c);
+	case ETH_P_ARP: {
+		const uint8_t *a = f + ETH_HLEN;
+		if (len < ETH_HLEN + 28 || rd16(a) != 1 ||
+		    rd16(a + 2) != ETH_P_IPV4 || a[4] != 6 || a[5] != 4)
+			return drop_malformed(c);
+		if (rd16(a + 6) == 1 && ld32(a + 24) == c->vip)
+			return arp_reply(c, f);
+		break;
+	}
+	case ETH_P_IPV4:
+		if (len < ETH_HLEN + 20)
+			return drop_malformed(c);
+		break;
+	}
+	if (!for_us) {
+		c->ctr.other_dropped++;
+		return SDP_DROP;
+	}
+	return to_kernel(c, f);
+}
+
+/* Turn the client's losing ACK into a RST for our own kernel, so its
+ * half-open socket dies without answering the client. The RST carries the
+ * client's sequence number (exactly the one the socket expects) and no ACK
+ * flag, so the kernel neither checks it against its ISN nor replies. */
+static void ack_to_rst(uint8_t *f, uint16_t *len)
+{
+	uint8_t *ip = f + ETH_HLEN;
+	uint8_t *tcp = ip + 20;
+	uint16_t tcplen = (uint16_t)((tcp[12] >> 4) * 4);
+	uint16_t totlen = (uint16_t)(20 + tcplen);
+	wr16(ip + 2, totlen);
+	wr16(ip + 10, 0);
+	wr16(ip + 10, csum_fold(csum_add(0, ip, 20)));
+	wr32(tcp + 8, 0);   /* ack */
+	tcp[13] = TCP_RST;
+	wr16(tcp + 14, 0);  /* window */
+	wr16(tcp + 16, 0);  /* checksum */
+	wr16(tcp + 18, 0);  /* urgent pointer */
+	uint8_t pseudo[12];
+	memcpy(pseudo, ip + 12, 8);
+	pseudo[8] = 0;
+	pseudo[9] = 6;
+	wr16(pseudo + 10, tcplen);
+	uint32_t sum = csum_add(csum_add(0, pseudo, 12), tcp, tcplen);
+	wr16(tcp + 16, csum_fold(sum));
+	*len = (uint16_t)(ETH_HLEN + totlen);
+}
+
+/* Find a live flow; an expired one found on the way is removed. */
+static struct sdp_flow *find_live(struct sdp_classifier *c,
+				  const struct sdp_key *k, uint32_t hash,
+				  uint32_t now_ms)
+{
+	struct sdp_flow *fl = sdp_flows_find(&c->flows, k, hash);
+	if (fl != NULL && sdp_expired(fl, now_ms)) {
+		sdp_flows_delete(&c->flows, fl);
+		c->ctr.expired++;
+		return NULL;
+	}
+	return fl;
+}
+
+static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
+			    const struct pre *p, uint32_t now_ms)
+{
+	struct sdp_flow_table *t = &c->flows;
+	uint16_t bucket = (uint16_t)p->hash;
+	struct sdp_flow *fl = find_live(c, &p->key, p->hash, now_ms);
+	if (fl != NULL) {
+		if (fl->state == SDP_SYN_RCVD || fl->state == SDP_ESTABLISHED)
+			return to_kernel(c, f); /* retransmission */
+		/* The client reuses the tuple of a closing or withdrawn
+		 * flow: it is a new connection, decided afresh. */
+		sdp_flows_delete(t, fl);
+	}
+	if (!owned(c, bucket)) {
+		c->ctr.syn_not_ours++;
+		return SDP_DROP;
+	}
+	if (t->count >= t->max_flows) {
+		c->ctr.table_full_dropped++;
+		return SDP_DROP;
+	}
+	if (t->by_state[SDP_SYN_RCVD] >= t->max_half_open) {
+		c->ctr.half_open_dropped++;
+		return SDP_DROP;
+	}
+	fl = sdp_flows_insert(t, &p->key, p->hash, bucket, SDP_SYN_RCVD);
+	fl->expire_ms = now_ms + c->timers.half_open_ms;
+	c->ctr.syn_accepted++;
+	return to_kernel(c, f);
+}
+
+static void to_closing(struct sdp_classifier *c, struct sdp_flow *fl,
+		       uint32_t now_ms)
+{
+	sdp_flows_set_state(&c->flows, fl, SDP_CLOSING);
+	fl->expire_ms = now_ms + c->timers.closing_ms;
+}
+
+static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
+				uint16_t *len, const struct pre *p,
+				uint32_t now_ms)
+{
+	uint16_t bucket = (uint16_t)p->hash;
+	if (c->flows.bucket_flows[bucket] == 0) {
+		c->ctr.foreign_dropped++;
+		c->ctr.fast_dropped++;
+		return SDP_DROP;
+	}
+	struct sdp_flow *fl = find_live(c, &p->key, p->hash, now_ms);
+	if (fl == NULL || fl->state == SDP_WITHDRAWN) {
+		c->ctr.foreign_dropped++;
+		return SDP_DROP;
+	}
+	uint8_t fl_flags = p->tcp_flags;
+	switch (fl->state) {
+	case SDP_SYN_RCVD:
+		if (fl_flags & TCP_RST) {
+			to_closing(c, fl, now_ms);
+			break;
+		}
+		if (!(fl_flags & TCP_ACK))
+			break;
+		if (!(fl->flags & SDP_F_ISN_KNOWN) ||
+		    rd32(f + ETH_HLEN + 20 + 8) != fl->isn + 1) {
+			/* The client acknowledged another node's SYN-ACK:
+			 * that node won the overlap. */
+			sdp_flows_set_state(&c->flows, fl, SDP_WITHDRAWN);
+			fl->expire_ms = now_ms + SDP_TOMBSTONE_MS;
+			c->ctr.overlap_withdrawn++;
+			ack_to_rst(f, len);
+			break;
+		}
+		sdp_flows_set_state(&c->flows, fl, SDP_ESTABLISHED);
+		fl->expire_ms = now_ms + c->timers.idle_ms;
+		if (fl_flags & TCP_FIN)
+			to_closing(c, fl, now_ms);
+		break;
+	case SDP_ESTABLISHED:
+		if (fl_flags & (TCP_FIN | TCP_RST))
+			to_closing(c, fl, now_ms);
+		else
+			fl->expire_ms = now_ms + c->timers.idle_ms;
+		break;
+	default: /* CLOSING: deliver until the timer ends */
+		break;
+	}
+	return to_kernel(c, f);
+}
+
+void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
+		     uint16_t *lens, uint16_t n, uint32_t now_ms,
+		     uint8_t *verdicts)
+{
+	struct pre pre[SDP_BURST];
+	while (n > 0) {
+		uint16_t m = n < SDP_BURST ? n : SDP_BURST;
+		/* First pass: hash every frame and prefetch the slots the
+		 * second pass will probe, so the misses overlap. */
+		for (uint16_t i = 0; i < m; i++) {
+			pre_parse_rx(c, frames[i], lens[i], &pre[i]);
+			if (pre[i].kind == PRE_VIP_TCP &&
+			    ((pre[i].tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN ||
+			     c->flows.bucket_flows[(uint16_t)pre[i].hash] != 0))
+				sdp_flows_prefetch(&c->flows, pre[i].hash);
+		}
+		for (uint16_t i = 0; i < m; i++) {
+			uint8_t *f = frames[i];
+			c->ctr.rx++;
+			switch (pre[i].kind) {
+			case PRE_MALFORMED:
+				verdicts[i] = drop_malformed(c);
+				break;
+			case PRE_FOREIGN_MAC:
+				c->ctr.other_dropped++;
+				verdicts[i] = SDP_DROP;
+				break;
+			case PRE_VIP_TCP:
+				if ((pre[i].tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+					verdicts[i] = classify_syn(c, f, &pre[i], now_ms);
+				else
+					verdicts[i] = classify_segment(c, f, &lens[i], &pre[i], now_ms);
+				break;
+			default:
+				verdicts[i] = classify_other(c, f, lens[i]);
+			}
+		}
+		frames += m;
+		lens += m;
+		verdicts += m;
+		n = (uint16_t)(n - m);
+	}
+}
+
+/* One frame from our kernel. */
+static uint8_t classify_tap_one(struct sdp_classifier *c, uint8_t *f,
+				uint16_t len, uint32_t now_ms)
+{
+	c->ctr.from_kernel++;
+	if (len < ETH_HLEN)
+		return drop_malformed(c);
+	uint16_t et = rd16(f + 12);
+	if (et == ETH_P_ARP && len >= ETH_HLEN + 28 &&
+	    ld32(f + ETH_HLEN + 14) == c->vip) {
+		/* The kernel must never claim the VIP: a client would cache
+		 * the tap's unicast MAC and send everything to this node. */
+		c->ctr.kernel_arp_dropped++;
+		return SDP_DROP;
+	}
+	const uint8_t *ip = f + ETH_HLEN;
+	if (et == ETH_P_IPV4 && len >= ETH_HLEN + 40 && ip[0] == 0x45 &&
+	    ip[9] == 6 && ld32(ip + 12) == c->vip) {
+		const uint8_t *tcp = ip + 20;
+		struct sdp_key k = {ld32(ip + 16), ld32(ip + 12), ld16(tcp + 2),
+				    ld16(tcp)};
+		uint32_t hash = key_hash(&k, c->seed);
+		if (c->flows.bucket_flows[(uint16_t)hash] != 0) {
+			struct sdp_flow *fl = find_live(c, &k, hash, now_ms);
+			uint8_t fl_flags = tcp[13];
+			if (fl != NULL) {
+				switch (fl->state) {
+				case SDP_WITHDRAWN:
+					c->ctr.kernel_withdrawn_dropped++;
+					return SDP_DROP;
+				case SDP_SYN_RCVD:
+					if (fl_flags & TCP_RST) {
+						to_closing(c, fl, now_ms);
+					} else if ((fl_flags & (TCP_SYN | TCP_ACK)) ==
+						   (TCP_SYN | TCP_ACK)) {
+						fl->isn = rd32(tcp + 4);
+						fl->flags |= SDP_F_ISN_KNOWN;
+					}
+					break;
+				case SDP_ESTABLISHED:
+					if (fl_flags & (TCP_FIN | TCP_RST))
+						to_closing(c, fl, now_ms);
+					else
+						fl->expire_ms = now_ms + c->timers.idle_ms;
+					break;
+				default:
+					break;
+				}
+			}
+		}
+	}
+	c->ctr.tx++;
+	return SDP_TO_NIC;
+}
+
+void sdp_classify_tap(struct sdp_classifier *c, uint8_t **frames,
+		      uint16_t *lens, uint16_t n, uint32_t now_ms,
+		      uint8_t *verdicts)
+{
+	for (uint16_t i = 0; i < n; i++)
+		verdicts[i] = classify_tap_one(c, frames[i], lens[i], now_ms);
+}
+
+uint32_t sdp_flows_sweep(struct sdp_classifier *c, uint32_t now_ms,
+			 uint32_t max_slots)
+{
+	uint32_t removed = sdp_flows_sweep_table(&c->flows, now_ms, max_slots);
+	c->ctr.expired += removed;
+	return removed;
+}
+
+int sdp_flows_state(struct sdp_classifier *c, uint32_t saddr, uint32_t daddr,
+		    uint16_t sport, uint16_t dport, uint32_t now_ms)
+{
+	struct sdp_key k = {saddr, daddr, sport, dport};
+	uint32_t hash = key_hash(&k, c->seed);
+	struct sdp_flow *fl = sdp_flows_find(&c->flows, &k, hash);
+	if (fl == NULL || sdp_expired(fl, now_ms))
+		return SDP_EMPTY;
+	return fl->state;
+}
+
+uint32_t sdp_flows_dump(struct sdp_classifier *c, struct sdp_flow *out,
+			uint32_t max, uint32_t *cursor)
+{
+	const struct sdp_flow_table *t = &c->flows;
+	uint32_t n = 0;
+	uint32_t i = *cursor;
+	while (i <= t->mask && n < max) {
+		if (t->slots[i].state != SDP_EMPTY)
+			out[n++] = t->slots[i];
+		i++;
+	}
+	*cursor = i > t->mask ? 0 : i;
+	return n;
+}

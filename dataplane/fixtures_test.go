@@ -1,0 +1,439 @@
+package dataplane
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
+
+// The fixture set: frames built with gopacket, each with the verdict and the
+// frame both classifiers must produce. One table drives the unit tests of
+// both implementations, the differential test and the benchmarks.
+
+var (
+	fxVIP        = netip.MustParseAddr("198.18.0.100")
+	fxClient     = netip.MustParseAddr("198.18.0.10")
+	fxNodeIP     = netip.MustParseAddr("198.18.0.101")
+	fxClusterMAC = net.HardwareAddr{0x01, 0x00, 0x5e, 0x75, 0xc9, 0x3e}
+	fxNodeMAC    = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
+	fxClientMAC  = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, 0x0a}
+	fxOtherMAC   = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, 0x77}
+	fxBroadcast  = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+)
+
+const fxSeed = 0x5eed
+
+func fxConfig() ClassifierConfig {
+	return ClassifierConfig{
+		VIP: fxVIP, Seed: fxSeed, ClusterMAC: fxClusterMAC, NodeMAC: fxNodeMAC,
+		MaxFlows: 1024, MaxHalfOpen: 256,
+		HalfOpen: 10 * time.Second, Idle: 900 * time.Second, Closing: 30 * time.Second,
+	}
+}
+
+// fxOwnership owns the even buckets.
+func fxOwnership() *Ownership {
+	var o Ownership
+	for b := 0; b < 65536; b += 2 {
+		o.Set(uint16(b))
+	}
+	return &o
+}
+
+// portIn returns the n-th client port whose bucket is owned (or not) under
+// fxOwnership.
+func portIn(owned bool, n int) uint16 {
+	for p := 1024; p < 65536; p++ {
+		b := Bucket(ConnValue(fxSeed, fxClient, fxVIP, uint16(p), 80))
+		if (b%2 == 0) == owned {
+			if n == 0 {
+				return uint16(p)
+			}
+			n--
+		}
+	}
+	panic("no port")
+}
+
+func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
+	t.Helper()
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	if err := gopacket.SerializeLayers(buf, opts, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte(nil), buf.Bytes()...)
+}
+
+type seg struct {
+	dstMAC, srcMAC net.HardwareAddr
+	src, dst       netip.Addr
+	sport, dport   uint16
+	syn, ack, fin  bool
+	rst            bool
+	seq, ackNum    uint32
+	payload        []byte
+	options        []layers.TCPOption
+}
+
+func tcpFrame(t testing.TB, s seg) []byte {
+	eth := &layers.Ethernet{SrcMAC: s.srcMAC, DstMAC: s.dstMAC, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP,
+		SrcIP: s.src.AsSlice(), DstIP: s.dst.AsSlice(), Flags: layers.IPv4DontFragment}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(s.sport), DstPort: layers.TCPPort(s.dport),
+		SYN: s.syn, ACK: s.ack, FIN: s.fin, RST: s.rst, Seq: s.seq, Ack: s.ackNum,
+		Window: 64240, Options: s.options}
+	tcp.SetNetworkLayerForChecksum(ip)
+	return serialize(t, eth, ip, tcp, gopacket.Payload(s.payload))
+}
+
+// fromClient is a client segment to the VIP, sent to the cluster MAC.
+func fromClient(sport uint16) seg {
+	return seg{dstMAC: fxClusterMAC, srcMAC: fxClientMAC, src: fxClient, dst: fxVIP, sport: sport, dport: 80}
+}
+
+// fromKernel is this node's kernel answering the client through the tap.
+func fromKernel(sport uint16) seg {
+	return seg{dstMAC: fxClientMAC, srcMAC: fxNodeMAC, src: fxVIP, dst: fxClient, sport: 80, dport: sport}
+}
+
+func withMAC(f []byte, dst net.HardwareAddr) []byte {
+	g := append([]byte(nil), f...)
+	copy(g, dst)
+	return g
+}
+
+func arpFrame(t testing.TB, dstMAC, srcMAC net.HardwareAddr, op uint16, sha net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr) []byte {
+	eth := &layers.Ethernet{SrcMAC: srcMAC, DstMAC: dstMAC, EthernetType: layers.EthernetTypeARP}
+	arp := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4,
+		HwAddressSize: 6, ProtAddressSize: 4, Operation: op,
+		SourceHwAddress: sha, SourceProtAddress: spa.AsSlice(), DstHwAddress: tha, DstProtAddress: tpa.AsSlice()}
+	return serialize(t, eth, arp)
+}
+
+// step is one frame through one classifier direction.
+type step struct {
+	tap     bool
+	at      uint32 // ms on the worker clock
+	in      []byte
+	verdict Verdict
+	out     []byte // nil: the frame must come out unchanged
+}
+
+type fixture struct {
+	name   string
+	cfg    func(*ClassifierConfig)
+	steps  func(t testing.TB) []step
+	expect func(t testing.TB, c Counters, f FlowCounts)
+}
+
+func rstFor(t testing.TB, s seg) []byte {
+	s.dstMAC = fxNodeMAC
+	s.syn, s.ack, s.fin, s.rst = false, false, false, true
+	s.ackNum = 0
+	s.payload = nil
+	eth := &layers.Ethernet{SrcMAC: s.srcMAC, DstMAC: s.dstMAC, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP,
+		SrcIP: s.src.AsSlice(), DstIP: s.dst.AsSlice(), Flags: layers.IPv4DontFragment}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(s.sport), DstPort: layers.TCPPort(s.dport),
+		RST: true, Seq: s.seq, Window: 0, Options: s.options}
+	tcp.SetNetworkLayerForChecksum(ip)
+	f := serialize(t, eth, ip, tcp)
+	// gopacket pads to the Ethernet minimum; the classifier's RST is cut
+	// at the IP total length.
+	return f[:14+(int(f[16])<<8|int(f[17]))]
+}
+
+func eq(t testing.TB, what string, got, want uint64) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s = %d, want %d", what, got, want)
+	}
+}
+
+var fixtures = []fixture{
+	{
+		name: "arp request for the VIP is answered with the cluster MAC",
+		steps: func(t testing.TB) []step {
+			req := arpFrame(t, fxBroadcast, fxClientMAC, 1, fxClientMAC, fxClient, net.HardwareAddr{0, 0, 0, 0, 0, 0}, fxVIP)
+			rep := arpFrame(t, fxClientMAC, fxNodeMAC, 2, fxClusterMAC, fxVIP, fxClientMAC, fxClient)
+			return []step{{in: req, verdict: ToNIC, out: rep}}
+		},
+		expect: func(t testing.TB, c Counters, _ FlowCounts) { eq(t, "arp_replied", c.ARPReplied, 1) },
+	},
+	{
+		name: "arp for the node address goes to the kernel",
+		steps: func(t testing.TB) []step {
+			req := arpFrame(t, fxBroadcast, fxClientMAC, 1, fxClientMAC, fxClient, net.HardwareAddr{0, 0, 0, 0, 0, 0}, fxNodeIP)
+			rep := arpFrame(t, fxNodeMAC, fxClientMAC, 2, fxClientMAC, fxClient, fxNodeMAC, fxNodeIP)
+			return []step{{in: req, verdict: ToKernel}, {in: rep, verdict: ToKernel}}
+		},
+		expect: func(t testing.TB, c Counters, _ FlowCounts) { eq(t, "to_kernel", c.ToKernel, 2) },
+	},
+	{
+		name: "owned SYN, handshake, data and close",
+		steps: func(t testing.TB) []step {
+			p := portIn(true, 0)
+			c := fromClient(p)
+			k := fromKernel(p)
+			syn := c
+			syn.syn, syn.seq = true, 100
+			synack := k
+			synack.syn, synack.ack, synack.seq, synack.ackNum = true, true, 7000, 101
+			ack := c
+			ack.ack, ack.seq, ack.ackNum = true, 101, 7001
+			data := ack
+			data.payload = []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			reply := k
+			reply.ack, reply.seq, reply.ackNum, reply.payload = true, 7001, 128, []byte("HTTP/1.1 200 OK\r\n\r\n")
+			fin := ack
+			fin.fin, fin.seq = true, 128
+			f := func(s seg) []byte { return tcpFrame(t, s) }
+			return []step{
+				{in: f(syn), verdict: ToKernel, out: withMAC(f(syn), fxNodeMAC)},
+				{tap: true, at: 1, in: f(synack), verdict: ToNIC},
+				{at: 2, in: f(ack), verdict: ToKernel, out: withMAC(f(ack), fxNodeMAC)},
+				{at: 3, in: f(data), verdict: ToKernel, out: withMAC(f(data), fxNodeMAC)},
+				{tap: true, at: 4, in: f(reply), verdict: ToNIC},
+				{at: 5, in: f(fin), verdict: ToKernel, out: withMAC(f(fin), fxNodeMAC)},
+			}
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "syn_accepted", c.SynAccepted, 1)
+			eq(t, "closing flows", fl.Closing, 1)
+			eq(t, "tx", c.TX, 2)
+		},
+	},
+	{
+		name: "SYN in another node's bucket is dropped",
+		steps: func(t testing.TB) []step {
+			s := fromClient(portIn(false, 0))
+			s.syn = true
+			return []step{{in: tcpFrame(t, s), verdict: Drop}}
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "syn_not_ours", c.SynNotOurs, 1)
+			eq(t, "flows", fl.SynRcvd, 0)
+		},
+	},
+	{
+		name: "stray ACK for an unknown flow is dropped without a probe",
+		steps: func(t testing.TB) []step {
+			s := fromClient(portIn(true, 3))
+			s.ack, s.seq, s.ackNum = true, 5, 6
+			return []step{{in: tcpFrame(t, s), verdict: Drop}}
+		},
+		expect: func(t testing.TB, c Counters, _ FlowCounts) {
+			eq(t, "foreign_dropped", c.ForeignDropped, 1)
+			eq(t, "fast_dropped", c.FastDropped, 1)
+		},
+	},
+	{
+		name: "overlap loser: the client acknowledges another node's SYN-ACK",
+		steps: func(t testing.TB) []step {
+			p := portIn(true, 1)
+			c := fromClient(p)
+			k := fromKernel(p)
+			syn := c
+			syn.syn, syn.seq = true, 100
+			syn.options = []layers.TCPOption{{OptionType: layers.TCPOptionKindMSS, OptionLength: 4, OptionData: []byte{5, 180}}}
+			synack := k
+			synack.syn, synack.ack, synack.seq, synack.ackNum = true, true, 5000, 101
+			ack := c
+			ack.ack, ack.seq, ack.ackNum = true, 101, 90001 // the winner's ISN+1
+			ack.options = []layers.TCPOption{{OptionType: layers.TCPOptionKindNop}, {OptionType: layers.TCPOptionKindNop},
+				{OptionType: layers.TCPOptionKindTimestamps, OptionLength: 10, OptionData: []byte{0, 0, 0, 9, 0, 0, 0, 7}}}
+			data := ack
+			data.payload = []byte("GET / HTTP/1.1\r\n\r\n")
+			f := func(s seg) []byte { return tcpFrame(t, s) }
+			return []step{
+				{in: f(syn), verdict: ToKernel, out: withMAC(f(syn), fxNodeMAC)},
+				{tap: true, at: 1, in: f(synack), verdict: ToNIC},
+				{at: 2, in: f(ack), verdict: ToKernel, out: rstFor(t, ack)},
+				{tap: true, at: 1000, in: f(synack), verdict: Drop},
+				{at: 3, in: f(data), verdict: Drop},
+			}
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "overlap_withdrawn", c.OverlapWithdrawn, 1)
+			eq(t, "kernel_withdrawn_dropped", c.KernelWithdrawnDropped, 1)
+			eq(t, "withdrawn flows", fl.Withdrawn, 1)
+		},
+	},
+	{
+		name: "slow overlap loser: the client's ACK arrives before our SYN-ACK",
+		steps: func(t testing.TB) []step {
+			p := portIn(true, 2)
+			syn := fromClient(p)
+			syn.syn, syn.seq = true, 100
+			ack := fromClient(p)
+			ack.ack, ack.seq, ack.ackNum = true, 101, 4242
+			late := fromKernel(p)
+			late.syn, late.ack, late.seq, late.ackNum = true, true, 777, 101
+			return []step{
+				{in: tcpFrame(t, syn), verdict: ToKernel, out: withMAC(tcpFrame(t, syn), fxNodeMAC)},
+				{at: 1, in: tcpFrame(t, ack), verdict: ToKernel, out: rstFor(t, ack)},
+				{tap: true, at: 2, in: tcpFrame(t, late), verdict: Drop},
+			}
+		},
+		expect: func(t testing.TB, c Counters, _ FlowCounts) {
+			eq(t, "overlap_withdrawn", c.OverlapWithdrawn, 1)
+		},
+	},
+	{
+		name: "malformed frames are dropped and counted",
+		steps: func(t testing.TB) []step {
+			p := portIn(true, 4)
+			syn := fromClient(p)
+			syn.syn = true
+			good := tcpFrame(t, syn)
+			var out []step
+			add := func(f []byte) { out = append(out, step{in: f, verdict: Drop}) }
+			add(good[:10])                   // shorter than Ethernet
+			add(good[:30])                   // truncated IPv4 header
+			add(good[:14+20+10])             // truncated TCP header
+			opt := append([]byte(nil), good...) // IHL 6: IP options
+			opt[14] = 0x46
+			add(opt)
+			frag := append([]byte(nil), good...) // more fragments
+			frag[14+6] |= 0x20
+			add(frag)
+			off := append([]byte(nil), good...) // fragment offset
+			off[14+7] = 3
+			add(off)
+			doff := append([]byte(nil), good...) // TCP data offset 4
+			doff[14+20+12] = 0x40
+			add(doff)
+			long := append([]byte(nil), good...) // total length past the frame
+			long[14+2], long[14+3] = 0x05, 0xdc
+			add(long)
+			synfin := syn
+			synfin.fin = true
+			add(tcpFrame(t, synfin))
+			// A VLAN-tagged frame.
+			add(serialize(t, &layers.Ethernet{SrcMAC: fxClientMAC, DstMAC: fxClusterMAC, EthernetType: layers.EthernetTypeDot1Q},
+				&layers.Dot1Q{VLANIdentifier: 7, Type: layers.EthernetTypeIPv4},
+				&layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: fxClient.AsSlice(), DstIP: fxVIP.AsSlice()},
+				gopacket.Payload(make([]byte, 20))))
+			// UDP and ICMP to the VIP.
+			ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: fxClient.AsSlice(), DstIP: fxVIP.AsSlice()}
+			udp := &layers.UDP{SrcPort: 5000, DstPort: 53}
+			udp.SetNetworkLayerForChecksum(ip)
+			add(serialize(t, &layers.Ethernet{SrcMAC: fxClientMAC, DstMAC: fxClusterMAC, EthernetType: layers.EthernetTypeIPv4}, ip, udp, gopacket.Payload([]byte("x"))))
+			ip2 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: fxClient.AsSlice(), DstIP: fxVIP.AsSlice()}
+			add(serialize(t, &layers.Ethernet{SrcMAC: fxClientMAC, DstMAC: fxClusterMAC, EthernetType: layers.EthernetTypeIPv4}, ip2,
+				&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0)}, gopacket.Payload([]byte("ping"))))
+			// A truncated ARP.
+			arp := arpFrame(t, fxBroadcast, fxClientMAC, 1, fxClientMAC, fxClient, net.HardwareAddr{0, 0, 0, 0, 0, 0}, fxVIP)
+			add(arp[:30])
+			return out
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "malformed_dropped", c.MalformedDropped, 13)
+			eq(t, "flows", fl.SynRcvd, 0)
+		},
+	},
+	{
+		name: "the kernel never claims the VIP in ARP",
+		steps: func(t testing.TB) []step {
+			claim := arpFrame(t, fxBroadcast, fxNodeMAC, 1, fxNodeMAC, fxVIP, net.HardwareAddr{0, 0, 0, 0, 0, 0}, fxClient)
+			ok := arpFrame(t, fxBroadcast, fxNodeMAC, 1, fxNodeMAC, fxNodeIP, net.HardwareAddr{0, 0, 0, 0, 0, 0}, fxClient)
+			return []step{{tap: true, in: claim, verdict: Drop}, {tap: true, in: ok, verdict: ToNIC}}
+		},
+		expect: func(t testing.TB, c Counters, _ FlowCounts) { eq(t, "kernel_arp_dropped", c.KernelARPDropped, 1) },
+	},
+	{
+		name: "frames for other stations are dropped",
+		steps: func(t testing.TB) []step {
+			s := seg{dstMAC: fxOtherMAC, srcMAC: fxClientMAC, src: fxClient, dst: netip.MustParseAddr("198.18.0.102"), sport: 5555, dport: 7946, ack: true}
+			v := fromClient(portIn(true, 5))
+			v.dstMAC, v.syn = fxOtherMAC, true
+			mine := s
+			mine.dstMAC, mine.dst = fxNodeMAC, fxNodeIP
+			return []step{
+				{in: tcpFrame(t, s), verdict: Drop},
+				{in: tcpFrame(t, v), verdict: Drop},
+				{in: tcpFrame(t, mine), verdict: ToKernel},
+			}
+		},
+		expect: func(t testing.TB, c Counters, _ FlowCounts) { eq(t, "other_dropped", c.OtherDropped, 2) },
+	},
+	{
+		name: "half-open bound and full table drop new SYNs",
+		cfg:  func(c *ClassifierConfig) { c.MaxFlows, c.MaxHalfOpen = 3, 2 },
+		steps: func(t testing.TB) []step {
+			var out []step
+			for i := 0; i < 3; i++ {
+				s := fromClient(portIn(true, 10+i))
+				s.syn = true
+				v := ToKernel
+				if i == 2 {
+					v = Drop
+				}
+				out = append(out, step{in: tcpFrame(t, s), verdict: v, out: map[bool][]byte{true: withMAC(tcpFrame(t, s), fxNodeMAC)}[v == ToKernel]})
+			}
+			// Establish the first so a half-open slot frees, then fill the table.
+			p := portIn(true, 10)
+			sa := fromKernel(p)
+			sa.syn, sa.ack, sa.seq = true, true, 10
+			ack := fromClient(p)
+			ack.ack, ack.seq, ack.ackNum = true, 1, 11
+			out = append(out, step{tap: true, in: tcpFrame(t, sa), verdict: ToNIC},
+				step{in: tcpFrame(t, ack), verdict: ToKernel, out: withMAC(tcpFrame(t, ack), fxNodeMAC)})
+			s := fromClient(portIn(true, 13))
+			s.syn = true
+			out = append(out, step{in: tcpFrame(t, s), verdict: ToKernel, out: withMAC(tcpFrame(t, s), fxNodeMAC)})
+			s2 := fromClient(portIn(true, 14))
+			s2.syn = true
+			out = append(out, step{in: tcpFrame(t, s2), verdict: Drop})
+			return out
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "half_open_dropped", c.HalfOpenDropped, 1)
+			eq(t, "table_full_dropped", c.TableFullDropped, 1)
+			eq(t, "established", fl.Established, 1)
+		},
+	},
+	{
+		name: "half-open flows expire; late ACKs are foreign",
+		steps: func(t testing.TB) []step {
+			p := portIn(true, 20)
+			syn := fromClient(p)
+			syn.syn = true
+			ack := fromClient(p)
+			ack.ack, ack.seq, ack.ackNum = true, 1, 1
+			return []step{
+				{in: tcpFrame(t, syn), verdict: ToKernel, out: withMAC(tcpFrame(t, syn), fxNodeMAC)},
+				{at: 10_000, in: tcpFrame(t, ack), verdict: Drop},
+			}
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "expired", c.Expired, 1)
+			eq(t, "syn_rcvd", fl.SynRcvd, 0)
+		},
+	},
+	{
+		name: "a new SYN on a closing tuple is decided afresh",
+		steps: func(t testing.TB) []step {
+			p := portIn(true, 30)
+			syn := fromClient(p)
+			syn.syn = true
+			rst := fromClient(p)
+			rst.rst, rst.seq = true, 1
+			return []step{
+				{in: tcpFrame(t, syn), verdict: ToKernel, out: withMAC(tcpFrame(t, syn), fxNodeMAC)},
+				{at: 1, in: tcpFrame(t, rst), verdict: ToKernel, out: withMAC(tcpFrame(t, rst), fxNodeMAC)},
+				{at: 2, in: tcpFrame(t, syn), verdict: ToKernel, out: withMAC(tcpFrame(t, syn), fxNodeMAC)},
+			}
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "syn_accepted", c.SynAccepted, 2)
+			eq(t, "syn_rcvd", fl.SynRcvd, 1)
+			eq(t, "closing", fl.Closing, 0)
+		},
+	},
+}

@@ -1,0 +1,159 @@
+/* flows.c: the per-worker flow table.
+ *
+ * Open addressing with linear probing and backward-shift deletion. The slot
+ * index comes from the connection value, which the classifier computes
+ * anyway for the bucket, so a lookup costs no second hash. Only the worker
+ * that owns the table touches it: no locks, no atomics.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flows.h"
+
+static inline uint32_t slot_of(const struct sdp_flow_table *t, uint32_t hash)
+{
+	return (uint32_t)(hash * 2654435761u) >> t->shift;
+}
+
+int sdp_flows_init(struct sdp_flow_table *t, uint32_t max_flows,
+		   uint32_t max_half_open)
+{
+	uint64_t cap = 1024;
+	memset(t, 0, sizeof(*t));
+	while (cap < (uint64_t)max_flows * 2)
+		cap <<= 1;
+	if (cap > (1ull << 31))
+		return -EINVAL;
+	void *p = NULL;
+	if (posix_memalign(&p, 64, cap * sizeof(struct sdp_flow)) != 0)
+		return -ENOMEM;
+	memset(p, 0, cap * sizeof(struct sdp_flow));
+	t->slots = p;
+	t->bucket_flows = calloc(SDP_BUCKETS, sizeof(uint32_t));
+	if (t->bucket_flows == NULL) {
+		free(t->slots);
+		t->slots = NULL;
+		return -ENOMEM;
+	}
+	t->mask = (uint32_t)(cap - 1);
+	t->shift = 32 - (uint32_t)__builtin_ctzll(cap);
+	t->max_flows = max_flows;
+	t->max_half_open = max_half_open;
+	return 0;
+}
+
+void sdp_flows_free(struct sdp_flow_table *t)
+{
+	free(t->slots);
+	free(t->bucket_flows);
+	t->slots = NULL;
+	t->bucket_flows = NULL;
+}
+
+void sdp_flows_prefetch(const struct sdp_flow_table *t, uint32_t hash)
+{
+	__builtin_prefetch(&t->slots[slot_of(t, hash)], 0, 0);
+}
+
+static inline int key_eq(const struct sdp_flow *f, const struct sdp_key *k)
+{
+	return f->saddr == k->saddr && f->daddr == k->daddr &&
+	       f->sport == k->sport && f->dport == k->dport;
+}
+
+struct sdp_flow *sdp_flows_find(struct sdp_flow_table *t,
+				const struct sdp_key *k, uint32_t hash)
+{
+	uint32_t i = slot_of(t, hash);
+	for (;;) {
+		struct sdp_flow *f = &t->slots[i];
+		if (f->state == SDP_EMPTY)
+			return NULL;
+		if (f->hash == hash && key_eq(f, k))
+			return f;
+		i = (i + 1) & t->mask;
+	}
+}
+
+struct sdp_flow *sdp_flows_insert(struct sdp_flow_table *t,
+				  const struct sdp_key *k, uint32_t hash,
+				  uint16_t bucket, uint8_t state)
+{
+	uint32_t i = slot_of(t, hash);
+	while (t->slots[i].state != SDP_EMPTY)
+		i = (i + 1) & t->mask;
+	struct sdp_flow *f = &t->slots[i];
+	memset(f, 0, sizeof(*f));
+	f->saddr = k->saddr;
+	f->daddr = k->daddr;
+	f->sport = k->sport;
+	f->dport = k->dport;
+	f->hash = hash;
+	f->bucket = bucket;
+	f->state = state;
+	t->count++;
+	t->by_state[state]++;
+	t->bucket_flows[bucket]++;
+	return f;
+}
+
+void sdp_flows_set_state(struct sdp_flow_table *t, struct sdp_flow *f,
+			 uint8_t state)
+{
+	t->by_state[f->state]--;
+	t->by_state[state]++;
+	f->state = state;
+}
+
+/* Backward-shift deletion: move later members of the probe run back into
+ * the hole, so lookups never need tombstone slots. */
+void sdp_flows_delete(struct sdp_flow_table *t, struct sdp_flow *f)
+{
+	uint32_t hole = (uint32_t)(f - t->slots);
+	t->count--;
+	t->by_state[f->state]--;
+	t->bucket_flows[f->bucket]--;
+	uint32_t i = hole;
+	for (;;) {
+		i = (i + 1) & t->mask;
+		struct sdp_flow *g = &t->slots[i];
+		if (g->state == SDP_EMPTY)
+			break;
+		uint32_t home = slot_of(t, g->hash);
+		/* g may move into the hole only if its home is not in the
+		 * cyclic interval (hole, i]. */
+		if (((i - home) & t->mask) >= ((i - hole) & t->mask)) {
+			t->slots[hole] = *g;
+			hole = i;
+		}
+	}
+	memset(&t->slots[hole], 0, sizeof(struct sdp_flow));
+}
+
+uint32_t sdp_flows_sweep_table(struct sdp_flow_table *t, uint32_t now_ms,
+			       uint32_t max_slots)
+{
+	uint32_t removed = 0;
+	uint32_t cap = t->mask + 1;
+	if (max_slots == 0 || max_slots > cap) {
+		max_slots = cap;
+		t->sweep_cursor = 0;
+	}
+	for (uint32_t visited = 0; visited < max_slots;) {
+		uint32_t i = t->sweep_cursor;
+		struct sdp_flow *f = &t->slots[i];
+		if (f->state != SDP_EMPTY && sdp_expired(f, now_ms)) {
+			/* The backward shift may pull an unvisited flow into
+			 * slot i: look at slot i again before moving on. A
+			 * flow shifted across the wrap to slot cap-1 is met by
+			 * the next pass. */
+			sdp_flows_delete(t, f);
+			removed++;
+			continue;
+		}
+		t->sweep_cursor = (i + 1) & t->mask;
+		visited++;
+	}
+	return removed;
+}

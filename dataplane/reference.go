@@ -1,0 +1,407 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// Reference is the Go reference classifier: the same rules as classify.c,
+// written for clarity rather than speed. Tests hold the two equal frame by
+// frame; neither is the specification alone (docs/dataplane.md is).
+type Reference struct {
+	cfg        ClassifierConfig
+	vip        [4]byte
+	owner      *Ownership
+	flows      map[flowKey]*refFlow
+	byState    [numStates]uint32
+	bucketRefs [65536]uint32
+	ctr        Counters
+}
+
+type flowKey struct {
+	saddr, daddr [4]byte
+	sport, dport uint16
+}
+
+type refFlow struct {
+	state    State
+	isnKnown bool
+	isn      uint32
+	expire   uint32
+	bucket   uint16
+}
+
+const (
+	tcpFIN = 0x01
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+
+	ethHLen = 14
+)
+
+var broadcastMAC = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+// NewReference builds a reference classifier.
+func NewReference(cfg ClassifierConfig) (*Reference, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Reference{cfg: cfg, vip: cfg.VIP.As4(), flows: map[flowKey]*refFlow{}}, nil
+}
+
+func (r *Reference) SetOwnership(o *Ownership) {
+	cp := *o
+	r.owner = &cp
+}
+
+func (r *Reference) Counters() Counters { return r.ctr }
+
+func (r *Reference) Flows() FlowCounts {
+	return FlowCounts{
+		SynRcvd:     uint64(r.byState[SynRcvd]),
+		Established: uint64(r.byState[Established]),
+		Closing:     uint64(r.byState[Closing]),
+		Withdrawn:   uint64(r.byState[Withdrawn]),
+	}
+}
+
+func (r *Reference) Close() {}
+
+func expired(now, deadline uint32) bool { return int32(now-deadline) >= 0 }
+
+func (r *Reference) hash(k flowKey) uint32 {
+	var b [12]byte
+	copy(b[0:4], k.saddr[:])
+	copy(b[4:8], k.daddr[:])
+	binary.BigEndian.PutUint16(b[8:], k.sport)
+	binary.BigEndian.PutUint16(b[10:], k.dport)
+	return crcRaw(r.cfg.Seed, b[:])
+}
+
+func (r *Reference) insert(k flowKey, bucket uint16, s State) *refFlow {
+	f := &refFlow{state: s, bucket: bucket}
+	r.flows[k] = f
+	r.byState[s]++
+	r.bucketRefs[bucket]++
+	return f
+}
+
+func (r *Reference) delete(k flowKey, f *refFlow) {
+	delete(r.flows, k)
+	r.byState[f.state]--
+	r.bucketRefs[f.bucket]--
+}
+
+func (r *Reference) setState(f *refFlow, s State) {
+	r.byState[f.state]--
+	r.byState[s]++
+	f.state = s
+}
+
+func (r *Reference) findLive(k flowKey, now uint32) *refFlow {
+	f := r.flows[k]
+	if f != nil && expired(now, f.expire) {
+		r.delete(k, f)
+		r.ctr.Expired++
+		return nil
+	}
+	return f
+}
+
+func (r *Reference) Sweep(now uint32) int {
+	n := 0
+	for k, f := range r.flows {
+		if expired(now, f.expire) {
+			r.delete(k, f)
+			n++
+		}
+	}
+	r.ctr.Expired += uint64(n)
+	return n
+}
+
+func (r *Reference) FlowState(src, dst netip.Addr, sport, dport uint16, now uint32) State {
+	f := r.flows[flowKey{src.As4(), dst.As4(), sport, dport}]
+	if f == nil || expired(now, f.expire) {
+		return Empty
+	}
+	return f.state
+}
+
+func (r *Reference) owned(b uint16) bool { return r.owner != nil && r.owner.Has(b) }
+
+func (r *Reference) ClassifyRX(frames [][]byte, now uint32) ([]Verdict, []int) {
+	vs := make([]Verdict, len(frames))
+	ls := make([]int, len(frames))
+	for i, f := range frames {
+		r.ctr.RX++
+		vs[i], ls[i] = r.rxOne(f, now)
+	}
+	return vs, ls
+}
+
+func (r *Reference) toKernel(f []byte) Verdict {
+	if [6]byte(f[0:6]) == [6]byte(r.cfg.ClusterMAC) {
+		copy(f[0:6], r.cfg.NodeMAC)
+	}
+	r.ctr.ToKernel++
+	return ToKernel
+}
+
+func (r *Reference) malformed() Verdict {
+	r.ctr.MalformedDropped++
+	return Drop
+}
+
+func (r *Reference) rxOne(f []byte, now uint32) (Verdict, int) {
+	n := len(f)
+	if n < ethHLen {
+		return r.malformed(), n
+	}
+	dst := [6]byte(f[0:6])
+	et := binary.BigEndian.Uint16(f[12:14])
+	if et == 0x0800 && n >= ethHLen+20 && [4]byte(f[30:34]) == r.vip {
+		return r.vipIPv4(f, now)
+	}
+	switch et {
+	case 0x8100, 0x88a8, 0x9100:
+		return r.malformed(), n
+	case 0x0806:
+		a := f[ethHLen:]
+		if n < ethHLen+28 || binary.BigEndian.Uint16(a[0:2]) != 1 ||
+			binary.BigEndian.Uint16(a[2:4]) != 0x0800 || a[4] != 6 || a[5] != 4 {
+			return r.malformed(), n
+		}
+		if binary.BigEndian.Uint16(a[6:8]) == 1 && [4]byte(a[24:28]) == r.vip {
+			r.arpReply(f)
+			return ToNIC, n
+		}
+	case 0x0800:
+		if n < ethHLen+20 {
+			return r.malformed(), n
+		}
+	}
+	if dst != [6]byte(r.cfg.NodeMAC) && dst != broadcastMAC {
+		r.ctr.OtherDropped++
+		return Drop, n
+	}
+	return r.toKernel(f), n
+}
+
+func (r *Reference) arpReply(f []byte) {
+	a := f[ethHLen:]
+	var reqMAC [6]byte
+	var reqIP [4]byte
+	copy(reqMAC[:], a[8:14])
+	copy(reqIP[:], a[14:18])
+	copy(f[0:6], reqMAC[:])
+	copy(f[6:12], r.cfg.NodeMAC)
+	binary.BigEndian.PutUint16(a[6:8], 2)
+	copy(a[8:14], r.cfg.ClusterMAC)
+	copy(a[14:18], r.vip[:])
+	copy(a[18:24], reqMAC[:])
+	copy(a[24:28], reqIP[:])
+	r.ctr.ARPReplied++
+	r.ctr.TX++
+}
+
+// vipIPv4 decides an IPv4 frame addressed to the VIP.
+func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
+	n := len(f)
+	dst := [6]byte(f[0:6])
+	if dst != [6]byte(r.cfg.ClusterMAC) && dst != [6]byte(r.cfg.NodeMAC) {
+		r.ctr.OtherDropped++
+		return Drop, n
+	}
+	ip := f[ethHLen:]
+	if ip[0] != 0x45 {
+		return r.malformed(), n
+	}
+	totlen := int(binary.BigEndian.Uint16(ip[2:4]))
+	if totlen < 40 || ethHLen+totlen > n {
+		return r.malformed(), n
+	}
+	if binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 || ip[9] != 6 {
+		return r.malformed(), n
+	}
+	tcp := ip[20:]
+	doff := int(tcp[12] >> 4)
+	if doff < 5 || 20+doff*4 > totlen {
+		return r.malformed(), n
+	}
+	flags := tcp[13]
+	if flags&tcpSYN != 0 && flags&(tcpRST|tcpFIN) != 0 {
+		return r.malformed(), n
+	}
+	k := flowKey{[4]byte(ip[12:16]), [4]byte(ip[16:20]),
+		binary.BigEndian.Uint16(tcp[0:2]), binary.BigEndian.Uint16(tcp[2:4])}
+	h := r.hash(k)
+	bucket := uint16(h)
+	if flags&(tcpSYN|tcpACK) == tcpSYN {
+		return r.syn(f, k, bucket, now), n
+	}
+	if r.bucketRefs[bucket] == 0 {
+		r.ctr.ForeignDropped++
+		r.ctr.FastDropped++
+		return Drop, n
+	}
+	fl := r.findLive(k, now)
+	if fl == nil || fl.state == Withdrawn {
+		r.ctr.ForeignDropped++
+		return Drop, n
+	}
+	switch fl.state {
+	case SynRcvd:
+		if flags&tcpRST != 0 {
+			r.toClosing(fl, now)
+			break
+		}
+		if flags&tcpACK == 0 {
+			break
+		}
+		if !fl.isnKnown || binary.BigEndian.Uint32(tcp[8:12]) != fl.isn+1 {
+			r.setState(fl, Withdrawn)
+			fl.expire = now + uint32(TombstoneTime.Milliseconds())
+			r.ctr.OverlapWithdrawn++
+			n = ackToRST(f)
+			break
+		}
+		r.setState(fl, Established)
+		fl.expire = now + uint32(r.cfg.Idle.Milliseconds())
+		if flags&tcpFIN != 0 {
+			r.toClosing(fl, now)
+		}
+	case Established:
+		if flags&(tcpFIN|tcpRST) != 0 {
+			r.toClosing(fl, now)
+		} else {
+			fl.expire = now + uint32(r.cfg.Idle.Milliseconds())
+		}
+	}
+	return r.toKernel(f), n
+}
+
+func (r *Reference) toClosing(fl *refFlow, now uint32) {
+	r.setState(fl, Closing)
+	fl.expire = now + uint32(r.cfg.Closing.Milliseconds())
+}
+
+func (r *Reference) syn(f []byte, k flowKey, bucket uint16, now uint32) Verdict {
+	if fl := r.findLive(k, now); fl != nil {
+		if fl.state == SynRcvd || fl.state == Established {
+			return r.toKernel(f)
+		}
+		r.delete(k, fl)
+	}
+	if !r.owned(bucket) {
+		r.ctr.SynNotOurs++
+		return Drop
+	}
+	if uint32(len(r.flows)) >= r.cfg.MaxFlows {
+		r.ctr.TableFullDropped++
+		return Drop
+	}
+	if r.byState[SynRcvd] >= r.cfg.MaxHalfOpen {
+		r.ctr.HalfOpenDropped++
+		return Drop
+	}
+	fl := r.insert(k, bucket, SynRcvd)
+	fl.expire = now + uint32(r.cfg.HalfOpen.Milliseconds())
+	r.ctr.SynAccepted++
+	return r.toKernel(f)
+}
+
+// ackToRST rewrites a TCP/IPv4 frame into a bare RST carrying the same
+// sequence number and options; it returns the new frame length.
+func ackToRST(f []byte) int {
+	ip := f[ethHLen:]
+	tcp := ip[20:]
+	tcplen := int(tcp[12]>>4) * 4
+	binary.BigEndian.PutUint16(ip[2:4], uint16(20+tcplen))
+	binary.BigEndian.PutUint16(ip[10:12], 0)
+	binary.BigEndian.PutUint16(ip[10:12], checksum(0, ip[:20]))
+	binary.BigEndian.PutUint32(tcp[8:12], 0)
+	tcp[13] = tcpRST
+	binary.BigEndian.PutUint16(tcp[14:16], 0)
+	binary.BigEndian.PutUint16(tcp[16:18], 0)
+	binary.BigEndian.PutUint16(tcp[18:20], 0)
+	pseudo := make([]byte, 0, 12)
+	pseudo = append(pseudo, ip[12:20]...)
+	pseudo = append(pseudo, 0, 6, byte(tcplen>>8), byte(tcplen))
+	binary.BigEndian.PutUint16(tcp[16:18], checksum(sum16(0, pseudo), tcp[:tcplen]))
+	return ethHLen + 20 + tcplen
+}
+
+func sum16(sum uint32, p []byte) uint32 {
+	for len(p) > 1 {
+		sum += uint32(p[0])<<8 | uint32(p[1])
+		p = p[2:]
+	}
+	if len(p) == 1 {
+		sum += uint32(p[0]) << 8
+	}
+	return sum
+}
+
+// checksum adds p to a partial sum and returns the folded complement.
+func checksum(sum uint32, p []byte) uint16 {
+	sum = sum16(sum, p)
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+func (r *Reference) ClassifyTap(frames [][]byte, now uint32) ([]Verdict, []int) {
+	vs := make([]Verdict, len(frames))
+	ls := make([]int, len(frames))
+	for i, f := range frames {
+		vs[i], ls[i] = r.tapOne(f, now), len(f)
+	}
+	return vs, ls
+}
+
+func (r *Reference) tapOne(f []byte, now uint32) Verdict {
+	r.ctr.FromKernel++
+	n := len(f)
+	if n < ethHLen {
+		return r.malformed()
+	}
+	et := binary.BigEndian.Uint16(f[12:14])
+	if et == 0x0806 && n >= ethHLen+28 && [4]byte(f[28:32]) == r.vip {
+		r.ctr.KernelARPDropped++
+		return Drop
+	}
+	ip := f[ethHLen:]
+	if et == 0x0800 && n >= ethHLen+40 && ip[0] == 0x45 && ip[9] == 6 && [4]byte(ip[12:16]) == r.vip {
+		tcp := ip[20:]
+		k := flowKey{[4]byte(ip[16:20]), [4]byte(ip[12:16]),
+			binary.BigEndian.Uint16(tcp[2:4]), binary.BigEndian.Uint16(tcp[0:2])}
+		if r.bucketRefs[uint16(r.hash(k))] != 0 {
+			if fl := r.findLive(k, now); fl != nil {
+				flags := tcp[13]
+				switch fl.state {
+				case Withdrawn:
+					r.ctr.KernelWithdrawnDropped++
+					return Drop
+				case SynRcvd:
+					if flags&tcpRST != 0 {
+						r.toClosing(fl, now)
+					} else if flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK {
+						fl.isn = binary.BigEndian.Uint32(tcp[4:8])
+						fl.isnKnown = true
+					}
+				case Established:
+					if flags&(tcpFIN|tcpRST) != 0 {
+						r.toClosing(fl, now)
+					} else {
+						fl.expire = now + uint32(r.cfg.Idle.Milliseconds())
+					}
+				}
+			}
+		}
+	}
+	r.ctr.TX++
+	return ToNIC
+}

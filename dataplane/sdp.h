@@ -1,0 +1,154 @@
+/* sdp.h: shoal data plane, the per-packet C code.
+ *
+ * Everything in this header is pure: it reads and rewrites frames held in
+ * memory and touches no device, so the same code runs under the DPDK worker
+ * loop (worker.c), under Go tests through plain byte buffers, and under the
+ * benchmarks. Names read sdp_<module>_<verb>.
+ */
+#ifndef SHOAL_SDP_H
+#define SHOAL_SDP_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define SDP_BUCKETS 65536u
+#define SDP_BURST 32u
+#define SDP_TOMBSTONE_MS 5000u
+
+/* Verdicts: what the worker does with a frame. */
+enum sdp_verdict {
+	SDP_DROP = 0,
+	SDP_TO_KERNEL = 1, /* out through the tap, into this node's kernel */
+	SDP_TO_NIC = 2,    /* out through the NIC, towards the network */
+};
+
+/* Flow states. EMPTY marks a free slot of the table. */
+enum sdp_state {
+	SDP_EMPTY = 0,
+	SDP_SYN_RCVD = 1,    /* SYN accepted; ISN learnt from our SYN-ACK */
+	SDP_ESTABLISHED = 2, /* the client acknowledged our SYN-ACK */
+	SDP_CLOSING = 3,     /* FIN or RST seen; kept until the timer ends */
+	SDP_WITHDRAWN = 4,   /* lost an overlap: drop everything both ways */
+	SDP_NSTATES = 5,
+};
+
+#define SDP_F_ISN_KNOWN 0x01
+
+/* Counters, one set per worker, summed by Go on read. Order is the ABI the
+ * Go side reads; add new counters at the end only. */
+struct sdp_counters {
+	uint64_t rx;                  /* frames received from the NIC */
+	uint64_t tx;                  /* frames sent to the NIC */
+	uint64_t to_kernel;           /* frames sent through the tap */
+	uint64_t from_kernel;         /* frames received from the tap */
+	uint64_t foreign_dropped;     /* TCP to the VIP of a flow not ours */
+	uint64_t malformed_dropped;   /* truncated, options, fragments, VLAN, non-TCP to the VIP */
+	uint64_t syn_accepted;        /* SYNs in our buckets, flow created */
+	uint64_t syn_not_ours;        /* SYNs in other nodes' buckets */
+	uint64_t overlap_withdrawn;   /* flows given up: the client chose another node */
+	uint64_t arp_replied;         /* ARP requests for the VIP answered */
+	uint64_t kernel_arp_dropped;  /* ARP from the kernel naming the VIP */
+	uint64_t kernel_withdrawn_dropped; /* kernel packets of withdrawn flows */
+	uint64_t table_full_dropped;  /* SYNs dropped because the table is full */
+	uint64_t half_open_dropped;   /* SYNs dropped at the half-open bound */
+	uint64_t other_dropped;       /* frames for neither us nor the VIP */
+	uint64_t tx_failed;           /* frames a full TX queue refused */
+	uint64_t expired;             /* flows removed by their timers */
+	uint64_t fast_dropped;        /* foreign drops decided without a probe */
+};
+
+/* One flow: 32 bytes, two per cache line. Keys are in network order, as on
+ * the wire, client side first. */
+struct sdp_flow {
+	uint32_t saddr;
+	uint32_t daddr;
+	uint16_t sport;
+	uint16_t dport;
+	uint32_t hash;      /* the connection value (CRC32C of the key) */
+	uint32_t isn;       /* our initial sequence number, when known */
+	uint32_t expire_ms; /* wrap-safe deadline in the worker's clock */
+	uint8_t state;
+	uint8_t flags;
+	uint16_t bucket;
+	uint32_t reserved;
+};
+
+/* Flow table: open addressing, linear probing, backward-shift deletion, so
+ * no tombstone slots ever lengthen probes. Capacity is a power of two at
+ * least twice max_flows. */
+struct sdp_flow_table {
+	struct sdp_flow *slots;
+	uint32_t mask;
+	uint32_t shift;       /* 32 - log2(capacity), for the index hash */
+	uint32_t count;       /* flows in the table, any state */
+	uint32_t max_flows;
+	uint32_t max_half_open;
+	uint32_t by_state[SDP_NSTATES];
+	uint32_t sweep_cursor;
+	uint32_t *bucket_flows; /* flows per bucket: the fast-drop filter */
+};
+
+/* The published form of the range table: this node's ownership bitmap. */
+struct sdp_owner_table {
+	uint64_t epoch;
+	uint64_t bits[SDP_BUCKETS / 64];
+};
+
+/* Timers in milliseconds. */
+struct sdp_timers {
+	uint32_t half_open_ms;
+	uint32_t idle_ms;
+	uint32_t closing_ms;
+};
+
+/* The classifier: everything one worker needs to decide a frame. */
+struct sdp_classifier {
+	uint32_t vip;          /* network order */
+	uint32_t seed;         /* connection-value seed */
+	uint8_t cluster_mac[6];
+	uint8_t node_mac[6];   /* NIC MAC, also the tap's */
+	struct sdp_timers timers;
+	const struct sdp_owner_table *owner; /* read once per burst */
+	struct sdp_flow_table flows;
+	struct sdp_counters ctr;
+};
+
+/* Connection value of an IPv4 4-tuple, all in network order. */
+uint32_t sdp_conn_value(uint32_t seed, uint32_t saddr, uint32_t daddr,
+			uint16_t sport, uint16_t dport);
+/* Connection value of an IPv6 4-tuple (16+16+2+2 bytes). */
+uint32_t sdp_conn_value6(uint32_t seed, const uint8_t saddr[16],
+			 const uint8_t daddr[16], uint16_t sport, uint16_t dport);
+
+/* Allocate and free a classifier's flow table. Returns 0 or -errno. */
+int sdp_classifier_init(struct sdp_classifier *c, uint32_t max_flows,
+			uint32_t max_half_open);
+void sdp_classifier_free(struct sdp_classifier *c);
+
+/* Decide a burst of frames from the NIC (rx) or from the tap (tap). Frames
+ * are rewritten in place; lens[i] may shrink (an overlap loser's ACK becomes
+ * a RST for our own kernel). Processing is sequential in meaning; the burst
+ * form only lets the table prefetch. */
+void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
+		     uint16_t *lens, uint16_t n, uint32_t now_ms,
+		     uint8_t *verdicts);
+void sdp_classify_tap(struct sdp_classifier *c, uint8_t **frames,
+		      uint16_t *lens, uint16_t n, uint32_t now_ms,
+		      uint8_t *verdicts);
+
+/* Remove expired flows: up to max_slots slots from the sweep cursor
+ * (max_slots = 0 sweeps the whole table). Returns flows removed. */
+uint32_t sdp_flows_sweep(struct sdp_classifier *c, uint32_t now_ms,
+			 uint32_t max_slots);
+
+/* Look a flow up by its client-side key (network order); for tests and the
+ * CLI. Returns the state, or SDP_EMPTY. */
+int sdp_flows_state(struct sdp_classifier *c, uint32_t saddr, uint32_t daddr,
+		    uint16_t sport, uint16_t dport, uint32_t now_ms);
+
+/* Copy out up to max flows, from slot *cursor on; returns the number copied
+ * and advances *cursor (0 again when the table is done). */
+uint32_t sdp_flows_dump(struct sdp_classifier *c, struct sdp_flow *out,
+			uint32_t max, uint32_t *cursor);
+
+#endif

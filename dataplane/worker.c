@@ -1,0 +1,157 @@
+/* worker.c: the poll loop of one worker lcore.
+ *
+ * NIC RX -> classify -> tap TX (accepted flows) or NIC TX (ARP replies);
+ * tap RX -> classify -> NIC TX (replies leave directly). The worker never
+ * calls Go and never locks: it loads the published ownership table once per
+ * iteration, which is also its quiescent point, and backs off into short
+ * sleeps when idle so that a quiet node does not eat a core.
+ */
+#include <time.h>
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+#include "worker.h"
+
+#define IDLE_POLLS_BEFORE_SLEEP 64
+#define SWEEP_SLOTS_PER_ITER 64
+
+static uint64_t tsc_start;
+static uint64_t tsc_per_ms;
+
+uint32_t sdp_now_ms(void)
+{
+	if (tsc_per_ms == 0) {
+		tsc_per_ms = rte_get_tsc_hz() / 1000;
+		if (tsc_per_ms == 0)
+			tsc_per_ms = 1;
+		tsc_start = rte_get_tsc_cycles();
+	}
+	return (uint32_t)((rte_get_tsc_cycles() - tsc_start) / tsc_per_ms);
+}
+
+struct sdp_owner_table *sdp_publish(struct sdp_shared *s,
+				    struct sdp_owner_table *t)
+{
+	return atomic_exchange_explicit(&s->table, t, memory_order_acq_rel);
+}
+
+int sdp_quiescent(struct sdp_worker **ws, uint32_t n, uint64_t epoch)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		if (!atomic_load_explicit(&ws[i]->running, memory_order_acquire))
+			continue;
+		if (atomic_load_explicit(&ws[i]->seen_epoch,
+					 memory_order_acquire) < epoch)
+			return 0;
+	}
+	return 1;
+}
+
+/* Send what the classifier kept; free what the device refused. */
+static void send_burst(struct sdp_worker *w, uint16_t port, uint16_t queue,
+		       struct rte_mbuf **pkts, uint16_t n)
+{
+	if (n == 0)
+		return;
+	uint16_t sent = rte_eth_tx_burst(port, queue, pkts, n);
+	if (sent < n) {
+		w->cls.ctr.tx_failed += (uint64_t)(n - sent);
+		rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+	}
+}
+
+/* Classify one burst and dispatch it. from_tap selects the direction. */
+static void handle_burst(struct sdp_worker *w, struct rte_mbuf **pkts,
+			 uint16_t n, int from_tap, uint32_t now)
+{
+	uint8_t *frames[SDP_BURST];
+	uint16_t lens[SDP_BURST];
+	uint8_t verdicts[SDP_BURST];
+	struct rte_mbuf *to_tap[SDP_BURST], *to_nic[SDP_BURST],
+		*drop[SDP_BURST];
+	uint16_t ntap = 0, nnic = 0, ndrop = 0;
+
+	for (uint16_t i = 0; i < n; i++) {
+		frames[i] = rte_pktmbuf_mtod(pkts[i], uint8_t *);
+		/* A chained mbuf is cut to its first segment's view: the
+		 * classifier's bounds checks then reject what is missing. */
+		lens[i] = rte_pktmbuf_data_len(pkts[i]);
+	}
+	if (from_tap)
+		sdp_classify_tap(&w->cls, frames, lens, n, now, verdicts);
+	else
+		sdp_classify_rx(&w->cls, frames, lens, n, now, verdicts);
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		if (lens[i] != rte_pktmbuf_data_len(m) && m->nb_segs == 1) {
+			m->data_len = lens[i];
+			m->pkt_len = lens[i];
+		}
+		switch (verdicts[i]) {
+		case SDP_TO_KERNEL:
+			to_tap[ntap++] = m;
+			break;
+		case SDP_TO_NIC:
+			to_nic[nnic++] = m;
+			break;
+		default:
+			drop[ndrop++] = m;
+		}
+	}
+	send_burst(w, w->tap_port, w->tap_queue, to_tap, ntap);
+	send_burst(w, w->nic_port, w->nic_queue, to_nic, nnic);
+	if (ndrop)
+		rte_pktmbuf_free_bulk(drop, ndrop);
+}
+
+int sdp_worker_main(void *arg)
+{
+	struct sdp_worker *w = arg;
+	struct rte_mbuf *pkts[SDP_BURST];
+	uint32_t idle = 0;
+	uint64_t sleep_us = 1;
+
+	/* Go set running before the launch, so a table swap racing with
+	 * our start waits for us. */
+	while (!atomic_load_explicit(&w->stop, memory_order_acquire)) {
+		struct sdp_owner_table *t =
+			atomic_load_explicit(&w->shared->table, memory_order_acquire);
+		w->cls.owner = t;
+		atomic_store_explicit(&w->seen_epoch, t ? t->epoch : 0,
+				      memory_order_release);
+		uint32_t now = sdp_now_ms();
+		w->polls++;
+
+		uint16_t n = rte_eth_rx_burst(w->nic_port, w->nic_queue, pkts,
+					      SDP_BURST);
+		if (n)
+			handle_burst(w, pkts, n, 0, now);
+		uint16_t m = rte_eth_rx_burst(w->tap_port, w->tap_queue, pkts,
+					      SDP_BURST);
+		if (m)
+			handle_burst(w, pkts, m, 1, now);
+		sdp_flows_sweep(&w->cls, now, SWEEP_SLOTS_PER_ITER);
+
+		if (n || m) {
+			idle = 0;
+			sleep_us = 1;
+			continue;
+		}
+		if (++idle < IDLE_POLLS_BEFORE_SLEEP)
+			continue;
+		/* Idle: sleep, doubling up to the configured maximum. The
+		 * first packet after a quiet spell waits at most that long. */
+		struct timespec ts = {0, (long)(sleep_us * 1000)};
+		nanosleep(&ts, NULL);
+		w->idle_sleeps++;
+		w->sleep_us += sleep_us;
+		if (sleep_us < w->idle_sleep_max_us)
+			sleep_us = sleep_us * 2 > w->idle_sleep_max_us
+					   ? w->idle_sleep_max_us
+					   : sleep_us * 2;
+	}
+	atomic_store_explicit(&w->running, 0, memory_order_release);
+	return 0;
+}

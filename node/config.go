@@ -1,0 +1,321 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is one node's configuration file. Every field is named in errors by
+// its YAML path, so an operator can find the line to fix.
+type Config struct {
+	// NodeID names this node in the cluster (letters, digits, '-', '_').
+	NodeID  string        `yaml:"node_id"`
+	Cluster ClusterConfig `yaml:"cluster"`
+	// Interface is the NIC the data plane drives and the tap it feeds.
+	Interface InterfaceConfig `yaml:"interface"`
+	DPDK      DPDKConfig      `yaml:"dpdk"`
+	Dataplane DataplaneConfig `yaml:"dataplane"`
+	HTTP      HTTPConfig      `yaml:"http"`
+	Admin     AdminConfig     `yaml:"admin"`
+}
+
+// ClusterConfig is what every node of one cluster must agree on.
+type ClusterConfig struct {
+	// VIP is the virtual IPv4 address every node shares.
+	VIP string `yaml:"vip"`
+	// MAC is the cluster MAC answered for the VIP; a multicast MAC makes
+	// switches flood frames for the VIP to every node.
+	MAC string `yaml:"mac"`
+	// Seed seeds the connection-value hash (CRC32C); all nodes use the same.
+	Seed uint32 `yaml:"seed"`
+	// Members is the static member list with configured capacities. The
+	// range table is built from it until gossip replaces it.
+	Members []MemberConfig `yaml:"members"`
+}
+
+// MemberConfig is one member's identity and configured capacity.
+type MemberConfig struct {
+	ID     string  `yaml:"id"`
+	Weight float64 `yaml:"weight"`
+}
+
+// InterfaceConfig names the data-plane devices.
+type InterfaceConfig struct {
+	// Device is DPDK devargs: a PCI address on bare metal
+	// ("0000:03:00.0") or a virtual device ("net_af_packet0,iface=eth0").
+	Device string `yaml:"device"`
+	// Tap is the name of the kernel interface that carries accepted flows.
+	Tap string `yaml:"tap"`
+	// Address is the node's own address on the tap, in CIDR form; it must
+	// share a subnet with the VIP.
+	Address string `yaml:"address"`
+	// MAC is the MAC for the tap and the node's own address. Empty means
+	// the NIC's MAC.
+	MAC string `yaml:"mac"`
+}
+
+// DPDKConfig holds EAL settings.
+type DPDKConfig struct {
+	// Lcores is the EAL --lcores value; it must name at least two lcores
+	// (the control thread and one worker).
+	Lcores string `yaml:"lcores"`
+	// MemoryMB is the EAL memory in MiB.
+	MemoryMB int `yaml:"memory_mb"`
+	// Hugepages is "auto" (use them if reserved, else fall back to
+	// --no-huge with a warning), "on" (fail without) or "off".
+	Hugepages string `yaml:"hugepages"`
+	// Mbufs is the packet pool size.
+	Mbufs int `yaml:"mbufs"`
+	// ExtraArgs are passed to the EAL verbatim.
+	ExtraArgs []string `yaml:"extra_args"`
+}
+
+// DataplaneConfig sizes the flow table and sets its timers.
+type DataplaneConfig struct {
+	// MaxFlows bounds the flow table; a full table drops new SYNs.
+	MaxFlows int `yaml:"max_flows"`
+	// MaxHalfOpen bounds SYN_RCVD entries so a SYN flood cannot fill the
+	// table.
+	MaxHalfOpen int `yaml:"max_half_open"`
+	// HalfOpenTimeoutSec, IdleTimeoutSec, ClosingTimeoutSec are expiries.
+	HalfOpenTimeoutSec int `yaml:"half_open_timeout_sec"`
+	IdleTimeoutSec     int `yaml:"idle_timeout_sec"`
+	ClosingTimeoutSec  int `yaml:"closing_timeout_sec"`
+	// IdleSleepMaxUS caps the worker's sleep when no packet arrives.
+	IdleSleepMaxUS int `yaml:"idle_sleep_max_us"`
+	// ExtraBuckets are bucket ranges ("0-99,512") this node accepts in
+	// addition to its table share. It exists to provoke transitional
+	// overlaps in tests and drills; leave it empty in production.
+	ExtraBuckets string `yaml:"extra_buckets"`
+}
+
+// HTTPConfig configures the node's minimal web server.
+type HTTPConfig struct {
+	// Listen is host:port; the default serves port 80 on every address of
+	// the node (the VIP and the node address).
+	Listen string `yaml:"listen"`
+	// Content is the directory served.
+	Content string `yaml:"content"`
+}
+
+// AdminConfig configures the admin API.
+type AdminConfig struct {
+	// Socket is the unix socket path of the admin API.
+	Socket string `yaml:"socket"`
+}
+
+var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
+// Defaults fills unset fields with the values an operator would expect.
+func (c *Config) Defaults() {
+	if c.Cluster.MAC == "" {
+		c.Cluster.MAC = "01:00:5e:75:c9:3e"
+	}
+	if c.Interface.Tap == "" {
+		c.Interface.Tap = "shoal0"
+	}
+	if c.DPDK.Lcores == "" {
+		c.DPDK.Lcores = "0@(0-1),1@(0-1)"
+	}
+	if c.DPDK.MemoryMB == 0 {
+		c.DPDK.MemoryMB = 128
+	}
+	if c.DPDK.Hugepages == "" {
+		c.DPDK.Hugepages = "auto"
+	}
+	if c.DPDK.Mbufs == 0 {
+		c.DPDK.Mbufs = 8191
+	}
+	d := &c.Dataplane
+	if d.MaxFlows == 0 {
+		d.MaxFlows = 1 << 20
+	}
+	if d.MaxHalfOpen == 0 {
+		d.MaxHalfOpen = d.MaxFlows / 4
+	}
+	if d.HalfOpenTimeoutSec == 0 {
+		d.HalfOpenTimeoutSec = 10
+	}
+	if d.IdleTimeoutSec == 0 {
+		d.IdleTimeoutSec = 900
+	}
+	if d.ClosingTimeoutSec == 0 {
+		d.ClosingTimeoutSec = 30
+	}
+	if d.IdleSleepMaxUS == 0 {
+		d.IdleSleepMaxUS = 100
+	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = ":80"
+	}
+	if c.Admin.Socket == "" {
+		c.Admin.Socket = "/run/shoal/" + c.NodeID + ".sock"
+	}
+}
+
+// Validate checks every field and returns all problems at once, each naming
+// its field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if !nodeIDPattern.MatchString(c.NodeID) {
+		bad("node_id", "%q must be 1-32 letters, digits, '-' or '_'", c.NodeID)
+	}
+	vip, err := netip.ParseAddr(c.Cluster.VIP)
+	if err != nil || !vip.Is4() {
+		bad("cluster.vip", "%q is not an IPv4 address", c.Cluster.VIP)
+	}
+	if _, err := net.ParseMAC(c.Cluster.MAC); err != nil {
+		bad("cluster.mac", "%q is not a MAC address", c.Cluster.MAC)
+	}
+	if len(c.Cluster.Members) == 0 {
+		bad("cluster.members", "no members: list at least this node")
+	}
+	seen := map[string]bool{}
+	self := false
+	for i, m := range c.Cluster.Members {
+		f := fmt.Sprintf("cluster.members[%d]", i)
+		if !nodeIDPattern.MatchString(m.ID) {
+			bad(f+".id", "%q must be 1-32 letters, digits, '-' or '_'", m.ID)
+		}
+		if seen[m.ID] {
+			bad(f+".id", "%q is listed twice", m.ID)
+		}
+		seen[m.ID] = true
+		self = self || m.ID == c.NodeID
+		if !(m.Weight >= 0 && m.Weight <= 1e6) { // also rejects NaN
+			bad(f+".weight", "%v must be between 0 and 1000000", m.Weight)
+		}
+	}
+	if len(c.Cluster.Members) > 0 && !self {
+		bad("cluster.members", "node_id %q is not among the members", c.NodeID)
+	}
+	if strings.TrimSpace(c.Interface.Device) == "" {
+		bad("interface.device", "empty: give a PCI address or a DPDK vdev string")
+	}
+	if !nodeIDPattern.MatchString(c.Interface.Tap) || len(c.Interface.Tap) > 15 {
+		bad("interface.tap", "%q is not a valid interface name", c.Interface.Tap)
+	}
+	prefix, err := netip.ParsePrefix(c.Interface.Address)
+	if err != nil || !prefix.Addr().Is4() {
+		bad("interface.address", "%q is not an IPv4 address in CIDR form (198.18.0.101/24)", c.Interface.Address)
+	} else if vip.IsValid() && !prefix.Masked().Contains(vip) {
+		bad("interface.address", "%s does not contain the VIP %s: the VIP must fit the interface's subnet", prefix.Masked(), vip)
+	} else if vip.IsValid() && prefix.Addr() == vip {
+		bad("interface.address", "%s is the VIP; the node needs an address of its own", prefix.Addr())
+	}
+	if c.Interface.MAC != "" {
+		if hw, err := net.ParseMAC(c.Interface.MAC); err != nil || len(hw) != 6 || hw[0]&1 != 0 {
+			bad("interface.mac", "%q is not a unicast MAC address", c.Interface.MAC)
+		}
+	}
+	if c.DPDK.MemoryMB < 16 || c.DPDK.MemoryMB > 1<<20 {
+		bad("dpdk.memory_mb", "%d must be between 16 and 1048576", c.DPDK.MemoryMB)
+	}
+	switch c.DPDK.Hugepages {
+	case "auto", "on", "off":
+	default:
+		bad("dpdk.hugepages", "%q must be auto, on or off", c.DPDK.Hugepages)
+	}
+	if c.DPDK.Mbufs < 1023 || c.DPDK.Mbufs > 1<<24 {
+		bad("dpdk.mbufs", "%d must be between 1023 and 16777216", c.DPDK.Mbufs)
+	}
+	d := c.Dataplane
+	if d.MaxFlows < 1024 || d.MaxFlows > 1<<26 {
+		bad("dataplane.max_flows", "%d must be between 1024 and 67108864", d.MaxFlows)
+	}
+	if d.MaxHalfOpen < 1 || d.MaxHalfOpen > d.MaxFlows {
+		bad("dataplane.max_half_open", "%d must be between 1 and max_flows (%d)", d.MaxHalfOpen, d.MaxFlows)
+	}
+	for _, t := range []struct {
+		f      string
+		v, max int
+	}{
+		{"dataplane.half_open_timeout_sec", d.HalfOpenTimeoutSec, 300},
+		{"dataplane.idle_timeout_sec", d.IdleTimeoutSec, 86400},
+		{"dataplane.closing_timeout_sec", d.ClosingTimeoutSec, 3600},
+		{"dataplane.idle_sleep_max_us", d.IdleSleepMaxUS, 100000},
+	} {
+		if t.v < 1 || t.v > t.max {
+			bad(t.f, "%d must be between 1 and %d", t.v, t.max)
+		}
+	}
+	if _, err := ParseBuckets(d.ExtraBuckets); err != nil {
+		bad("dataplane.extra_buckets", "%v", err)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		bad("http.listen", "%q is not host:port", c.HTTP.Listen)
+	}
+	if c.HTTP.Content != "" {
+		if st, err := os.Stat(c.HTTP.Content); err != nil || !st.IsDir() {
+			bad("http.content", "%q is not a directory", c.HTTP.Content)
+		}
+	}
+	if c.Admin.Socket == "" || !strings.HasPrefix(c.Admin.Socket, "/") {
+		bad("admin.socket", "%q must be an absolute path", c.Admin.Socket)
+	}
+	return errors.Join(errs...)
+}
+
+// ParseBuckets parses "0-99,512" into bucket numbers (0..65535).
+func ParseBuckets(s string) ([]int, error) {
+	var out []int
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 || a > 65535 {
+			return nil, fmt.Errorf("%q is not a bucket (0-65535)", part)
+		}
+		b := a
+		if isRange {
+			b, err = strconv.Atoi(hi)
+			if err != nil || b < a || b > 65535 {
+				return nil, fmt.Errorf("%q is not a bucket range lo-hi within 0-65535", part)
+			}
+		}
+		for i := a; i <= b; i++ {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+// LoadConfig reads, defaults and validates a config file. Unknown fields are
+// errors.
+func LoadConfig(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseConfig(raw, path)
+}
+
+// ParseConfig is LoadConfig on bytes; name labels errors.
+func ParseConfig(raw []byte, name string) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config %s: %v", name, err)
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %v", name, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return &c, nil
+}
