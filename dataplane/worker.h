@@ -45,4 +45,10 @@ struct sdp_owner_table *sdp_publish(struct sdp_shared *s,
 /* 1 when every worker in ws[0..n) is stopped or has seen epoch. */
 int sdp_quiescent(struct sdp_worker **ws, uint32_t n, uint64_t epoch);
 
+/* Accessors for Go, which cannot name C11 atomics. */
+static inline void sdp_worker_set_stop(struct sdp_worker *w, int v) { atomic_store(&w->stop, v); }
+static inline void sdp_worker_set_running(struct sdp_worker *w, int v) { atomic_store(&w->running, v); }
+static inline int sdp_worker_running(struct sdp_worker *w) { return atomic_load(&w->running); }
+static inline uint64_t sdp_worker_epoch(struct sdp_worker *w) { return atomic_load(&w->seen_epoch); }
+
 #endif

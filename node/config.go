@@ -152,7 +152,7 @@ func (c *Config) Defaults() {
 		d.ClosingTimeoutSec = 30
 	}
 	if d.IdleSleepMaxUS == 0 {
-		d.IdleSleepMaxUS = 100
+		d.IdleSleepMaxUS = 500
 	}
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = ":80"

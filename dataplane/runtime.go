@@ -1,0 +1,199 @@
+package dataplane
+
+/*
+#include <stdlib.h>
+#include <string.h>
+#include "worker.h"
+
+static void *sdp_worker_fn(void) { return (void *)sdp_worker_main; }
+*/
+import "C"
+
+import (
+	"fmt"
+	"sync"
+	"time"
+	"unsafe"
+
+	dpdk "github.com/shoal-lb/shoal/cgo"
+)
+
+// RuntimeConfig wires workers to devices.
+type RuntimeConfig struct {
+	Classifier ClassifierConfig
+	NIC, Tap   *dpdk.Port
+	// Lcores run one worker each. Each worker polls queue i of the NIC
+	// and of the tap. A flow's packets in both directions must meet the
+	// same worker, which one queue pair per device guarantees; this
+	// release runs one worker per node.
+	Lcores []uint
+	// IdleSleepMax caps the worker's sleep when idle.
+	IdleSleepMax time.Duration
+}
+
+// Runtime is the running data plane of a node: C workers on their lcores,
+// an ownership table published by pointer swap, counters read from C
+// memory. Its methods are safe for concurrent use.
+type Runtime struct {
+	mu      sync.Mutex
+	shared  *C.struct_sdp_shared
+	workers []*C.struct_sdp_worker
+	lcores  []uint
+	epoch   uint64
+	started bool
+}
+
+// NewRuntime allocates the workers and their flow tables in C memory.
+func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
+	if err := cfg.Classifier.Validate(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Lcores) != 1 {
+		return nil, fmt.Errorf("dataplane: %d worker lcores given; this release runs exactly one worker per node", len(cfg.Lcores))
+	}
+	r := &Runtime{lcores: cfg.Lcores}
+	r.shared = (*C.struct_sdp_shared)(C.calloc(1, C.sizeof_struct_sdp_shared))
+	for i := range cfg.Lcores {
+		w := (*C.struct_sdp_worker)(C.calloc(1, C.sizeof_struct_sdp_worker))
+		fillClassifier(&w.cls, cfg.Classifier)
+		if rc := C.sdp_classifier_init(&w.cls, C.uint32_t(cfg.Classifier.MaxFlows), C.uint32_t(cfg.Classifier.MaxHalfOpen)); rc != 0 {
+			C.free(unsafe.Pointer(w))
+			r.Free()
+			return nil, fmt.Errorf("dataplane: flow table of %d flows: error %d", cfg.Classifier.MaxFlows, -rc)
+		}
+		w.shared = r.shared
+		w.nic_port = C.uint16_t(cfg.NIC.ID)
+		w.tap_port = C.uint16_t(cfg.Tap.ID)
+		w.nic_queue = C.uint16_t(i)
+		w.tap_queue = C.uint16_t(i)
+		us := cfg.IdleSleepMax.Microseconds()
+		if us < 1 {
+			us = 1
+		}
+		w.idle_sleep_max_us = C.uint32_t(us)
+		r.workers = append(r.workers, w)
+	}
+	return r, nil
+}
+
+// Publish swaps in a new ownership table and frees the old one once every
+// running worker has passed a quiescent point (loaded the new pointer).
+// It returns the new epoch.
+func (r *Runtime) Publish(o *Ownership) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.epoch++
+	t := (*C.struct_sdp_owner_table)(C.calloc(1, C.sizeof_struct_sdp_owner_table))
+	t.epoch = C.uint64_t(r.epoch)
+	copy(unsafe.Slice((*uint64)(unsafe.Pointer(&t.bits[0])), len(o)), o[:])
+	old := C.sdp_publish(r.shared, t)
+	if old != nil {
+		for C.sdp_quiescent(&r.workers[0], C.uint32_t(len(r.workers)), C.uint64_t(r.epoch)) == 0 {
+			time.Sleep(50 * time.Microsecond)
+		}
+		C.free(unsafe.Pointer(old))
+	}
+	return r.epoch
+}
+
+// Epoch is the epoch of the last published table.
+func (r *Runtime) Epoch() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.epoch
+}
+
+// Start launches the workers.
+func (r *Runtime) Start() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, w := range r.workers {
+		// Marked running before the launch, so that a table swap racing
+		// with the worker's first iteration waits for it.
+		C.sdp_worker_set_running(w, 1)
+		C.sdp_worker_set_stop(w, 0)
+		if err := dpdk.LaunchOnLcore(r.lcores[i], C.sdp_worker_fn(), unsafe.Pointer(w)); err != nil {
+			C.sdp_worker_set_running(w, 0)
+			r.stopLocked()
+			return fmt.Errorf("dataplane: worker %d: %w", i, err)
+		}
+	}
+	r.started = true
+	return nil
+}
+
+// Stop asks every worker to return and waits for it.
+func (r *Runtime) Stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopLocked()
+}
+
+func (r *Runtime) stopLocked() {
+	for _, w := range r.workers {
+		C.sdp_worker_set_stop(w, 1)
+	}
+	for i, w := range r.workers {
+		if C.sdp_worker_running(w) != 0 || r.started {
+			dpdk.WaitLcore(r.lcores[i])
+		}
+	}
+	r.started = false
+}
+
+// Free releases the workers' memory; call after Stop.
+func (r *Runtime) Free() {
+	for _, w := range r.workers {
+		C.sdp_classifier_free(&w.cls)
+		C.free(unsafe.Pointer(w))
+	}
+	r.workers = nil
+	if r.shared != nil {
+		C.free(unsafe.Pointer(C.sdp_publish(r.shared, nil)))
+		C.free(unsafe.Pointer(r.shared))
+		r.shared = nil
+	}
+}
+
+// WorkerStats is one worker's counters and flow counts.
+type WorkerStats struct {
+	Lcore      uint       `json:"lcore"`
+	Counters   Counters   `json:"counters"`
+	Flows      FlowCounts `json:"flows"`
+	Polls      uint64     `json:"polls"`
+	IdleSleeps uint64     `json:"idle_sleeps"`
+	SleptUS    uint64     `json:"slept_us"`
+	Epoch      uint64     `json:"epoch"`
+}
+
+// Stats reads every worker's counters. Reads race benignly with the
+// workers' writes: each 64-bit counter is read whole on the platforms DPDK
+// supports, and a total may lag by a burst.
+func (r *Runtime) Stats() []WorkerStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]WorkerStats, len(r.workers))
+	for i, w := range r.workers {
+		out[i] = WorkerStats{
+			Lcore:      r.lcores[i],
+			Counters:   countersOf(&w.cls.ctr),
+			Flows:      flowCountsOf(&w.cls.flows),
+			Polls:      uint64(w.polls),
+			IdleSleeps: uint64(w.idle_sleeps),
+			SleptUS:    uint64(w.sleep_us),
+			Epoch:      uint64(C.sdp_worker_epoch(w)),
+		}
+	}
+	return out
+}
+
+// Totals sums the workers' stats.
+func Totals(ws []WorkerStats) (Counters, FlowCounts) {
+	var c Counters
+	var f FlowCounts
+	for _, w := range ws {
+		c.Add(w.Counters)
+		f.Add(w.Flows)
+	}
+	return c, f
+}

@@ -1,0 +1,146 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/shoal-lb/shoal/control/ranges"
+	"github.com/shoal-lb/shoal/dataplane"
+)
+
+// The admin API: HTTP over the unix socket admin.socket. Read-only in this
+// release. Paths and JSON shapes are documented in docs/operations.md.
+
+// Status is GET /v1/status.
+type Status struct {
+	NodeID       string         `json:"node_id"`
+	VIP          string         `json:"vip"`
+	Address      string         `json:"address"`
+	UptimeSec    float64        `json:"uptime_sec"`
+	Hugepages    bool           `json:"hugepages"`
+	Epoch        uint64         `json:"epoch"`
+	TableHash    string         `json:"table_hash"`
+	OwnedBuckets int            `json:"owned_buckets"`
+	ExtraBuckets int            `json:"extra_buckets"`
+	Members      []MemberStatus `json:"members"`
+}
+
+// MemberStatus is one member's weight and table share.
+type MemberStatus struct {
+	ID      string  `json:"id"`
+	Weight  float64 `json:"weight"`
+	Buckets int     `json:"buckets"`
+	Share   float64 `json:"share"`
+}
+
+// Stats is GET /v1/stats.
+type Stats struct {
+	NodeID  string                  `json:"node_id"`
+	Total   dataplane.Counters      `json:"total"`
+	Flows   dataplane.FlowCounts    `json:"flows"`
+	Workers []dataplane.WorkerStats `json:"workers"`
+	Ports   map[string]PortStats    `json:"ports"`
+}
+
+// PortStats are a device's own counters.
+type PortStats struct {
+	RxPackets uint64 `json:"rx_packets"`
+	TxPackets uint64 `json:"tx_packets"`
+	RxMissed  uint64 `json:"rx_missed"`
+	RxErrors  uint64 `json:"rx_errors"`
+	TxErrors  uint64 `json:"tx_errors"`
+	RxNoMbuf  uint64 `json:"rx_nombuf"`
+}
+
+// Ranges is GET /v1/ranges.
+type Ranges struct {
+	TableHash string            `json:"table_hash"`
+	Intervals []ranges.Interval `json:"intervals"`
+}
+
+type admin struct {
+	srv  *http.Server
+	path string
+}
+
+func startAdmin(n *Node) (*admin, error) {
+	path := n.cfg.Admin.Socket
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, inputErr("admin.socket: %v", err)
+	}
+	// A socket file left by a crashed node is stale only if nobody answers.
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, inputErr("admin.socket: %s is in use by a running node", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, inputErr("admin.socket: %v", err)
+	}
+	os.Chmod(path, 0o600)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.status()) })
+	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.stats()) })
+	mux.HandleFunc("GET /v1/ranges", func(w http.ResponseWriter, r *http.Request) {
+		n.mu.Lock()
+		t := n.table
+		n.mu.Unlock()
+		writeJSON(w, Ranges{TableHash: t.Hash, Intervals: t.Intervals()})
+	})
+	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, path: path}
+	go a.srv.Serve(ln)
+	return a, nil
+}
+
+func (a *admin) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	a.srv.Shutdown(ctx)
+	os.Remove(a.path)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func (n *Node) status() Status {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := Status{
+		NodeID: n.cfg.NodeID, VIP: n.cfg.Cluster.VIP, Address: n.cfg.Interface.Address,
+		UptimeSec: time.Since(n.started).Seconds(), Hugepages: n.hugepages,
+		Epoch: n.runtime.Epoch(), TableHash: n.table.Hash,
+		OwnedBuckets: n.owned.Count(), ExtraBuckets: len(n.extra),
+	}
+	counts := n.table.Count()
+	for _, m := range n.table.Members {
+		s.Members = append(s.Members, MemberStatus{ID: m.ID, Weight: m.Weight, Buckets: counts[m.ID],
+			Share: float64(counts[m.ID]) / ranges.Buckets})
+	}
+	return s
+}
+
+func (n *Node) stats() Stats {
+	n.mu.Lock()
+	rt, nic, tap := n.runtime, n.nic, n.tap
+	n.mu.Unlock()
+	ws := rt.Stats()
+	tot, flows := dataplane.Totals(ws)
+	s := Stats{NodeID: n.cfg.NodeID, Total: tot, Flows: flows, Workers: ws, Ports: map[string]PortStats{}}
+	if st, err := nic.Stats(); err == nil {
+		s.Ports["nic"] = PortStats{st.RxPackets, st.TxPackets, st.RxMissed, st.RxErrors, st.TxErrors, st.RxNoMbuf}
+	}
+	if st, err := tap.Stats(); err == nil {
+		s.Ports["tap"] = PortStats{st.RxPackets, st.TxPackets, st.RxMissed, st.RxErrors, st.TxErrors, st.RxNoMbuf}
+	}
+	return s
+}

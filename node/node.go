@@ -1,0 +1,279 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	dpdk "github.com/shoal-lb/shoal/cgo"
+	"github.com/shoal-lb/shoal/control/ranges"
+	"github.com/shoal-lb/shoal/dataplane"
+)
+
+// InputError is a failure caused by the operator's input; it names the
+// config field or the resource at fault.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+func inputErr(format string, a ...any) error {
+	return &InputError{fmt.Errorf(format, a...)}
+}
+
+// Node is a running node. Fields are set by Run and read by the admin API.
+type Node struct {
+	cfg     *Config
+	log     *slog.Logger
+	started time.Time
+
+	mu        sync.Mutex
+	table     *ranges.Table
+	owned     dataplane.Ownership
+	extra     []int
+	runtime   *dataplane.Runtime
+	nic, tap  *dpdk.Port
+	hugepages bool
+}
+
+// Run runs the node until ctx is done, then tears everything down.
+func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	n := &Node{cfg: cfg, log: log, started: time.Now()}
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+	onExit := func(f func()) { cleanups = append(cleanups, f) }
+
+	if err := n.startDataplane(onExit); err != nil {
+		return err
+	}
+	if err := n.configureTap(); err != nil {
+		return err
+	}
+	if err := n.publishTable(); err != nil {
+		return err
+	}
+	web, err := startWeb(cfg, log)
+	if err != nil {
+		return err
+	}
+	onExit(func() { web.stop() })
+	admin, err := startAdmin(n)
+	if err != nil {
+		return err
+	}
+	onExit(func() { admin.stop() })
+	log.Info("node ready", "vip", cfg.Cluster.VIP, "address", cfg.Interface.Address,
+		"owned_buckets", n.owned.Count(), "table", n.table.Hash, "hugepages", n.hugepages)
+	<-ctx.Done()
+	log.Info("node stopping")
+	return nil
+}
+
+// startDataplane initialises the EAL, opens the NIC and the tap, and
+// starts the worker. Each step registers its undo with onExit.
+func (n *Node) startDataplane(onExit func(func())) error {
+	cfg := n.cfg
+	huge, err := n.chooseHugepages()
+	if err != nil {
+		return err
+	}
+	n.hugepages = huge
+	eal := dpdk.EALConfig{
+		Lcores:     cfg.DPDK.Lcores,
+		MemoryMB:   cfg.DPDK.MemoryMB,
+		Hugepages:  huge,
+		InMemory:   true,
+		FilePrefix: "shoal-" + cfg.NodeID,
+		NoPCI:      !looksLikePCI(cfg.Interface.Device),
+		LogLevel:   "error",
+		Extra:      cfg.DPDK.ExtraArgs,
+	}
+	if err := dpdk.InitEAL(eal); err != nil {
+		return fmt.Errorf("dpdk: EAL init with %q: %w", strings.Join(dpdk.EALArgs(eal), " "), err)
+	}
+	onExit(func() {
+		if err := dpdk.CleanupEAL(); err != nil {
+			n.log.Warn("EAL cleanup", "err", err)
+		}
+	})
+	workers := dpdk.WorkerLcores()
+	if len(workers) < 1 {
+		return inputErr("dpdk.lcores: %q gives no worker lcore; name at least two lcores", cfg.DPDK.Lcores)
+	}
+	pool, err := dpdk.NewPktMempool("shoal_mbufs", uint32(cfg.DPDK.Mbufs), 256, dpdk.DefaultDataRoom)
+	if err != nil {
+		return fmt.Errorf("dpdk: packet pool of %d mbufs (dpdk.mbufs, dpdk.memory_mb): %w", cfg.DPDK.Mbufs, err)
+	}
+	onExit(pool.Free)
+	nic, err := dpdk.OpenPort(cfg.Interface.Device)
+	if err != nil {
+		return inputErr("interface.device: %v", err)
+	}
+	onExit(func() { nic.Close() })
+	mac, err := nic.MAC()
+	if err != nil {
+		return err
+	}
+	if cfg.Interface.MAC != "" {
+		mac, _ = net.ParseMAC(cfg.Interface.MAC)
+	}
+	tap, err := dpdk.OpenPort(fmt.Sprintf("net_tap0,iface=%s,mac=%s", cfg.Interface.Tap, mac))
+	if err != nil {
+		return inputErr("interface.tap: %v", err)
+	}
+	onExit(func() { tap.Close() })
+	for _, p := range []*dpdk.Port{nic, tap} {
+		if err := p.Configure(dpdk.PortConf{Mempool: pool}); err != nil {
+			return err
+		}
+	}
+	// The NIC must take frames for the cluster MAC (multicast) and, on a
+	// bridge still learning, for the node's own MAC: promiscuous does both.
+	if err := nic.SetPromiscuous(true); err != nil {
+		n.log.Warn("promiscuous mode refused; enabling all-multicast", "err", err)
+		if err := nic.SetAllMulticast(true); err != nil {
+			return err
+		}
+	}
+	for _, p := range []*dpdk.Port{nic, tap} {
+		if err := p.Start(); err != nil {
+			return err
+		}
+	}
+	clusterMAC, _ := net.ParseMAC(cfg.Cluster.MAC)
+	rt, err := dataplane.NewRuntime(dataplane.RuntimeConfig{
+		Classifier: dataplane.ClassifierConfig{
+			VIP:         netip.MustParseAddr(cfg.Cluster.VIP),
+			Seed:        cfg.Cluster.Seed,
+			ClusterMAC:  clusterMAC,
+			NodeMAC:     mac,
+			MaxFlows:    uint32(cfg.Dataplane.MaxFlows),
+			MaxHalfOpen: uint32(cfg.Dataplane.MaxHalfOpen),
+			HalfOpen:    time.Duration(cfg.Dataplane.HalfOpenTimeoutSec) * time.Second,
+			Idle:        time.Duration(cfg.Dataplane.IdleTimeoutSec) * time.Second,
+			Closing:     time.Duration(cfg.Dataplane.ClosingTimeoutSec) * time.Second,
+		},
+		NIC:          nic,
+		Tap:          tap,
+		Lcores:       workers[:1],
+		IdleSleepMax: time.Duration(cfg.Dataplane.IdleSleepMaxUS) * time.Microsecond,
+	})
+	if err != nil {
+		return err
+	}
+	onExit(rt.Free)
+	if err := rt.Start(); err != nil {
+		return err
+	}
+	onExit(rt.Stop)
+	n.mu.Lock()
+	n.runtime, n.nic, n.tap = rt, nic, tap
+	n.mu.Unlock()
+	return nil
+}
+
+// chooseHugepages applies dpdk.hugepages: "auto" uses hugepages when enough
+// are free and otherwise falls back to --no-huge with a warning.
+func (n *Node) chooseHugepages() (bool, error) {
+	mode := n.cfg.DPDK.Hugepages
+	if mode == "off" {
+		return false, nil
+	}
+	need := (n.cfg.DPDK.MemoryMB + 1) / 2
+	free, err := dpdk.HugepagesFree()
+	if err == nil && free >= need {
+		return true, nil
+	}
+	if mode == "on" {
+		return false, inputErr("dpdk.hugepages: on, but only %d free 2 MiB hugepages for memory_mb %d (need %d); reserve them (make deps, or echo %d > /proc/sys/vm/nr_hugepages) or set hugepages: auto",
+			free, n.cfg.DPDK.MemoryMB, need, need)
+	}
+	n.log.Warn("not enough hugepages; falling back to --no-huge, about half the packet rate",
+		"free_pages", free, "needed", need)
+	return false, nil
+}
+
+// looksLikePCI reports whether devargs names a PCI device (then the EAL
+// must scan the PCI bus) rather than a virtual device.
+func looksLikePCI(dev string) bool {
+	name, _, _ := strings.Cut(dev, ",")
+	name = strings.TrimPrefix(name, "pci:")
+	return strings.Count(name, ":") >= 1 && strings.Contains(name, ".") && !strings.HasPrefix(name, "net_")
+}
+
+// configureTap gives the tap the node address and the VIP, and keeps the
+// kernel from ever answering or announcing ARP for the VIP (the LVS-DR
+// recipe; the worker also drops any such frame).
+func (n *Node) configureTap() error {
+	cfg := n.cfg
+	tap := cfg.Interface.Tap
+	for _, kv := range [][2]string{
+		{"ipv4/conf/" + tap + "/arp_ignore", "1"},
+		{"ipv4/conf/" + tap + "/arp_announce", "2"},
+		{"ipv6/conf/" + tap + "/disable_ipv6", "1"},
+	} {
+		path := "/proc/sys/net/" + kv[0]
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && strings.HasPrefix(kv[0], "ipv6") {
+			continue
+		}
+		if err := os.WriteFile(path, []byte(kv[1]), 0o644); err != nil {
+			return fmt.Errorf("tap %s: %w", tap, err)
+		}
+	}
+	for _, args := range [][]string{
+		{"addr", "replace", cfg.Interface.Address, "dev", tap},
+		{"addr", "replace", cfg.Cluster.VIP + "/32", "dev", tap},
+		{"link", "set", "dev", tap, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("tap %s: ip %s: %v: %s", tap, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+// publishTable builds the range table from the configured members and
+// publishes this node's share (plus any extra buckets) to the workers.
+func (n *Node) publishTable() error {
+	var ms []ranges.Member
+	for _, m := range n.cfg.Cluster.Members {
+		ms = append(ms, ranges.Member{ID: m.ID, Weight: m.Weight})
+	}
+	t, err := ranges.Build(n.cfg.Cluster.Seed, ms)
+	if err != nil {
+		return inputErr("cluster.members: %v", err)
+	}
+	extra, _ := ParseBuckets(n.cfg.Dataplane.ExtraBuckets)
+	var own dataplane.Ownership
+	self := t.Index(n.cfg.NodeID)
+	for b, o := range t.Owner {
+		if int(o) == self {
+			own.Set(uint16(b))
+		}
+	}
+	for _, b := range extra {
+		own.Set(uint16(b))
+	}
+	n.mu.Lock()
+	n.table, n.owned, n.extra = t, own, extra
+	rt := n.runtime
+	n.mu.Unlock()
+	epoch := rt.Publish(&own)
+	if len(extra) > 0 {
+		n.log.Warn("dataplane.extra_buckets set: this node accepts buckets outside its share (overlap drill)", "extra", len(extra))
+	}
+	n.log.Info("range table published", "epoch", epoch, "hash", t.Hash, "owned", own.Count())
+	return nil
+}
