@@ -11,6 +11,7 @@ package dpdk
 import "C"
 
 import (
+	"os"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -57,8 +58,11 @@ func takeLog(p *C.char) string {
 }
 
 // freeLog frees the log of a successful call, which nobody reads.
+// freeLog releases the log captured during a successful call, after
+// echoing it to stderr where DPDK would have written it.
 func freeLog(p *C.char) {
 	if p != nil {
+		os.Stderr.WriteString(C.GoString(p))
 		C.free(unsafe.Pointer(p))
 	}
 }

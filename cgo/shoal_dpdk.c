@@ -29,7 +29,7 @@ _Static_assert(sizeof(((shoal_open_res *)0)->name) >= RTE_ETH_NAME_MAX_LEN,
 
 /*
  * Log capture. DPDK writes its log through one FILE*. We install a
- * fopencookie stream that copies every line to stderr and, while the
+ * fopencookie stream that copies every line to stderr or, while the
  * current thread is inside a helper below, also into a thread-local buffer
  * so the error returned to Go can carry DPDK's own explanation. Only the
  * calling thread's lines are captured, so concurrent helpers on other
@@ -46,7 +46,10 @@ log_write(void *cookie, const char *buf, size_t size)
 	size_t off = 0;
 
 	(void)cookie;
-	while (off < size) {
+	/* Lines captured for a helper's result are not echoed here: a failed
+	 * call returns them inside its error (one message, not a log spray),
+	 * and a successful one has Go echo them (freeLog). */
+	while (!cap_on && off < size) {
 		ssize_t n = write(STDERR_FILENO, buf + off, size - off);
 		if (n < 0 && errno == EINTR)
 			continue;

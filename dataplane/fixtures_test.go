@@ -293,9 +293,9 @@ var fixtures = []fixture{
 			good := tcpFrame(t, syn)
 			var out []step
 			add := func(f []byte) { out = append(out, step{in: f, verdict: Drop}) }
-			add(good[:10])                   // shorter than Ethernet
-			add(good[:30])                   // truncated IPv4 header
-			add(good[:14+20+10])             // truncated TCP header
+			add(good[:10])                      // shorter than Ethernet
+			add(good[:30])                      // truncated IPv4 header
+			add(good[:14+20+10])                // truncated TCP header
 			opt := append([]byte(nil), good...) // IHL 6: IP options
 			opt[14] = 0x46
 			add(opt)

@@ -311,7 +311,12 @@ func ParseConfig(raw []byte, name string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("config %s: %v", name, err)
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			// One line naming every offending field.
+			return nil, fmt.Errorf("config %s: %s", name, strings.Join(te.Errors, "; "))
+		}
+		return nil, fmt.Errorf("config %s: %v", name, strings.ReplaceAll(err.Error(), "\n", " "))
 	}
 	c.Defaults()
 	if err := c.Validate(); err != nil {

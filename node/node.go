@@ -98,7 +98,8 @@ func (n *Node) startDataplane(onExit func(func())) error {
 		FilePrefix: "shoal-" + cfg.NodeID,
 		NoPCI:      !looksLikePCI(cfg.Interface.Device),
 		LogLevel:   "error",
-		Extra:      cfg.DPDK.ExtraArgs,
+		// Telemetry would leave a socket in /var/run/dpdk; nodes report through the admin API.
+		Extra: append([]string{"--no-telemetry"}, cfg.DPDK.ExtraArgs...),
 	}
 	if err := dpdk.InitEAL(eal); err != nil {
 		return fmt.Errorf("dpdk: EAL init with %q: %w", strings.Join(dpdk.EALArgs(eal), " "), err)
