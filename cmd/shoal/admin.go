@@ -1,0 +1,134 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-lb/shoal/lab"
+	"github.com/shoal-lb/shoal/node"
+)
+
+// The control commands talk to a node's admin API on its unix socket.
+
+var adminFlags = []cli.Flag{
+	&cli.StringFlag{Name: "socket", Usage: "admin socket of the node (default: the lab node of this namespace, or the only socket in /run/shoal)"},
+	&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+}
+
+func init() {
+	commands = append(commands,
+		&cli.Command{Name: "status", Usage: "show the node's identity, table and members", Flags: adminFlags, Action: statusCmd},
+		&cli.Command{Name: "stats", Usage: "show the data plane's counters", Flags: adminFlags, Action: statsCmd},
+		&cli.Command{Name: "ranges", Usage: "show the range table as owner intervals", Flags: adminFlags, Action: rangesCmd},
+	)
+}
+
+// resolveSocket finds the admin socket: --socket, else the lab node whose
+// namespace we run in, else the only socket in /run/shoal.
+func resolveSocket(c *cli.Context) (string, error) {
+	if s := c.String("socket"); s != "" {
+		return s, nil
+	}
+	if out, err := exec.Command("ip", "netns", "identify", fmt.Sprint(os.Getpid())).Output(); err == nil {
+		ns := strings.TrimSpace(string(out))
+		if id, ok := strings.CutPrefix(ns, lab.NSPrefix); ok && id != "client" && id != "br" {
+			return lab.SocketPath(id), nil
+		}
+	}
+	socks, _ := filepath.Glob("/run/shoal/*.sock")
+	if len(socks) == 1 {
+		return socks[0], nil
+	}
+	return "", badInput("no admin socket found: give --socket (found %d in /run/shoal)", len(socks))
+}
+
+func adminGet(c *cli.Context, path string, v any) error {
+	sock, err := resolveSocket(c)
+	if err != nil {
+		return err
+	}
+	return node.AdminGet(sock, path, v)
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func statusCmd(c *cli.Context) error {
+	var s node.Status
+	if err := adminGet(c, "/v1/status", &s); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(s)
+	}
+	fmt.Printf("node %s  vip %s  address %s  up %.0fs  hugepages %v\n", s.NodeID, s.VIP, s.Address, s.UptimeSec, s.Hugepages)
+	fmt.Printf("table %s  epoch %d  owned buckets %d (%.1f%%)  extra %d\n\n", s.TableHash, s.Epoch,
+		s.OwnedBuckets, 100*float64(s.OwnedBuckets)/65536, s.ExtraBuckets)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tWEIGHT\tBUCKETS\tSHARE")
+	for _, m := range s.Members {
+		fmt.Fprintf(tw, "%s\t%g\t%d\t%.2f%%\n", m.ID, m.Weight, m.Buckets, 100*m.Share)
+	}
+	return tw.Flush()
+}
+
+func statsCmd(c *cli.Context) error {
+	var s node.Stats
+	if err := adminGet(c, "/v1/stats", &s); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(s)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "COUNTER\tTOTAL")
+	for _, w := range s.Workers {
+		fmt.Fprintf(tw, "\tLCORE %d", w.Lcore)
+	}
+	fmt.Fprintln(tw)
+	printStruct := func(total any, per func(i int) any) {
+		tv := reflect.ValueOf(total)
+		for f := 0; f < tv.NumField(); f++ {
+			name := strings.Split(tv.Type().Field(f).Tag.Get("json"), ",")[0]
+			fmt.Fprintf(tw, "%s\t%d", name, tv.Field(f).Uint())
+			for i := range s.Workers {
+				fmt.Fprintf(tw, "\t%d", reflect.ValueOf(per(i)).Field(f).Uint())
+			}
+			fmt.Fprintln(tw)
+		}
+	}
+	printStruct(s.Total, func(i int) any { return s.Workers[i].Counters })
+	printStruct(s.Flows, func(i int) any { return s.Workers[i].Flows })
+	for name, p := range s.Ports {
+		fmt.Fprintf(tw, "port %s\trx %d tx %d missed %d nombuf %d\n", name, p.RxPackets, p.TxPackets, p.RxMissed, p.RxNoMbuf)
+	}
+	return tw.Flush()
+}
+
+func rangesCmd(c *cli.Context) error {
+	var r node.Ranges
+	if err := adminGet(c, "/v1/ranges", &r); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(r)
+	}
+	fmt.Printf("table %s: %d intervals\n", r.TableHash, len(r.Intervals))
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FROM\tTO\tOWNER")
+	for _, iv := range r.Intervals {
+		fmt.Fprintf(tw, "%d\t%d\t%s\n", iv.From, iv.To, iv.Owner)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-lb/shoal/lab"
+	"github.com/shoal-lb/shoal/node"
+)
+
+func init() {
+	commands = append(commands, &cli.Command{
+		Name:  "demo",
+		Usage: "bring up a 3-node lab, send requests from the client, show who answered, tear down (needs root)",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "requests", Value: 300, Usage: "fresh-connection requests to send"},
+			&cli.StringFlag{Name: "weights", Value: "1,2,1", Usage: "capacities of the 3 nodes"},
+		},
+		Action: runDemo,
+	})
+}
+
+func runDemo(c *cli.Context) error {
+	if os.Geteuid() != 0 {
+		return badInput("demo: needs root (network namespaces, DPDK)")
+	}
+	n := c.Int("requests")
+	if n < 1 || n > 100000 {
+		return badInput("demo: --requests %d must be between 1 and 100000", n)
+	}
+	weights, err := lab.ParseWeights(c.String("weights"), 3)
+	if err != nil {
+		return usageError{err}
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 10*time.Minute)
+	defer cancel()
+	fmt.Printf("shoal demo: 3 nodes with capacities %s share VIP %s; every node sees every packet.\n\n", c.String("weights"), lab.VIP)
+	l, err := lab.Up(ctx, lab.Options{Nodes: 3, Weights: weights, Log: os.Stderr})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Println("\nlab down: stopping nodes, deleting namespaces")
+		if err := lab.Down(); err != nil {
+			fmt.Fprintln(os.Stderr, "demo: lab down:", err)
+		}
+	}()
+
+	fmt.Printf("\n%d requests from the client (curl, one fresh connection each):\n", n)
+	answers := demoRequests(ctx, n)
+	shown := 0
+	for i, a := range answers {
+		if shown < 12 {
+			fmt.Printf("  request %3d  %s\n", i+1, a)
+			shown++
+		}
+	}
+	if n > shown {
+		fmt.Printf("  ... %d more\n", n-shown)
+	}
+
+	served := map[string]int{}
+	failed := 0
+	for _, a := range answers {
+		if a.node == "" {
+			failed++
+			continue
+		}
+		served[a.node]++
+	}
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "node\tcapacity\ttable share\tserved\tshare of requests\tSYNs accepted\tSYNs not ours\t")
+	for k, id := range l.NodeIDs() {
+		var st node.Status
+		var sx node.Stats
+		if err := node.AdminGet(lab.SocketPath(id), "/v1/status", &st); err != nil {
+			return err
+		}
+		if err := node.AdminGet(lab.SocketPath(id), "/v1/stats", &sx); err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%s\t%g\t%.1f%%\t%d\t%.1f%%\t%d\t%d\t\n", id, weights[k],
+			100*float64(st.OwnedBuckets)/65536, served[id], 100*float64(served[id])/float64(n),
+			sx.Total.SynAccepted, sx.Total.SynNotOurs)
+	}
+	tw.Flush()
+	if failed > 0 {
+		return fmt.Errorf("demo: %d of %d requests failed", failed, n)
+	}
+	fmt.Println("\nEvery request was answered by exactly one node, straight from that node (direct server return).")
+	return nil
+}
+
+type demoAnswer struct {
+	code int
+	node string
+	err  string
+}
+
+func (a demoAnswer) String() string {
+	if a.node == "" {
+		return "FAILED: " + a.err
+	}
+	return fmt.Sprintf("HTTP %d from %s", a.code, a.node)
+}
+
+// demoRequests runs curl in the client namespace, four at a time.
+func demoRequests(ctx context.Context, n int) []demoAnswer {
+	out := make([]demoAnswer, n)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				var so, se bytes.Buffer
+				cmd := lab.Exec(ctx, "client", "curl", "-sS", "--max-time", "10", "-H", "Connection: close",
+					"-o", "/dev/null", "-w", "%{http_code} %header{x-shoal-node}", "http://"+lab.VIP+"/obj/1k")
+				cmd.Stdout, cmd.Stderr = &so, &se
+				err := cmd.Run()
+				var a demoAnswer
+				fmt.Sscanf(so.String(), "%d %s", &a.code, &a.node)
+				if err != nil || a.code != 200 {
+					a.node, a.err = "", strings.TrimSpace(se.String()+" "+so.String())
+				}
+				out[i] = a
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
+}
+
