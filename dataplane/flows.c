@@ -8,12 +8,23 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "flows.h"
 
-static inline uint32_t slot_of(const struct sdp_flow_table *t, uint32_t hash)
+
+/* Zeroed memory aligned to 2 MiB and marked for transparent huge pages: a
+ * table probed at random misses the TLB on every lookup with 4 KiB pages. */
+static void *huge_calloc(size_t size)
 {
-	return (uint32_t)(hash * 2654435761u) >> t->shift;
+	const size_t huge = 2u << 20;
+	void *p = NULL;
+	size = (size + huge - 1) & ~(huge - 1);
+	if (posix_memalign(&p, huge, size) != 0)
+		return NULL;
+	madvise(p, size, MADV_HUGEPAGE);
+	memset(p, 0, size);
+	return p;
 }
 
 int sdp_flows_init(struct sdp_flow_table *t, uint32_t max_flows,
@@ -25,12 +36,10 @@ int sdp_flows_init(struct sdp_flow_table *t, uint32_t max_flows,
 		cap <<= 1;
 	if (cap > (1ull << 31))
 		return -EINVAL;
-	void *p = NULL;
-	if (posix_memalign(&p, 64, cap * sizeof(struct sdp_flow)) != 0)
+	t->slots = huge_calloc(cap * sizeof(struct sdp_flow));
+	if (t->slots == NULL)
 		return -ENOMEM;
-	memset(p, 0, cap * sizeof(struct sdp_flow));
-	t->slots = p;
-	t->bucket_flows = calloc(SDP_BUCKETS, sizeof(uint32_t));
+	t->bucket_flows = huge_calloc(SDP_BUCKETS * sizeof(uint32_t));
 	if (t->bucket_flows == NULL) {
 		free(t->slots);
 		t->slots = NULL;
@@ -51,30 +60,6 @@ void sdp_flows_free(struct sdp_flow_table *t)
 	t->bucket_flows = NULL;
 }
 
-void sdp_flows_prefetch(const struct sdp_flow_table *t, uint32_t hash)
-{
-	__builtin_prefetch(&t->slots[slot_of(t, hash)], 0, 0);
-}
-
-static inline int key_eq(const struct sdp_flow *f, const struct sdp_key *k)
-{
-	return f->saddr == k->saddr && f->daddr == k->daddr &&
-	       f->sport == k->sport && f->dport == k->dport;
-}
-
-struct sdp_flow *sdp_flows_find(struct sdp_flow_table *t,
-				const struct sdp_key *k, uint32_t hash)
-{
-	uint32_t i = slot_of(t, hash);
-	for (;;) {
-		struct sdp_flow *f = &t->slots[i];
-		if (f->state == SDP_EMPTY)
-			return NULL;
-		if (f->hash == hash && key_eq(f, k))
-			return f;
-		i = (i + 1) & t->mask;
-	}
-}
 
 struct sdp_flow *sdp_flows_insert(struct sdp_flow_table *t,
 				  const struct sdp_key *k, uint32_t hash,

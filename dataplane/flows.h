@@ -22,9 +22,40 @@ static inline int sdp_expired(const struct sdp_flow *f, uint32_t now_ms)
 int sdp_flows_init(struct sdp_flow_table *t, uint32_t max_flows,
 		   uint32_t max_half_open);
 void sdp_flows_free(struct sdp_flow_table *t);
-void sdp_flows_prefetch(const struct sdp_flow_table *t, uint32_t hash);
-struct sdp_flow *sdp_flows_find(struct sdp_flow_table *t,
-				const struct sdp_key *k, uint32_t hash);
+
+/* The home slot of a connection value: multiplicative hashing of the
+ * value the bucket came from, so a lookup needs no second hash. */
+static inline uint32_t slot_of(const struct sdp_flow_table *t, uint32_t hash)
+{
+	return (uint32_t)(hash * 2654435761u) >> t->shift;
+}
+
+static inline void sdp_flows_prefetch(const struct sdp_flow_table *t,
+				      uint32_t hash)
+{
+	__builtin_prefetch(&t->slots[slot_of(t, hash)], 0, 0);
+}
+
+static inline int key_eq(const struct sdp_flow *f, const struct sdp_key *k)
+{
+	return f->saddr == k->saddr && f->daddr == k->daddr &&
+	       f->sport == k->sport && f->dport == k->dport;
+}
+
+static inline struct sdp_flow *sdp_flows_find(struct sdp_flow_table *t,
+					      const struct sdp_key *k,
+					      uint32_t hash)
+{
+	uint32_t i = slot_of(t, hash);
+	for (;;) {
+		struct sdp_flow *f = &t->slots[i];
+		if (f->state == SDP_EMPTY)
+			return NULL;
+		if (f->hash == hash && key_eq(f, k))
+			return f;
+		i = (i + 1) & t->mask;
+	}
+}
 struct sdp_flow *sdp_flows_insert(struct sdp_flow_table *t,
 				  const struct sdp_key *k, uint32_t hash,
 				  uint16_t bucket, uint8_t state);

@@ -132,3 +132,6 @@ func rangesCmd(c *cli.Context) error {
 	}
 	return tw.Flush()
 }
+
+// printJSONLine prints v as one line of JSON.
+func printJSONLine(v any) error { return json.NewEncoder(os.Stdout).Encode(v) }

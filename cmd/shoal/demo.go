@@ -144,4 +144,3 @@ func demoRequests(ctx context.Context, n int) []demoAnswer {
 	wg.Wait()
 	return out
 }
-

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-lb/shoal/bench"
+	dpdk "github.com/shoal-lb/shoal/cgo"
+)
+
+func init() {
+	commands = append(commands, &cli.Command{
+		Name:  "bench",
+		Usage: "benchmarks that report figures beside their limit",
+		Subcommands: []*cli.Command{{
+			Name:  "dataplane",
+			Usage: "per-packet cost of the C workers on one core, as a ratio to the bare rx→drop loop",
+			Flags: []cli.Flag{
+				&cli.DurationFlag{Name: "duration", Value: time.Second, Usage: "length of each run"},
+				&cli.IntFlag{Name: "flows", Value: 1 << 20, Usage: "established flows in the table"},
+				&cli.IntFlag{Name: "templates", Value: 1 << 16, Usage: "distinct frames replayed in the foreign-drop and SYN runs"},
+				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per scenario"},
+			},
+			Action: benchDataplane,
+		}},
+	})
+}
+
+func benchDataplane(c *cli.Context) error {
+	if c.Int("flows") < 1024 || c.Int("flows") > 1<<24 {
+		return badInput("bench dataplane: --flows %d must be between 1024 and 16777216", c.Int("flows"))
+	}
+	if n := c.Int("templates"); n < 1024 || n > 1<<22 {
+		return badInput("bench dataplane: --templates %d must be between 1024 and 4194304", n)
+	}
+	if d := c.Duration("duration"); d < 10*time.Millisecond || d > 10*time.Minute {
+		return badInput("bench dataplane: --duration %v must be between 10ms and 10m", d)
+	}
+	runtime.LockOSThread()
+	const memMB = 1536
+	free, _ := dpdk.HugepagesFree()
+	huge := free >= memMB/2
+	if !huge {
+		fmt.Fprintf(os.Stderr, "bench: only %d free hugepages; running with --no-huge (slower)\n", free)
+	}
+	eal := dpdk.EALConfig{Lcores: "0@0,1@1", MemoryMB: memMB, Hugepages: huge, InMemory: true,
+		FilePrefix: fmt.Sprintf("shoal-bench-%d", os.Getpid()), NoPCI: true, LogLevel: "error",
+		Extra: []string{"--no-telemetry"}}
+	if err := dpdk.InitEAL(eal); err != nil {
+		return fmt.Errorf("bench: EAL: %w", err)
+	}
+	defer dpdk.CleanupEAL()
+	res, err := bench.RunDataplane(bench.DataplaneOptions{
+		Duration: c.Duration("duration"), Flows: c.Int("flows"), Small: c.Int("templates"),
+		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
+	})
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		for _, s := range res {
+			if err := printJSONLine(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	fmt.Printf("shoal bench dataplane: one worker lcore (CPU 1), burst 32, net_null replaying templates, hugepages %v\n\n", huge)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tMpps\tlimit Mpps\tratio\tns/pkt\tclassify ns/pkt\t")
+	for _, s := range res {
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.2f\t%.1f\t%.1f\t\n", s.Scenario, s.Mpps, s.LimitMpps, s.RatioToLimit, s.NsPerPacket, s.ExtraNs)
+	}
+	return tw.Flush()
+}

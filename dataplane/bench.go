@@ -1,0 +1,78 @@
+package dataplane
+
+/*
+#include <stdlib.h>
+#include "bench.h"
+
+static void *sdp_bench_fn(void) { return (void *)sdp_bench_main; }
+*/
+import "C"
+
+import (
+	"fmt"
+	"time"
+	"unsafe"
+
+	dpdk "github.com/shoal-lb/shoal/cgo"
+)
+
+// BenchResult is one run of the benchmark loop.
+type BenchResult struct {
+	Packets   uint64
+	Seconds   float64
+	Delivered uint64 // frames the classifier sent on (tap or NIC)
+}
+
+// Mpps is the packet rate in millions per second.
+func (r BenchResult) Mpps() float64 { return float64(r.Packets) / r.Seconds / 1e6 }
+
+// FillPool writes frame templates into every mbuf of pool (len(frames)
+// must equal the pool's size), so that a net_null port on the pool replays
+// them in order.
+func FillPool(pool *dpdk.Mempool, frames [][]byte, frameLen int) error {
+	buf := make([]byte, len(frames)*frameLen)
+	for i, f := range frames {
+		copy(buf[i*frameLen:(i+1)*frameLen], f)
+	}
+	cbuf := C.CBytes(buf)
+	defer C.free(cbuf)
+	rc := C.sdp_bench_fill_pool((*C.struct_rte_mempool)(pool.Ptr()), (*C.uint8_t)(cbuf),
+		C.uint32_t(len(frames)), C.uint16_t(frameLen))
+	if rc != 0 {
+		return fmt.Errorf("bench: filling pool %s with %d frames: error %d", pool.Name, len(frames), -rc)
+	}
+	return nil
+}
+
+// Preload inserts established flows, given as client-side 4-tuples in
+// network byte order packed as 12 bytes each, without packets.
+func (cc *CClassifier) Preload(keys []byte) int {
+	n := len(keys) / 12
+	ck := C.CBytes(keys)
+	defer C.free(ck)
+	return int(C.sdp_bench_preload(cc.c, (*C.uint32_t)(ck), C.uint32_t(n), 0))
+}
+
+// Bench runs the loop on lcore for d: the bare rx → free loop when cc is
+// nil, else rx → classify → free.
+func Bench(lcore uint, port *dpdk.Port, cc *CClassifier, d time.Duration) (BenchResult, error) {
+	b := (*C.struct_sdp_bench)(C.calloc(1, C.sizeof_struct_sdp_bench))
+	defer C.free(unsafe.Pointer(b))
+	var before Counters
+	if cc != nil {
+		b.cls = cc.c
+		before = cc.Counters()
+	}
+	b.rx_port = C.uint16_t(port.ID)
+	b.duration_ms = C.uint64_t(d.Milliseconds())
+	if err := dpdk.LaunchOnLcore(lcore, C.sdp_bench_fn(), unsafe.Pointer(b)); err != nil {
+		return BenchResult{}, err
+	}
+	dpdk.WaitLcore(lcore)
+	r := BenchResult{Packets: uint64(b.packets), Seconds: float64(b.cycles) / float64(b.hz)}
+	if cc != nil {
+		after := cc.Counters()
+		r.Delivered = after.ToKernel + after.TX - before.ToKernel - before.TX
+	}
+	return r, nil
+}

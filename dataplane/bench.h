@@ -1,0 +1,35 @@
+/* bench.h: the data-plane benchmark loop (shoal bench dataplane). */
+#ifndef SHOAL_BENCH_H
+#define SHOAL_BENCH_H
+
+#include <stdint.h>
+
+#include <rte_mempool.h>
+
+#include "sdp.h"
+
+struct sdp_bench {
+	struct sdp_classifier *cls; /* NULL: the bare rx -> free loop */
+	uint16_t rx_port;
+	uint64_t duration_ms;
+	/* results */
+	uint64_t packets;
+	uint64_t cycles;
+	uint64_t hz;
+};
+
+/* Lcore entry point: poll rx_port for duration_ms; arg is struct sdp_bench *. */
+int sdp_bench_main(void *arg);
+
+/* Write n frames of len bytes each (packed in buf) into the n mbufs of
+ * pool, so that a net_null port on that pool receives them in order, over
+ * and over. Returns 0 or -errno. */
+int sdp_bench_fill_pool(struct rte_mempool *pool, const uint8_t *buf,
+			uint32_t n, uint16_t len);
+
+/* Insert n established flows (client-side keys, network order) without
+ * packets, expiring far in the future. Returns how many went in. */
+uint32_t sdp_bench_preload(struct sdp_classifier *c, const uint32_t *keys,
+			   uint32_t n, uint32_t now_ms);
+
+#endif
