@@ -84,6 +84,9 @@ type Options struct {
 	// ExtraBuckets maps a node index (1-based) to its
 	// dataplane.extra_buckets ("0-99,512"), to provoke overlaps in tests.
 	ExtraBuckets map[int]string
+	// Static gives every node the member list in its config instead of
+	// gossip.
+	Static bool
 	// Seed is cluster.seed, the connection hash seed.
 	Seed uint32
 	// MemoryMB is dpdk.memory_mb per node; zero means 128.

@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/node"
 )
 
@@ -73,12 +74,28 @@ func BuildBinary(ctx context.Context, dir string) (string, error) {
 // validated, so a mistake fails Up instead of crashing a node.
 func (l *Lab) NodeConfig(k int) (*node.Config, error) {
 	id := NodeID(k)
-	members := make([]node.MemberConfig, l.opts.Nodes)
-	for i := range members {
-		members[i] = node.MemberConfig{ID: NodeID(i + 1), Weight: l.opts.Weights[i]}
+	var members []node.MemberConfig
+	var gossip node.GossipConfig
+	var capacity node.CapacityConfig
+	if l.opts.Static {
+		for i := 0; i < l.opts.Nodes; i++ {
+			members = append(members, node.MemberConfig{ID: NodeID(i + 1), Weight: l.opts.Weights[i]})
+		}
+	} else {
+		// Gossip over the node addresses, every node a seed. Load-aware
+		// availability stays off: the lab's nodes share the machine's
+		// CPUs, so CPU load says nothing about one node.
+		w := l.opts.Weights[k-1]
+		capacity.Weight = &w
+		gossip.Key = GossipKey
+		for i := 1; i <= l.opts.Nodes; i++ {
+			gossip.Seeds = append(gossip.Seeds, NodeIP(i)+":7946")
+		}
 	}
 	c := &node.Config{
-		NodeID: id,
+		Gossip:   gossip,
+		Capacity: capacity,
+		NodeID:   id,
 		Cluster: node.ClusterConfig{
 			VIP:     VIP,
 			MAC:     ClusterMAC,
@@ -477,4 +494,76 @@ func Exec(ctx context.Context, where string, argv ...string) *exec.Cmd {
 	}
 	full := in(ns, argv...)
 	return exec.CommandContext(ctx, full[0], full[1:]...)
+}
+
+// GossipKey is the lab's cluster key (AES-128, hex). Only lab namespaces
+// ever see it.
+const GossipKey = "73686f616c2d6c61622d6b65792d3031"
+
+// Members is the member list the lab's nodes build their first table from.
+func (l *Lab) Members() []ranges.Member {
+	var ms []ranges.Member
+	for i := 0; i < l.opts.Nodes; i++ {
+		ms = append(ms, ranges.Member{ID: NodeID(i + 1), Weight: l.opts.Weights[i]})
+	}
+	return ms
+}
+
+// WaitConverged waits until every running node of ids sees want members
+// and all run the same table; it returns that table's hash.
+func WaitConverged(ctx context.Context, ids []string, want int) (string, error) {
+	var last string
+	for {
+		hashes := map[string]bool{}
+		ok := true
+		for _, id := range ids {
+			var st node.Status
+			if err := node.AdminGet(SocketPath(id), "/v1/status", &st); err != nil {
+				ok, last = false, err.Error()
+				break
+			}
+			hashes[st.TableHash] = true
+			if len(st.Members) != want || !st.Agreement {
+				ok = false
+				last = fmt.Sprintf("%s sees %d members (want %d), agreement %v", id, len(st.Members), want, st.Agreement)
+			}
+		}
+		if ok && len(hashes) == 1 {
+			for h := range hashes {
+				return h, nil
+			}
+		}
+		if ok {
+			last = fmt.Sprintf("nodes run %d different tables", len(hashes))
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("lab: cluster did not converge: %s", last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Restart starts node id of the running lab again from its config file
+// (after Kill, or after a crash) and waits until it answers. binary is the
+// shoal binary ("" = this one).
+func Restart(ctx context.Context, id, binary string) error {
+	if _, ok := nodeIndex(id); !ok {
+		return fmt.Errorf("%w %q: nodes are named n1..n%d", ErrUnknownPlace, id, MaxNodes)
+	}
+	if _, err := os.Stat(ConfigPath(id)); err != nil {
+		return fmt.Errorf("lab: no config for %s (%v): is the lab up?", id, err)
+	}
+	if pid, ok := nodePID(id); ok {
+		return fmt.Errorf("lab: node %s is already running (pid %d)", id, pid)
+	}
+	bin, err := resolveBinary(binary)
+	if err != nil {
+		return err
+	}
+	l := &Lab{opts: Options{Binary: bin, ReadyTimeout: DefaultReadyTimeout}, procs: map[string]*proc{}}
+	if err := l.startNode(id); err != nil {
+		return err
+	}
+	return l.waitReady(ctx, []string{id})
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/shoal-lb/shoal/control/capacity"
+	"github.com/shoal-lb/shoal/control/gossip"
 	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/dataplane"
 )
@@ -28,14 +30,30 @@ type Status struct {
 	OwnedBuckets int            `json:"owned_buckets"`
 	ExtraBuckets int            `json:"extra_buckets"`
 	Members      []MemberStatus `json:"members"`
+	// Gossip mode only.
+	Gossip      bool            `json:"gossip"`
+	Agreement   bool            `json:"agreement"`
+	Disagree    []string        `json:"disagreeing,omitempty"`
+	TableAge    float64         `json:"table_age_sec"`
+	Capacity    *capacity.State `json:"capacity,omitempty"`
+	FailOpen    uint64          `json:"fail_open_builds"`
+	GossipStats *gossip.Stats   `json:"gossip_stats,omitempty"`
 }
 
 // MemberStatus is one member's weight and table share.
 type MemberStatus struct {
 	ID      string  `json:"id"`
-	Weight  float64 `json:"weight"`
+	Weight  float64 `json:"weight"` // the weight the table was built with
 	Buckets int     `json:"buckets"`
 	Share   float64 `json:"share"`
+	// Gossip mode only.
+	Addr         string  `json:"addr,omitempty"`
+	State        string  `json:"state,omitempty"`
+	Capacity     float64 `json:"capacity"`
+	Availability float64 `json:"availability"`
+	Health       string  `json:"health,omitempty"`
+	TableHash    string  `json:"table_hash,omitempty"`
+	Agrees       bool    `json:"agrees"`
 }
 
 // Stats is GET /v1/stats.
@@ -87,6 +105,44 @@ func startAdmin(n *Node) (*admin, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.status()) })
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.stats()) })
+	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			On *bool `json:"on"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.On == nil {
+			http.Error(w, `body must be {"on": true|false}`, http.StatusBadRequest)
+			return
+		}
+		c := n.clusterOrNil()
+		if c == nil {
+			http.Error(w, "drain needs gossip mode (gossip.key)", http.StatusConflict)
+			return
+		}
+		c.agent.Drain(*req.On)
+		c.poke()
+		writeJSON(w, c.agent.State())
+	})
+	mux.HandleFunc("POST /v1/weight", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Weight *float64 `json:"weight"`
+			Reset  bool     `json:"reset"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || (req.Weight == nil) == !req.Reset {
+			http.Error(w, `body must be {"weight": N} or {"reset": true}`, http.StatusBadRequest)
+			return
+		}
+		c := n.clusterOrNil()
+		if c == nil {
+			http.Error(w, "weight needs gossip mode (gossip.key)", http.StatusConflict)
+			return
+		}
+		if err := c.agent.SetWeight(req.Weight); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		c.poke()
+		writeJSON(w, c.agent.State())
+	})
 	mux.HandleFunc("GET /v1/ranges", func(w http.ResponseWriter, r *http.Request) {
 		n.mu.Lock()
 		t := n.table
@@ -112,19 +168,53 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc.Encode(v)
 }
 
-func (n *Node) status() Status {
+func (n *Node) clusterOrNil() *cluster {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.cluster
+}
+
+func (n *Node) status() Status {
+	c := n.clusterOrNil()
+	epoch := n.epoch()
+	n.mu.Lock()
 	s := Status{
 		NodeID: n.cfg.NodeID, VIP: n.cfg.Cluster.VIP, Address: n.cfg.Interface.Address,
 		UptimeSec: time.Since(n.started).Seconds(), Hugepages: n.hugepages,
-		Epoch: n.runtime.Epoch(), TableHash: n.table.Hash,
-		OwnedBuckets: n.owned.Count(), ExtraBuckets: len(n.extra),
+		Epoch: epoch, TableHash: n.table.Hash, TableAge: time.Since(n.tableSince).Seconds(),
+		OwnedBuckets: n.owned.Count(), ExtraBuckets: len(n.extra), Agreement: true,
+		FailOpen: n.failOpen.Load(),
 	}
 	counts := n.table.Count()
 	for _, m := range n.table.Members {
 		s.Members = append(s.Members, MemberStatus{ID: m.ID, Weight: m.Weight, Buckets: counts[m.ID],
-			Share: float64(counts[m.ID]) / ranges.Buckets})
+			Share: float64(counts[m.ID]) / ranges.Buckets, Capacity: m.Weight, Availability: m.Weight, Agrees: true})
+	}
+	n.mu.Unlock()
+	if c == nil {
+		return s
+	}
+	s.Gossip = true
+	st := c.agent.State()
+	s.Capacity = &st
+	gs := c.g.Stats()
+	s.GossipStats = &gs
+	s.Agreement, s.Disagree = c.agreement()
+	byID := map[string]*MemberStatus{}
+	for i := range s.Members {
+		byID[s.Members[i].ID] = &s.Members[i]
+	}
+	for _, m := range c.g.Members() {
+		ms := byID[m.Meta.NodeID]
+		if ms == nil {
+			s.Members = append(s.Members, MemberStatus{ID: m.Meta.NodeID})
+			ms = &s.Members[len(s.Members)-1]
+		}
+		ms.Addr, ms.State, ms.Capacity, ms.Availability = m.Addr, m.State, m.Meta.Capacity, m.Meta.Availability
+		ms.Health, ms.TableHash, ms.Agrees = m.Meta.Health, m.Meta.TableHash, m.Meta.TableHash == s.TableHash
+		if ms.Health == "" {
+			ms.Health = gossip.HealthHealthy
+		}
 	}
 	return s
 }

@@ -2,6 +2,8 @@ package node
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -26,6 +28,49 @@ type Config struct {
 	Dataplane DataplaneConfig `yaml:"dataplane"`
 	HTTP      HTTPConfig      `yaml:"http"`
 	Admin     AdminConfig     `yaml:"admin"`
+	// Gossip, when it has a key, replaces cluster.members: members and
+	// their availability are learnt from the peers.
+	Gossip   GossipConfig   `yaml:"gossip"`
+	Capacity CapacityConfig `yaml:"capacity"`
+	Leave    LeaveConfig    `yaml:"leave"`
+}
+
+// GossipConfig configures membership (hashicorp/memberlist over the node
+// address).
+type GossipConfig struct {
+	// Port is the gossip port on the node address (UDP and TCP).
+	Port int `yaml:"port"`
+	// Seeds are host:port of peers to join; this node's own is skipped.
+	Seeds []string `yaml:"seeds"`
+	// Key is the cluster key in hex or base64: 16, 24 or 32 bytes
+	// (AES-GCM). KeyFile reads it from a file instead.
+	Key     string `yaml:"key"`
+	KeyFile string `yaml:"key_file"`
+}
+
+// Enabled reports whether the node learns its members by gossip.
+func (g GossipConfig) Enabled() bool { return g.Key != "" || g.KeyFile != "" }
+
+// CapacityConfig sets the capacity agent (see control/capacity).
+type CapacityConfig struct {
+	// Weight is this node's configured capacity (gossip mode).
+	Weight *float64 `yaml:"weight"`
+	// LoadAware makes availability follow active connections and CPU.
+	LoadAware        bool    `yaml:"load_aware"`
+	MaxConnections   int     `yaml:"max_connections"`
+	Alpha            float64 `yaml:"alpha"`
+	Step             float64 `yaml:"step"`
+	Hysteresis       int     `yaml:"hysteresis"`
+	SampleIntervalMS int     `yaml:"sample_interval_ms"`
+}
+
+// LeaveConfig bounds a graceful leave (SIGTERM in gossip mode).
+type LeaveConfig struct {
+	// AgreeTimeoutMS bounds the wait for every peer to run the table
+	// without this node.
+	AgreeTimeoutMS int `yaml:"agree_timeout_ms"`
+	// DrainTimeoutSec bounds the wait for this node's flows to end.
+	DrainTimeoutSec int `yaml:"drain_timeout_sec"`
 }
 
 // ClusterConfig is what every node of one cluster must agree on.
@@ -160,6 +205,71 @@ func (c *Config) Defaults() {
 	if c.Admin.Socket == "" {
 		c.Admin.Socket = "/run/shoal/" + c.NodeID + ".sock"
 	}
+	if c.Gossip.Port == 0 {
+		c.Gossip.Port = 7946
+	}
+	cp := &c.Capacity
+	if cp.MaxConnections == 0 {
+		cp.MaxConnections = 10000
+	}
+	if cp.Alpha == 0 {
+		cp.Alpha = 0.3
+	}
+	if cp.Step == 0 {
+		cp.Step = 0.1
+	}
+	if cp.Hysteresis == 0 {
+		cp.Hysteresis = 2
+	}
+	if cp.SampleIntervalMS == 0 {
+		cp.SampleIntervalMS = 500
+	}
+	if c.Leave.AgreeTimeoutMS == 0 {
+		c.Leave.AgreeTimeoutMS = 3000
+	}
+	if c.Leave.DrainTimeoutSec == 0 {
+		c.Leave.DrainTimeoutSec = 30
+	}
+}
+
+// GossipKey decodes the cluster key (hex or base64) from key or key_file.
+func (c *Config) GossipKey() ([]byte, error) {
+	raw := c.Gossip.Key
+	if c.Gossip.KeyFile != "" {
+		b, err := os.ReadFile(c.Gossip.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("gossip.key_file: %v", err)
+		}
+		raw = string(b)
+	}
+	raw = strings.TrimSpace(raw)
+	var key []byte
+	if b, err := hex.DecodeString(raw); err == nil {
+		key = b
+	} else if b, err := base64.StdEncoding.DecodeString(raw); err == nil {
+		key = b
+	} else {
+		return nil, fmt.Errorf("gossip.key: neither hex nor base64")
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("gossip.key: %d bytes; want 16, 24 or 32 (AES)", len(key))
+}
+
+// SelfWeight is this node's configured capacity: capacity.weight in
+// gossip mode, its cluster.members entry otherwise.
+func (c *Config) SelfWeight() float64 {
+	if c.Capacity.Weight != nil {
+		return *c.Capacity.Weight
+	}
+	for _, m := range c.Cluster.Members {
+		if m.ID == c.NodeID {
+			return m.Weight
+		}
+	}
+	return 1
 }
 
 // Validate checks every field and returns all problems at once, each naming
@@ -179,8 +289,51 @@ func (c *Config) Validate() error {
 	if _, err := net.ParseMAC(c.Cluster.MAC); err != nil {
 		bad("cluster.mac", "%q is not a MAC address", c.Cluster.MAC)
 	}
-	if len(c.Cluster.Members) == 0 {
-		bad("cluster.members", "no members: list at least this node")
+	gossip := c.Gossip.Enabled()
+	if gossip {
+		if c.Gossip.Key != "" && c.Gossip.KeyFile != "" {
+			bad("gossip.key", "give key or key_file, not both")
+		} else if _, err := c.GossipKey(); err != nil {
+			errs = append(errs, err)
+		}
+		if len(c.Cluster.Members) > 0 {
+			bad("cluster.members", "static members conflict with gossip (gossip.key is set): remove one")
+		}
+		if c.Gossip.Port < 1 || c.Gossip.Port > 65535 {
+			bad("gossip.port", "%d is not a port", c.Gossip.Port)
+		}
+		for i, s := range c.Gossip.Seeds {
+			if _, p, err := net.SplitHostPort(s); err != nil || p == "" {
+				bad(fmt.Sprintf("gossip.seeds[%d]", i), "%q is not host:port", s)
+			}
+		}
+		if w := c.SelfWeight(); !(w >= 0 && w <= 1e6) {
+			bad("capacity.weight", "%v must be between 0 and 1000000", w)
+		}
+	} else if len(c.Cluster.Members) == 0 {
+		bad("cluster.members", "no members: list at least this node, or configure gossip")
+	}
+	cp := c.Capacity
+	if cp.MaxConnections < 1 {
+		bad("capacity.max_connections", "%d must be at least 1", cp.MaxConnections)
+	}
+	if !(cp.Alpha > 0 && cp.Alpha <= 1) {
+		bad("capacity.alpha", "%v must be in (0, 1]", cp.Alpha)
+	}
+	if !(cp.Step > 0 && cp.Step <= 1) {
+		bad("capacity.step", "%v must be in (0, 1]", cp.Step)
+	}
+	if cp.Hysteresis < 1 || cp.Hysteresis > 100 {
+		bad("capacity.hysteresis", "%d must be between 1 and 100", cp.Hysteresis)
+	}
+	if cp.SampleIntervalMS < 50 || cp.SampleIntervalMS > 60000 {
+		bad("capacity.sample_interval_ms", "%d must be between 50 and 60000", cp.SampleIntervalMS)
+	}
+	if c.Leave.AgreeTimeoutMS < 100 || c.Leave.AgreeTimeoutMS > 600000 {
+		bad("leave.agree_timeout_ms", "%d must be between 100 and 600000", c.Leave.AgreeTimeoutMS)
+	}
+	if c.Leave.DrainTimeoutSec < 1 || c.Leave.DrainTimeoutSec > 86400 {
+		bad("leave.drain_timeout_sec", "%d must be between 1 and 86400", c.Leave.DrainTimeoutSec)
 	}
 	seen := map[string]bool{}
 	self := false
@@ -198,7 +351,7 @@ func (c *Config) Validate() error {
 			bad(f+".weight", "%v must be between 0 and 1000000", m.Weight)
 		}
 	}
-	if len(c.Cluster.Members) > 0 && !self {
+	if !gossip && len(c.Cluster.Members) > 0 && !self {
 		bad("cluster.members", "node_id %q is not among the members", c.NodeID)
 	}
 	if strings.TrimSpace(c.Interface.Device) == "" {

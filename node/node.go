@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dpdk "github.com/shoal-lb/shoal/cgo"
@@ -35,13 +36,16 @@ type Node struct {
 	log     *slog.Logger
 	started time.Time
 
-	mu        sync.Mutex
-	table     *ranges.Table
-	owned     dataplane.Ownership
-	extra     []int
-	runtime   *dataplane.Runtime
-	nic, tap  *dpdk.Port
-	hugepages bool
+	mu         sync.Mutex
+	table      *ranges.Table
+	owned      dataplane.Ownership
+	extra      []int
+	runtime    *dataplane.Runtime
+	nic, tap   *dpdk.Port
+	hugepages  bool
+	cluster    *cluster
+	tableSince time.Time
+	failOpen   atomic.Uint64
 }
 
 // Run runs the node until ctx is done, then tears everything down.
@@ -61,24 +65,84 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := n.configureTap(); err != nil {
 		return err
 	}
-	if err := n.publishTable(); err != nil {
+	var cl *cluster
+	if cfg.Gossip.Enabled() {
+		c, err := n.startCluster(ctx)
+		if err != nil {
+			return err
+		}
+		cl = c
+		n.mu.Lock()
+		n.cluster = cl
+		n.mu.Unlock()
+	} else if _, err := n.applyMembers(staticMembers(cfg)); err != nil {
 		return err
 	}
 	web, err := startWeb(cfg, log)
 	if err != nil {
+		if cl != nil {
+			cl.stop(false)
+		}
 		return err
 	}
-	onExit(func() { web.stop() })
 	admin, err := startAdmin(n)
 	if err != nil {
+		web.stop()
+		if cl != nil {
+			cl.stop(false)
+		}
 		return err
 	}
 	onExit(func() { admin.stop() })
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		if cl != nil {
+			cl.run(loopCtx)
+		}
+	}()
 	log.Info("node ready", "vip", cfg.Cluster.VIP, "address", cfg.Interface.Address,
-		"owned_buckets", n.owned.Count(), "table", n.table.Hash, "hugepages", n.hugepages)
+		"owned_buckets", n.ownedCount(), "table", n.tableHash(), "hugepages", n.hugepages, "gossip", cl != nil)
 	<-ctx.Done()
 	log.Info("node stopping")
+	stopLoop()
+	<-loopDone
+	if cl != nil {
+		// Graceful leave: give the buckets away, wait until the peers run
+		// the table without us, let handshakes in flight finish, then close
+		// the server (requests in flight complete) and wait for our flows.
+		cl.drainForLeave()
+		n.waitFlows(func(f dataplane.FlowCounts) bool { return f.SynRcvd == 0 }, 2*time.Second)
+	}
+	web.stop()
+	if cl != nil {
+		n.waitFlows(func(f dataplane.FlowCounts) bool { return f.SynRcvd+f.Established == 0 },
+			time.Duration(cfg.Leave.DrainTimeoutSec)*time.Second)
+		cl.stop(true)
+	}
 	return nil
+}
+
+// staticMembers is the member list of a node without gossip.
+func staticMembers(cfg *Config) []ranges.Member {
+	var ms []ranges.Member
+	for _, m := range cfg.Cluster.Members {
+		ms = append(ms, ranges.Member{ID: m.ID, Weight: m.Weight})
+	}
+	return ms
+}
+
+// waitFlows polls the data plane until done holds or d passes.
+func (n *Node) waitFlows(done func(dataplane.FlowCounts) bool, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for !done(n.flowCounts()) {
+		if time.Now().After(deadline) {
+			n.log.Warn("leave: flows still open at the deadline", "flows", n.flowCounts())
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // startDataplane initialises the EAL, opens the NIC and the tap, and
@@ -245,36 +309,72 @@ func (n *Node) configureTap() error {
 	return nil
 }
 
-// publishTable builds the range table from the configured members and
-// publishes this node's share (plus any extra buckets) to the workers.
-func (n *Node) publishTable() error {
-	var ms []ranges.Member
-	for _, m := range n.cfg.Cluster.Members {
-		ms = append(ms, ranges.Member{ID: m.ID, Weight: m.Weight})
-	}
+// applyMembers builds the range table for ms and, when its content
+// changed, publishes this node's share (plus any extra buckets) to the
+// workers. It reports whether anything was published.
+func (n *Node) applyMembers(ms []ranges.Member) (bool, error) {
 	t, err := ranges.Build(n.cfg.Cluster.Seed, ms)
 	if err != nil {
-		return inputErr("cluster.members: %v", err)
+		return false, inputErr("cluster.members: %v", err)
+	}
+	n.mu.Lock()
+	if n.table != nil && n.table.Hash == t.Hash {
+		n.mu.Unlock()
+		return false, nil
 	}
 	extra, _ := ParseBuckets(n.cfg.Dataplane.ExtraBuckets)
 	var own dataplane.Ownership
 	self := t.Index(n.cfg.NodeID)
 	for b, o := range t.Owner {
-		if int(o) == self {
+		if self >= 0 && int(o) == self {
 			own.Set(uint16(b))
 		}
 	}
 	for _, b := range extra {
 		own.Set(uint16(b))
 	}
-	n.mu.Lock()
+	first := n.table == nil
 	n.table, n.owned, n.extra = t, own, extra
+	n.tableSince = time.Now()
 	rt := n.runtime
 	n.mu.Unlock()
 	epoch := rt.Publish(&own)
-	if len(extra) > 0 {
+	if first && len(extra) > 0 {
 		n.log.Warn("dataplane.extra_buckets set: this node accepts buckets outside its share (overlap drill)", "extra", len(extra))
 	}
-	n.log.Info("range table published", "epoch", epoch, "hash", t.Hash, "owned", own.Count())
-	return nil
+	n.log.Info("range table published", "epoch", epoch, "hash", t.Hash, "owned", own.Count(), "members", len(ms))
+	return true, nil
+}
+
+func (n *Node) tableHash() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.table == nil {
+		return ""
+	}
+	return n.table.Hash
+}
+
+func (n *Node) ownedCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.owned.Count()
+}
+
+func (n *Node) epoch() uint64 {
+	n.mu.Lock()
+	rt := n.runtime
+	n.mu.Unlock()
+	if rt == nil {
+		return 0
+	}
+	return rt.Epoch()
+}
+
+func (n *Node) flowCounts() dataplane.FlowCounts {
+	n.mu.Lock()
+	rt := n.runtime
+	n.mu.Unlock()
+	_, f := dataplane.Totals(rt.Stats())
+	return f
 }

@@ -3,15 +3,18 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-lb/shoal/control/capacity"
 	"github.com/shoal-lb/shoal/lab"
 	"github.com/shoal-lb/shoal/node"
 )
@@ -27,6 +30,10 @@ func init() {
 	commands = append(commands,
 		&cli.Command{Name: "status", Usage: "show the node's identity, table and members", Flags: adminFlags, Action: statusCmd},
 		&cli.Command{Name: "stats", Usage: "show the data plane's counters", Flags: adminFlags, Action: statsCmd},
+		&cli.Command{Name: "drain", Usage: "give this node's share of new connections away (established ones stay)",
+			Flags: append([]cli.Flag{&cli.BoolFlag{Name: "undo", Usage: "take the share back"}}, adminFlags...), Action: drainCmd},
+		&cli.Command{Name: "weight", Usage: "override this node's advertised availability", ArgsUsage: "N | --reset",
+			Flags: append([]cli.Flag{&cli.BoolFlag{Name: "reset", Usage: "remove the override"}}, adminFlags...), Action: weightCmd},
 		&cli.Command{Name: "ranges", Usage: "show the range table as owner intervals", Flags: adminFlags, Action: rangesCmd},
 	)
 }
@@ -75,10 +82,22 @@ func statusCmd(c *cli.Context) error {
 	fmt.Printf("node %s  vip %s  address %s  up %.0fs  hugepages %v\n", s.NodeID, s.VIP, s.Address, s.UptimeSec, s.Hugepages)
 	fmt.Printf("table %s  epoch %d  owned buckets %d (%.1f%%)  extra %d\n\n", s.TableHash, s.Epoch,
 		s.OwnedBuckets, 100*float64(s.OwnedBuckets)/65536, s.ExtraBuckets)
+	if s.Gossip {
+		fmt.Printf("agreement %v", s.Agreement)
+		if len(s.Disagree) > 0 {
+			fmt.Printf(" (disagreeing: %v)", s.Disagree)
+		}
+		fmt.Printf("  table age %.1fs", s.TableAge)
+		if s.Capacity != nil {
+			fmt.Printf("  draining %v  load %.2f", s.Capacity.Draining, s.Capacity.Load)
+		}
+		fmt.Print("\n\n")
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tWEIGHT\tBUCKETS\tSHARE")
+	fmt.Fprintln(tw, "MEMBER\tSTATE\tHEALTH\tCAPACITY\tAVAILABILITY\tBUCKETS\tSHARE\tTABLE\tAGREES")
 	for _, m := range s.Members {
-		fmt.Fprintf(tw, "%s\t%g\t%d\t%.2f%%\n", m.ID, m.Weight, m.Buckets, 100*m.Share)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%g\t%g\t%d\t%.2f%%\t%s\t%v\n", m.ID, dash(m.State), dash(m.Health),
+			m.Capacity, m.Availability, m.Buckets, 100*m.Share, dash(m.TableHash), m.Agrees)
 	}
 	return tw.Flush()
 }
@@ -135,3 +154,58 @@ func rangesCmd(c *cli.Context) error {
 
 // printJSONLine prints v as one line of JSON.
 func printJSONLine(v any) error { return json.NewEncoder(os.Stdout).Encode(v) }
+
+func drainCmd(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return badInput("drain takes no arguments (use --undo to lift a drain)")
+	}
+	var st capacity.State
+	if err := adminPost(c, "/v1/drain", map[string]bool{"on": !c.Bool("undo")}, &st); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(st)
+	}
+	fmt.Printf("draining %v: advertised availability %g of capacity %g\n", st.Draining, st.Availability, st.Capacity)
+	return nil
+}
+
+func weightCmd(c *cli.Context) error {
+	var body any
+	switch {
+	case c.Bool("reset") && c.NArg() == 0:
+		body = map[string]bool{"reset": true}
+	case !c.Bool("reset") && c.NArg() == 1:
+		w, err := strconv.ParseFloat(c.Args().First(), 64)
+		if err != nil || math.IsNaN(w) || w < 0 || w > capacity.MaxCapacity {
+			return badInput("weight: %q is not a number between 0 and %g", c.Args().First(), capacity.MaxCapacity)
+		}
+		body = map[string]float64{"weight": w}
+	default:
+		return badInput("weight: give one number, or --reset")
+	}
+	var st capacity.State
+	if err := adminPost(c, "/v1/weight", body, &st); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(st)
+	}
+	fmt.Printf("advertised availability %g (capacity %g)\n", st.Availability, st.Capacity)
+	return nil
+}
+
+func adminPost(c *cli.Context, path string, body, v any) error {
+	sock, err := resolveSocket(c)
+	if err != nil {
+		return err
+	}
+	return node.AdminPost(sock, path, body, v)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -47,6 +47,10 @@ func runDemo(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if _, err := lab.WaitConverged(ctx, l.NodeIDs(), 3); err != nil {
+		lab.Down()
+		return err
+	}
 	defer func() {
 		fmt.Println("\nlab down: stopping nodes, deleting namespaces")
 		if err := lab.Down(); err != nil {

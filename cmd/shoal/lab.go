@@ -36,6 +36,7 @@ func labCommand() *cli.Command {
 					&cli.BoolFlag{Name: "static-neighbor", Usage: "give the client a static neighbour entry VIP → cluster MAC instead of ARP"},
 					&cli.UintFlag{Name: "seed", Usage: "connection hash seed (cluster.seed)"},
 					&cli.StringFlag{Name: "binary", Usage: "shoal binary that runs the nodes (default: this one)"},
+					&cli.BoolFlag{Name: "static", Usage: "static member lists instead of gossip"},
 					&cli.BoolFlag{Name: "network-only", Usage: "build namespaces and content but start no node"},
 					&cli.DurationFlag{Name: "timeout", Value: lab.DefaultReadyTimeout, Usage: "how long to wait for the nodes to answer"},
 				},
@@ -50,6 +51,22 @@ func labCommand() *cli.Command {
 						return badInput("lab down takes no arguments, got %q", c.Args().Slice())
 					}
 					return lab.Down()
+				},
+			},
+			{
+				Name:      "start",
+				Usage:     "start a killed node again from its config and wait until it answers",
+				ArgsUsage: "nK",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return badInput("lab start: give one node, e.g. n2")
+					}
+					if err := lab.CheckWhere(c.Args().First()); err != nil || c.Args().First() == "client" || c.Args().First() == "br" {
+						return badInput("lab start: %q is not a node", c.Args().First())
+					}
+					ctx, cancel := context.WithTimeout(c.Context, time.Minute)
+					defer cancel()
+					return lab.Restart(ctx, c.Args().First(), "")
 				},
 			},
 			{
@@ -90,6 +107,7 @@ func labUp(c *cli.Context) error {
 	opts := lab.Options{
 		Nodes:          c.Int("nodes"),
 		StaticNeighbor: c.Bool("static-neighbor"),
+		Static:         c.Bool("static"),
 		Binary:         c.String("binary"),
 		NetworkOnly:    c.Bool("network-only"),
 		ReadyTimeout:   c.Duration("timeout"),
@@ -125,6 +143,13 @@ func labUp(c *cli.Context) error {
 	l, err := lab.Up(ctx, opts)
 	if err != nil {
 		return err
+	}
+	if !opts.NetworkOnly && !opts.Static {
+		hash, err := lab.WaitConverged(ctx, l.NodeIDs(), opts.Nodes)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("lab up: %d nodes agree on range table %s\n", opts.Nodes, hash)
 	}
 	fmt.Printf("lab up: VIP %s, client %s (shoal lab exec client -- CMD)\n", lab.VIP, lab.ClientIP)
 	for i, id := range l.NodeIDs() {

@@ -69,6 +69,12 @@ func up(t *testing.T, opts lab.Options) *lab.Lab {
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
+	if !opts.Static {
+		if _, err := lab.WaitConverged(ctx, l.NodeIDs(), len(l.NodeIDs())); err != nil {
+			lab.Down()
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, id := range l.NodeIDs() {
@@ -176,11 +182,7 @@ func tableOf(t *testing.T, l *lab.Lab) (*ranges.Table, uint32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ms []ranges.Member
-	for _, m := range cfg.Cluster.Members {
-		ms = append(ms, ranges.Member{ID: m.ID, Weight: m.Weight})
-	}
-	tb, err := ranges.Build(cfg.Cluster.Seed, ms)
+	tb, err := ranges.Build(cfg.Cluster.Seed, l.Members())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,54 @@
+package gossip
+
+import "maps"
+
+// Stats are cumulative counters since Start, plus current member counts.
+type Stats struct {
+	MembersAlive    int // len(Members()), this node included
+	MembersExcluded int // alive peers left out of Members for a rejected meta
+
+	// MetaRejected counts peer metas rejected, by reason. A peer is counted
+	// each time its meta changes or it rejoins, not per gossip round.
+	MetaRejected map[Reason]uint64
+	MetaClamped  uint64 // peer metas accepted after Sanitize clamped a value
+
+	// RefusedMessages counts packets and streams this node could not
+	// decrypt, or that had the wrong encryption mode: a peer with another
+	// cluster key, a plaintext peer, or noise.
+	RefusedMessages uint64
+	NodeIDConflicts uint64 // members seen claiming a known node ID from another address
+	JoinFailures    uint64 // Join calls (including rejoin retries) that failed
+
+	PacketsSent     uint64 // UDP
+	PacketsReceived uint64
+	StreamsDialed   uint64 // TCP push/pull, joins, fallback pings
+	StreamsAccepted uint64
+	BytesSent       uint64 // UDP and TCP
+	BytesReceived   uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (g *Gossip) Stats() Stats {
+	g.mu.Lock()
+	s := Stats{MetaRejected: maps.Clone(g.rejected), MetaClamped: g.clamped}
+	for _, p := range g.peers {
+		if p.ok {
+			s.MembersAlive++
+		} else {
+			s.MembersExcluded++
+		}
+	}
+	g.mu.Unlock()
+	s.MembersAlive++ // self
+	s.RefusedMessages = g.refused.Load()
+	s.NodeIDConflicts = g.conflicts.Load()
+	s.JoinFailures = g.joinFailures.Load()
+	c := g.tr.c
+	s.PacketsSent = c.packetsSent.Load()
+	s.PacketsReceived = c.packetsReceived.Load()
+	s.StreamsDialed = c.streamsDialed.Load()
+	s.StreamsAccepted = c.streamsAccepted.Load()
+	s.BytesSent = c.bytesSent.Load()
+	s.BytesReceived = c.bytesReceived.Load()
+	return s
+}
