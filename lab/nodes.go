@@ -326,7 +326,13 @@ func alive(pid int) bool {
 
 // Kill kills node id with SIGKILL, as a crash would, and removes its pid
 // file. Errors wrap ErrUnknownPlace when id is not a node of the lab.
-func Kill(id string) error {
+func Kill(id string) error { return signalNode(id, syscall.SIGKILL, 2*time.Second) }
+
+// Stop asks node id to leave gracefully (SIGTERM: drain, wait for the
+// peers, finish its flows, leave) and waits up to wait for it to exit.
+func Stop(id string, wait time.Duration) error { return signalNode(id, syscall.SIGTERM, wait) }
+
+func signalNode(id string, sig syscall.Signal, wait time.Duration) error {
 	if _, ok := nodeIndex(id); !ok {
 		return fmt.Errorf("%w %q: nodes are n1..n%d", ErrUnknownPlace, id, MaxNodes)
 	}
@@ -338,13 +344,13 @@ func Kill(id string) error {
 		os.Remove(PIDPath(id))
 		return fmt.Errorf("lab: node %s is not running", id)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
-		return fmt.Errorf("lab: kill %s (pid %d): %w", id, pid, err)
+	if err := syscall.Kill(pid, sig); err != nil && err != syscall.ESRCH {
+		return fmt.Errorf("lab: %v to %s (pid %d): %w", sig, id, pid, err)
+	}
+	if !waitDead([]int{pid}, wait) {
+		return fmt.Errorf("lab: node %s (pid %d) still runs %v after %v", id, pid, wait, sig)
 	}
 	os.Remove(PIDPath(id))
-	if !waitDead([]int{pid}, 2*time.Second) {
-		return fmt.Errorf("lab: node %s (pid %d) survived SIGKILL for 2 s", id, pid)
-	}
 	return nil
 }
 

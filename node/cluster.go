@@ -21,6 +21,10 @@ import (
 // changes, publishes its share to the workers and advertises the table's
 // hash, so that every node can tell whether all agree.
 
+// maxHold bounds a make-before-break hold when peers do not agree (one is
+// unreachable but not yet declared dead, or runs other software).
+const maxHold = 3 * time.Second
+
 // cluster is the gossip-mode state of a node.
 type cluster struct {
 	n       *Node
@@ -68,7 +72,12 @@ func (c *cluster) localMeta(tableHash string) gossip.Meta {
 	if st.Draining {
 		health = gossip.HealthDraining
 	}
-	return gossip.Meta{NodeID: c.n.cfg.NodeID, Capacity: st.Capacity, Availability: st.Availability,
+	capv := st.Capacity
+	if st.Override != nil {
+		// The operator re-rated the node: the override is its capacity too.
+		capv = *st.Override
+	}
+	return gossip.Meta{NodeID: c.n.cfg.NodeID, Capacity: capv, Availability: st.Availability,
 		Health: health, TableHash: tableHash, Epoch: c.n.epoch()}
 }
 
@@ -125,10 +134,17 @@ func (c *cluster) rebuild() {
 		}
 		c.n.failOpen.Add(1)
 	}
-	changed, err := c.n.applyMembers(ms)
+	changed, err := c.n.applyMembers(ms, true)
 	if err != nil {
 		c.n.log.Error("range table", "err", err)
 		return
+	}
+	if holding, d := c.n.heldFor(); holding {
+		if ok, _ := c.agreement(); ok {
+			c.n.release("every peer runs the new table")
+		} else if d > maxHold {
+			c.n.release(fmt.Sprintf("peers still disagree after %v", maxHold))
+		}
 	}
 	want := c.localMeta(c.n.tableHash())
 	have := c.g.LocalMeta()

@@ -45,6 +45,8 @@ type Node struct {
 	hugepages  bool
 	cluster    *cluster
 	tableSince time.Time
+	holding    bool // publishing the old share too until the peers agree
+	holdSince  time.Time
 	failOpen   atomic.Uint64
 }
 
@@ -75,7 +77,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		n.mu.Lock()
 		n.cluster = cl
 		n.mu.Unlock()
-	} else if _, err := n.applyMembers(staticMembers(cfg)); err != nil {
+	} else if _, err := n.applyMembers(staticMembers(cfg), false); err != nil {
 		return err
 	}
 	web, err := startWeb(cfg, log)
@@ -311,8 +313,14 @@ func (n *Node) configureTap() error {
 
 // applyMembers builds the range table for ms and, when its content
 // changed, publishes this node's share (plus any extra buckets) to the
-// workers. It reports whether anything was published.
-func (n *Node) applyMembers(ms []ranges.Member) (bool, error) {
+// workers. It reports whether the table changed.
+//
+// With hold (gossip mode) the change is make-before-break: the workers get
+// the union of the old and the new share until release is called (once the
+// peers run the new table too), so a bucket moving away is briefly owned
+// twice, which the overlap guard settles, instead of owned by nobody, which
+// costs the client a SYN retransmission (one second).
+func (n *Node) applyMembers(ms []ranges.Member, hold bool) (bool, error) {
 	t, err := ranges.Build(n.cfg.Cluster.Seed, ms)
 	if err != nil {
 		return false, inputErr("cluster.members: %v", err)
@@ -334,16 +342,49 @@ func (n *Node) applyMembers(ms []ranges.Member) (bool, error) {
 		own.Set(uint16(b))
 	}
 	first := n.table == nil
+	publish := own
+	n.holding = false
+	if hold && !first {
+		for i := range publish {
+			publish[i] |= n.owned[i]
+		}
+		n.holding = publish != own
+		n.holdSince = time.Now()
+	}
 	n.table, n.owned, n.extra = t, own, extra
 	n.tableSince = time.Now()
 	rt := n.runtime
 	n.mu.Unlock()
-	epoch := rt.Publish(&own)
+	epoch := rt.Publish(&publish)
 	if first && len(extra) > 0 {
 		n.log.Warn("dataplane.extra_buckets set: this node accepts buckets outside its share (overlap drill)", "extra", len(extra))
 	}
-	n.log.Info("range table published", "epoch", epoch, "hash", t.Hash, "owned", own.Count(), "members", len(ms))
+	n.log.Info("range table published", "epoch", epoch, "hash", t.Hash, "owned", own.Count(),
+		"held_until_peers_agree", publish.Count()-own.Count(), "members", len(ms))
 	return true, nil
+}
+
+// release ends a make-before-break hold: the workers get the new share
+// alone.
+func (n *Node) release(why string) {
+	n.mu.Lock()
+	if !n.holding {
+		n.mu.Unlock()
+		return
+	}
+	n.holding = false
+	own, held := n.owned, time.Since(n.holdSince)
+	rt := n.runtime
+	n.mu.Unlock()
+	epoch := rt.Publish(&own)
+	n.log.Info("released buckets held for the peers", "epoch", epoch, "after", held.Round(time.Millisecond), "why", why)
+}
+
+// heldFor reports whether a hold is in place and for how long.
+func (n *Node) heldFor() (bool, time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.holding, time.Since(n.holdSince)
 }
 
 func (n *Node) tableHash() string {
