@@ -288,4 +288,3 @@ func TestRestartedNodeTakesBackItsShare(t *testing.T) {
 		t.Fatal("n2 served nothing after rejoining")
 	}
 }
-
