@@ -105,6 +105,7 @@ func startAdmin(n *Node) (*admin, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.status()) })
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.stats()) })
+	mux.HandleFunc("GET /metrics", n.serveMetrics)
 	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			On *bool `json:"on"`

@@ -17,7 +17,7 @@ func AdminPost(socket, path string, body, v any) error {
 	return adminDo(socket, http.MethodPost, path, body, v)
 }
 
-// AdminGet fetches path (e.g. "/v1/stats") from a node's admin socket and
+// AdminGet fetches path (into a *[]byte as is, else decoded as JSON) (e.g. "/v1/stats") from a node's admin socket and
 // decodes the JSON answer into v.
 func AdminGet(socket, path string, v any) error {
 	return adminDo(socket, http.MethodGet, path, nil, v)
@@ -55,6 +55,10 @@ func adminDo(socket, method, path string, body, v any) error {
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("admin %s%s: %s: %s", socket, path, resp.Status, bytes.TrimSpace(raw))
+	}
+	if b, ok := v.(*[]byte); ok {
+		*b = raw
+		return nil
 	}
 	return json.Unmarshal(raw, v)
 }

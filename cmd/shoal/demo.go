@@ -59,46 +59,34 @@ func runDemo(c *cli.Context) error {
 	}()
 
 	fmt.Printf("\n%d requests from the client (curl, one fresh connection each):\n", n)
-	answers := demoRequests(ctx, n)
-	shown := 0
-	for i, a := range answers {
-		if shown < 12 {
-			fmt.Printf("  request %3d  %s\n", i+1, a)
-			shown++
-		}
-	}
-	if n > shown {
-		fmt.Printf("  ... %d more\n", n-shown)
+	if err := demoRound(ctx, l, weights, n, true); err != nil {
+		return err
 	}
 
-	served := map[string]int{}
-	failed := 0
-	for _, a := range answers {
-		if a.node == "" {
-			failed++
-			continue
-		}
-		served[a.node]++
+	fmt.Println("\nn2 crashes (SIGKILL). The survivors detect it by gossip and share its buckets:")
+	killed := time.Now()
+	if err := lab.Kill("n2"); err != nil {
+		return err
 	}
-	fmt.Println()
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "node\tcapacity\ttable share\tserved\tshare of requests\tSYNs accepted\tSYNs not ours\t")
-	for k, id := range l.NodeIDs() {
-		var st node.Status
-		var sx node.Stats
-		if err := node.AdminGet(lab.SocketPath(id), "/v1/status", &st); err != nil {
-			return err
-		}
-		if err := node.AdminGet(lab.SocketPath(id), "/v1/stats", &sx); err != nil {
-			return err
-		}
-		fmt.Fprintf(tw, "%s\t%g\t%.1f%%\t%d\t%.1f%%\t%d\t%d\t\n", id, weights[k],
-			100*float64(st.OwnedBuckets)/65536, served[id], 100*float64(served[id])/float64(n),
-			sx.Total.SynAccepted, sx.Total.SynNotOurs)
+	if _, err := lab.WaitConverged(ctx, []string{"n1", "n3"}, 2); err != nil {
+		return err
 	}
-	tw.Flush()
-	if failed > 0 {
-		return fmt.Errorf("demo: %d of %d requests failed", failed, n)
+	fmt.Printf("  n1 and n3 agree on a 2-member table %v after the crash (Windows NLB: about 10 s)\n", time.Since(killed).Round(time.Millisecond))
+	if err := demoRound(ctx, l, weights, n, false); err != nil {
+		return err
+	}
+
+	fmt.Println("\nn2 comes back, rejoins and takes back its share:")
+	back := time.Now()
+	if err := l.Start(ctx, "n2"); err != nil {
+		return err
+	}
+	if _, err := lab.WaitConverged(ctx, l.NodeIDs(), 3); err != nil {
+		return err
+	}
+	fmt.Printf("  all 3 agree again %v after the restart\n", time.Since(back).Round(time.Millisecond))
+	if err := demoRound(ctx, l, weights, n, false); err != nil {
+		return err
 	}
 	fmt.Println("\nEvery request was answered by exactly one node, straight from that node (direct server return).")
 	return nil
@@ -147,4 +135,45 @@ func demoRequests(ctx context.Context, n int) []demoAnswer {
 	close(next)
 	wg.Wait()
 	return out
+}
+
+// demoRound sends n requests and prints who answered beside the table.
+func demoRound(ctx context.Context, l *lab.Lab, weights []float64, n int, showEach bool) error {
+	answers := demoRequests(ctx, n)
+	if showEach {
+		for i, a := range answers[:min(12, n)] {
+			fmt.Printf("  request %3d  %s\n", i+1, a)
+		}
+		if n > 12 {
+			fmt.Printf("  ... %d more\n", n-12)
+		}
+		fmt.Println()
+	}
+	served := map[string]int{}
+	failed := 0
+	for _, a := range answers {
+		if a.node == "" {
+			failed++
+			continue
+		}
+		served[a.node]++
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "node\tcapacity\ttable share\tserved\tshare of requests\tSYNs accepted\tSYNs not ours\t")
+	for k, id := range l.NodeIDs() {
+		var st node.Status
+		var sx node.Stats
+		if node.AdminGet(lab.SocketPath(id), "/v1/status", &st) != nil || node.AdminGet(lab.SocketPath(id), "/v1/stats", &sx) != nil {
+			fmt.Fprintf(tw, "%s\t%g\t-\t%d\t%.1f%%\tdown\tdown\t\n", id, weights[k], served[id], 100*float64(served[id])/float64(n))
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%g\t%.1f%%\t%d\t%.1f%%\t%d\t%d\t\n", id, weights[k],
+			100*float64(st.OwnedBuckets)/65536, served[id], 100*float64(served[id])/float64(n),
+			sx.Total.SynAccepted, sx.Total.SynNotOurs)
+	}
+	tw.Flush()
+	if failed > 0 {
+		return fmt.Errorf("demo: %d of %d requests failed", failed, n)
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shoal-lb/shoal/lab"
+	"github.com/shoal-lb/shoal/node"
 )
 
 // TestShareFollowsTable: 3 nodes weighted 1:2:1, 400 fresh connections by
@@ -62,6 +63,17 @@ func TestShareFollowsTable(t *testing.T) {
 	}
 	if accepted < 400 || notOurs < 800 {
 		t.Errorf("SYNs accepted %d (want ≥ 400), not ours %d (want ≥ 800)", accepted, notOurs)
+	}
+	// The same counters in Prometheus form.
+	var prom []byte
+	if err := node.AdminGet(lab.SocketPath("n2"), "/metrics", &prom); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`shoal_dataplane_frames_total{worker="1",counter="syn_accepted"}`,
+		`shoal_table_agreement 1`, `shoal_members 3`, `shoal_gossip_bytes_sent_total`, `shoal_dataplane_flows{worker="1",state="closing"}`} {
+		if !strings.Contains(string(prom), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
 

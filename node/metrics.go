@@ -1,0 +1,90 @@
+package node
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// GET /metrics on the admin socket, in Prometheus text format: the data
+// plane's counters per worker, flows by state, ports, the table (epoch,
+// owned buckets, agreement), membership and gossip health, and the Go
+// process. Names are documented in docs/operations.md.
+
+func (n *Node) serveMetrics(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	n.writeMetrics(w)
+	metrics.WriteProcessMetrics(w)
+}
+
+// writeStruct writes each uint64 field of v (named by its json tag) as
+// prefix{label="value",name="field"}.
+func writeStruct(w io.Writer, metric, labels string, v any, counter bool) {
+	rv := reflect.ValueOf(v)
+	for i := 0; i < rv.NumField(); i++ {
+		tag := strings.Split(rv.Type().Field(i).Tag.Get("json"), ",")[0]
+		name := fmt.Sprintf("%s{%s%q}", metric, labels, tag)
+		if counter {
+			metrics.WriteCounterUint64(w, name, rv.Field(i).Uint())
+		} else {
+			metrics.WriteGaugeUint64(w, name, rv.Field(i).Uint())
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (n *Node) writeMetrics(w io.Writer) {
+	st := n.stats()
+	for _, wk := range st.Workers {
+		l := fmt.Sprintf(`worker="%d",counter=`, wk.Lcore)
+		writeStruct(w, "shoal_dataplane_frames_total", l, wk.Counters, true)
+		writeStruct(w, "shoal_dataplane_flows", fmt.Sprintf(`worker="%d",state=`, wk.Lcore), wk.Flows, false)
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_dataplane_polls_total{worker="%d"}`, wk.Lcore), wk.Polls)
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_dataplane_idle_sleep_seconds_total{worker="%d"}`, wk.Lcore), wk.SleptUS/1e6)
+		metrics.WriteGaugeUint64(w, fmt.Sprintf(`shoal_dataplane_worker_epoch{worker="%d"}`, wk.Lcore), wk.Epoch)
+	}
+	for name, p := range st.Ports {
+		writeStruct(w, "shoal_port_packets_total", fmt.Sprintf(`port=%q,counter=`, name), p, true)
+	}
+	s := n.status()
+	metrics.WriteGaugeUint64(w, "shoal_table_epoch", s.Epoch)
+	metrics.WriteGaugeUint64(w, "shoal_table_owned_buckets", uint64(s.OwnedBuckets))
+	metrics.WriteGaugeFloat64(w, "shoal_table_age_seconds", s.TableAge)
+	metrics.WriteGaugeFloat64(w, "shoal_table_agreement", b2f(s.Agreement))
+	metrics.WriteGaugeUint64(w, "shoal_table_disagreeing_members", uint64(len(s.Disagree)))
+	metrics.WriteCounterUint64(w, "shoal_table_fail_open_builds_total", s.FailOpen)
+	metrics.WriteGaugeUint64(w, "shoal_members", uint64(len(s.Members)))
+	for _, m := range s.Members {
+		metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_member_share{member=%q}`, m.ID), m.Share)
+		metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_member_availability{member=%q}`, m.ID), m.Availability)
+		metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_member_capacity{member=%q}`, m.ID), m.Capacity)
+	}
+	if s.Capacity != nil {
+		metrics.WriteGaugeFloat64(w, "shoal_capacity_load", s.Capacity.Load)
+		metrics.WriteGaugeFloat64(w, "shoal_capacity_draining", b2f(s.Capacity.Draining))
+	}
+	if g := s.GossipStats; g != nil {
+		metrics.WriteCounterUint64(w, "shoal_gossip_refused_messages_total", g.RefusedMessages)
+		metrics.WriteCounterUint64(w, "shoal_gossip_node_id_conflicts_total", g.NodeIDConflicts)
+		metrics.WriteCounterUint64(w, "shoal_gossip_join_failures_total", g.JoinFailures)
+		metrics.WriteCounterUint64(w, "shoal_gossip_meta_clamped_total", g.MetaClamped)
+		for r, v := range g.MetaRejected {
+			metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_gossip_meta_rejected_total{reason=%q}`, r), v)
+		}
+		metrics.WriteGaugeUint64(w, "shoal_gossip_members_excluded", uint64(g.MembersExcluded))
+		metrics.WriteCounterUint64(w, "shoal_gossip_bytes_sent_total", g.BytesSent)
+		metrics.WriteCounterUint64(w, "shoal_gossip_bytes_received_total", g.BytesReceived)
+		metrics.WriteCounterUint64(w, "shoal_gossip_packets_sent_total", g.PacketsSent)
+		metrics.WriteCounterUint64(w, "shoal_gossip_packets_received_total", g.PacketsReceived)
+	}
+}
