@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/shoal-lb/shoal/control/capacity"
 	"github.com/shoal-lb/shoal/control/gossip"
+	"github.com/shoal-lb/shoal/control/groups"
 	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/dataplane"
 )
@@ -148,8 +150,17 @@ func startAdmin(n *Node) (*admin, error) {
 		n.mu.Lock()
 		t := n.table
 		n.mu.Unlock()
+		if g := r.URL.Query().Get("group"); g != "" {
+			gt, ok := n.Groups().Table(g)
+			if !ok {
+				http.Error(w, fmt.Sprintf("no group %q", g), http.StatusNotFound)
+				return
+			}
+			t = gt
+		}
 		writeJSON(w, Ranges{TableHash: t.Hash, Intervals: t.Intervals()})
 	})
+	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.groupStatus()) })
 	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, path: path}
 	go a.srv.Serve(ln)
 	return a, nil
@@ -234,4 +245,32 @@ func (n *Node) stats() Stats {
 		s.Ports["tap"] = PortStats{st.RxPackets, st.TxPackets, st.RxMissed, st.RxErrors, st.TxErrors, st.RxNoMbuf}
 	}
 	return s
+}
+
+// GroupStatus is one group in GET /v1/groups.
+type GroupStatus struct {
+	groups.Group
+	TableHash string         `json:"table_hash"`
+	Members   []MemberStatus `json:"members"`
+	Local     bool           `json:"local"` // this node is a member
+}
+
+func (n *Node) groupStatus() []GroupStatus {
+	gt := n.Groups()
+	var out []GroupStatus
+	for _, def := range gt.Defs() {
+		tb, _ := gt.Table(def.Name)
+		counts := tb.Count()
+		gs := GroupStatus{Group: def, TableHash: tb.Hash}
+		if gs.Policy == "" {
+			gs.Policy = groups.ByHash
+		}
+		for _, m := range gt.Members(def.Name) {
+			gs.Members = append(gs.Members, MemberStatus{ID: m.ID, Availability: m.Availability,
+				Buckets: counts[m.ID], Share: float64(counts[m.ID]) / ranges.Buckets})
+			gs.Local = gs.Local || m.ID == n.cfg.NodeID
+		}
+		out = append(out, gs)
+	}
+	return out
 }

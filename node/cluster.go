@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoal-lb/shoal/control/capacity"
 	"github.com/shoal-lb/shoal/control/gossip"
+	"github.com/shoal-lb/shoal/control/groups"
 	"github.com/shoal-lb/shoal/control/ranges"
 )
 
@@ -78,7 +79,7 @@ func (c *cluster) localMeta(tableHash string) gossip.Meta {
 		capv = *st.Override
 	}
 	return gossip.Meta{NodeID: c.n.cfg.NodeID, Capacity: capv, Availability: st.Availability,
-		Health: health, TableHash: tableHash, Epoch: c.n.epoch()}
+		Health: health, TableHash: tableHash, Epoch: c.n.epoch(), Groups: c.n.cfg.MemberOf}
 }
 
 // run reacts to membership changes, admin changes and load samples until
@@ -134,6 +135,11 @@ func (c *cluster) rebuild() {
 		}
 		c.n.failOpen.Add(1)
 	}
+	gm := make([]groups.Member, len(view))
+	for i, m := range view {
+		gm[i] = groups.Member{ID: m.Meta.NodeID, Availability: ms[i].Weight, Groups: m.Meta.Groups}
+	}
+	c.n.applyGroups(gm)
 	changed, err := c.n.applyMembers(ms, true)
 	if err != nil {
 		c.n.log.Error("range table", "err", err)

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shoal-lb/shoal/control/groups"
 )
 
 // Config is one node's configuration file. Every field is named in errors by
@@ -33,6 +35,10 @@ type Config struct {
 	Gossip   GossipConfig   `yaml:"gossip"`
 	Capacity CapacityConfig `yaml:"capacity"`
 	Leave    LeaveConfig    `yaml:"leave"`
+	// Groups are the cluster-wide group definitions (identical on every
+	// node); MemberOf names the groups this node serves.
+	Groups   []groups.Group `yaml:"groups"`
+	MemberOf []string       `yaml:"member_of"`
 }
 
 // GossipConfig configures membership (hashicorp/memberlist over the node
@@ -89,8 +95,9 @@ type ClusterConfig struct {
 
 // MemberConfig is one member's identity and configured capacity.
 type MemberConfig struct {
-	ID     string  `yaml:"id"`
-	Weight float64 `yaml:"weight"`
+	ID     string   `yaml:"id"`
+	Weight float64  `yaml:"weight"`
+	Groups []string `yaml:"groups"`
 }
 
 // InterfaceConfig names the data-plane devices.
@@ -312,6 +319,25 @@ func (c *Config) Validate() error {
 		}
 	} else if len(c.Cluster.Members) == 0 {
 		bad("cluster.members", "no members: list at least this node, or configure gossip")
+	}
+	if err := groups.Validate(c.Groups); err != nil {
+		errs = append(errs, err)
+	}
+	known := map[string]bool{}
+	for _, g := range c.Groups {
+		known[g.Name] = true
+	}
+	for i, name := range c.MemberOf {
+		if !known[name] {
+			bad(fmt.Sprintf("member_of[%d]", i), "%q is not a defined group", name)
+		}
+	}
+	for i, m := range c.Cluster.Members {
+		for j, name := range m.Groups {
+			if !known[name] {
+				bad(fmt.Sprintf("cluster.members[%d].groups[%d]", i, j), "%q is not a defined group", name)
+			}
+		}
 	}
 	cp := c.Capacity
 	if cp.MaxConnections < 1 {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	dpdk "github.com/shoal-lb/shoal/cgo"
+	"github.com/shoal-lb/shoal/control/groups"
 	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/dataplane"
 )
@@ -48,6 +49,20 @@ type Node struct {
 	holding    bool // publishing the old share too until the peers agree
 	holdSince  time.Time
 	failOpen   atomic.Uint64
+	groups     atomic.Pointer[groups.Tables]
+}
+
+// Groups returns the current group tables (the handoff layer's Chooser).
+func (n *Node) Groups() *groups.Tables { return n.groups.Load() }
+
+// applyGroups rebuilds the group tables from the members' memberships.
+func (n *Node) applyGroups(ms []groups.Member) {
+	t, err := groups.Build(n.cfg.Cluster.Seed, n.cfg.Groups, ms)
+	if err != nil {
+		n.log.Error("group tables", "err", err)
+		return
+	}
+	n.groups.Store(t)
 }
 
 // Run runs the node until ctx is done, then tears everything down.
@@ -77,8 +92,15 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		n.mu.Lock()
 		n.cluster = cl
 		n.mu.Unlock()
-	} else if _, err := n.applyMembers(staticMembers(cfg), false); err != nil {
-		return err
+	} else {
+		if _, err := n.applyMembers(staticMembers(cfg), false); err != nil {
+			return err
+		}
+		var gm []groups.Member
+		for _, m := range cfg.Cluster.Members {
+			gm = append(gm, groups.Member{ID: m.ID, Availability: m.Weight, Groups: m.Groups})
+		}
+		n.applyGroups(gm)
 	}
 	web, err := startWeb(cfg, log)
 	if err != nil {

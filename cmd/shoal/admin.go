@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,7 +35,9 @@ func init() {
 			Flags: append([]cli.Flag{&cli.BoolFlag{Name: "undo", Usage: "take the share back"}}, adminFlags...), Action: drainCmd},
 		&cli.Command{Name: "weight", Usage: "override this node's advertised availability", ArgsUsage: "N | --reset",
 			Flags: append([]cli.Flag{&cli.BoolFlag{Name: "reset", Usage: "remove the override"}}, adminFlags...), Action: weightCmd},
-		&cli.Command{Name: "ranges", Usage: "show the range table as owner intervals", Flags: adminFlags, Action: rangesCmd},
+		&cli.Command{Name: "ranges", Usage: "show the range table (or a group's) as owner intervals",
+			Flags: append([]cli.Flag{&cli.StringFlag{Name: "group", Usage: "a group's table instead of the cluster's"}}, adminFlags...), Action: rangesCmd},
+		&cli.Command{Name: "groups", Usage: "show the server groups, their rules and members", Flags: adminFlags, Action: groupsCmd},
 	)
 }
 
@@ -137,7 +140,11 @@ func statsCmd(c *cli.Context) error {
 
 func rangesCmd(c *cli.Context) error {
 	var r node.Ranges
-	if err := adminGet(c, "/v1/ranges", &r); err != nil {
+	p := "/v1/ranges"
+	if g := c.String("group"); g != "" {
+		p += "?group=" + url.QueryEscape(g)
+	}
+	if err := adminGet(c, p, &r); err != nil {
 		return err
 	}
 	if c.Bool("json") {
@@ -208,4 +215,29 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func groupsCmd(c *cli.Context) error {
+	var gs []node.GroupStatus
+	if err := adminGet(c, "/v1/groups", &gs); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(gs)
+	}
+	if len(gs) == 0 {
+		fmt.Println("no groups defined (config: groups, member_of)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tPOLICY\tPATHS\tCOOKIES\tTABLE\tMEMBERS (share)\tLOCAL")
+	for _, g := range gs {
+		var ms []string
+		for _, m := range g.Members {
+			ms = append(ms, fmt.Sprintf("%s (%.1f%%)", m.ID, 100*m.Share))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", g.Name, g.Policy, dash(strings.Join(g.Paths, " ")),
+			dash(strings.Join(g.Cookies, " ")), g.TableHash, dash(strings.Join(ms, ", ")), g.Local)
+	}
+	return tw.Flush()
 }

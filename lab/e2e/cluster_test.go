@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shoal-lb/shoal/bench/loadgen"
+	"github.com/shoal-lb/shoal/control/groups"
 	"github.com/shoal-lb/shoal/lab"
 	"github.com/shoal-lb/shoal/node"
 )
@@ -286,5 +287,55 @@ func TestRestartedNodeTakesBackItsShare(t *testing.T) {
 	}
 	if n2 == 0 {
 		t.Fatal("n2 served nothing after rejoining")
+	}
+}
+
+// TestGroupTablesAgree: groups defined cluster-wide, memberships gossiped;
+// every node builds the same table per group, over that group's members,
+// in proportion to their availability.
+func TestGroupTablesAgree(t *testing.T) {
+	defs := []groups.Group{
+		{Name: "html", Paths: []string{"*.html", "/"}},
+		{Name: "cgi", Paths: []string{"*.cgi"}, Policy: groups.ByAvailability},
+		{Name: "sessions", Cookies: []string{"SESSIONID"}},
+	}
+	member := map[string][]string{"n1": {"html"}, "n2": {"html", "cgi", "sessions"}, "n3": {"cgi", "sessions"}}
+	l := up(t, lab.Options{Nodes: 3, Weights: []float64{1, 2, 3}, Configure: func(id string, c *node.Config) {
+		c.Groups, c.MemberOf = defs, member[id]
+	}})
+	var first []node.GroupStatus
+	for _, id := range l.NodeIDs() {
+		var gs []node.GroupStatus
+		if err := node.AdminGet(lab.SocketPath(id), "/v1/groups", &gs); err != nil {
+			t.Fatal(err)
+		}
+		if first == nil {
+			first = gs
+			continue
+		}
+		for i := range gs {
+			if gs[i].TableHash != first[i].TableHash {
+				t.Fatalf("%s: group %s table %s, n1 has %s", id, gs[i].Name, gs[i].TableHash, first[i].TableHash)
+			}
+		}
+	}
+	shares := map[string]map[string]float64{}
+	for _, g := range first {
+		shares[g.Name] = map[string]float64{}
+		for _, m := range g.Members {
+			shares[g.Name][m.ID] = m.Share
+		}
+		t.Logf("group %s (%s): %v", g.Name, g.Policy, shares[g.Name])
+	}
+	for _, c := range []struct {
+		g, id string
+		want  float64
+	}{{"html", "n1", 1.0 / 3}, {"html", "n2", 2.0 / 3}, {"cgi", "n2", 0.4}, {"cgi", "n3", 0.6}, {"sessions", "n3", 0.6}} {
+		if math.Abs(shares[c.g][c.id]-c.want) > 0.01 {
+			t.Errorf("group %s: %s share %.3f, want %.3f", c.g, c.id, shares[c.g][c.id], c.want)
+		}
+	}
+	if _, ok := shares["html"]["n3"]; ok {
+		t.Error("n3 is in html's table but not a member")
 	}
 }

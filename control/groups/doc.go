@@ -1,0 +1,12 @@
+// Package groups holds the server groups of a cluster: named sets of nodes
+// that hold the same kind of content (*.html, *.cgi, streaming, cookie
+// sessions). A node may be in several groups.
+//
+// Contract: group definitions (names, rules, policy) are cluster-wide and
+// must be identical on every node; memberships travel in the gossiped node
+// metadata. Build turns (definitions, members) into one range table per
+// group, each a pure function like the cluster table (control/ranges) with
+// a per-group seed, so every node computes the same destination for the
+// same request. The handoff layer asks Destination through the Chooser
+// interface; it never sees tables.
+package groups

@@ -1,0 +1,99 @@
+package groups
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+)
+
+var defs = []Group{
+	{Name: "sessions", Cookies: []string{"SESSIONID"}, Policy: ByHash},
+	{Name: "cgi", Paths: []string{"*.cgi"}, Policy: ByAvailability},
+	{Name: "video", Paths: []string{"/video/*"}},
+	{Name: "html", Paths: []string{"*.html", "/"}},
+}
+
+func TestMatch(t *testing.T) {
+	for _, c := range []struct {
+		path    string
+		cookies []string
+		want    string
+	}{
+		{"/a/b/run.cgi", nil, "cgi"},
+		{"/index.html", nil, "html"},
+		{"/", nil, "html"},
+		{"/video/cat.mp4", nil, "video"},
+		{"/index.html", []string{"lang", "SESSIONID"}, "sessions"},
+		{"/img/x.png", nil, ""},
+	} {
+		got, ok := Match(defs, c.path, c.cookies)
+		if got != c.want || ok != (c.want != "") {
+			t.Errorf("%s %v: %q %v, want %q", c.path, c.cookies, got, ok, c.want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	if err := Validate(defs); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]Group{
+		{{Name: "a b", Paths: []string{"*"}}},
+		{{Name: "a", Paths: []string{"*"}}, {Name: "a", Paths: []string{"*"}}},
+		{{Name: "a"}},
+		{{Name: "a", Paths: []string{"["}}},
+		{{Name: "a", Cookies: []string{"x=y"}}},
+		{{Name: "a", Paths: []string{"*"}, Policy: "random"}},
+	} {
+		if err := Validate(bad); err == nil || !strings.Contains(err.Error(), "groups[") {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+}
+
+func members() []Member {
+	return []Member{
+		{ID: "n1", Availability: 1, Groups: []string{"html", "cgi"}},
+		{ID: "n2", Availability: 3, Groups: []string{"html"}},
+		{ID: "n3", Availability: 2, Groups: []string{"cgi", "video", "sessions"}},
+	}
+}
+
+func TestGroupTablesProportional(t *testing.T) {
+	tb, err := Build(7, defs, members())
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, _ := tb.Table("html")
+	c := html.Count()
+	if math.Abs(float64(c["n1"])/65536-0.25) > 0.01 || math.Abs(float64(c["n2"])/65536-0.75) > 0.01 || c["n3"] != 0 {
+		t.Fatalf("html shares %v", c)
+	}
+	for v := uint32(0); v < 1000; v++ {
+		id, ok := tb.Destination("html", v*7919)
+		if !ok || id == "n3" {
+			t.Fatalf("html destination %q", id)
+		}
+	}
+	if id, _ := tb.Destination("cgi", 1); id != "n3" {
+		t.Fatalf("cgi by availability: %s, want n3", id)
+	}
+	if _, ok := tb.Destination("nosuch", 1); ok {
+		t.Fatal("unknown group answered")
+	}
+}
+
+func TestGroupSeedsDiffer(t *testing.T) {
+	ms := []Member{{ID: "a", Availability: 1, Groups: []string{"x", "y"}}, {ID: "b", Availability: 1, Groups: []string{"x", "y"}}}
+	d := []Group{{Name: "x", Paths: []string{"*"}}, {Name: "y", Paths: []string{"*"}}}
+	tb, _ := Build(1, d, ms)
+	x, _ := tb.Table("x")
+	y, _ := tb.Table("y")
+	if x.Hash == y.Hash {
+		t.Fatal("two groups with the same members share a table: seeds are not per group")
+	}
+	if fmt.Sprint(Seed(1, "x")) == fmt.Sprint(Seed(2, "x")) {
+		t.Fatal("group seed ignores the cluster seed")
+	}
+}
