@@ -11,6 +11,7 @@ import "C"
 
 import (
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 	"unsafe"
@@ -197,3 +198,66 @@ func Totals(ws []WorkerStats) (Counters, FlowCounts) {
 	}
 	return c, f
 }
+
+// Flow is one entry of a worker's flow table, for the CLI.
+type Flow struct {
+	Client   string `json:"client"` // ip:port
+	VIP      string `json:"vip"`    // ip:port
+	State    string `json:"state"`
+	Bucket   uint16 `json:"bucket"`
+	ExpireMS int64  `json:"expires_in_ms"`
+	Worker   uint   `json:"worker"`
+}
+
+// Flows asks each running worker for up to max flows of its table. The
+// worker copies them itself at its next loop iteration (it alone touches its
+// table), so the copy is consistent and costs the hot path nothing when no
+// one asks.
+func (r *Runtime) Flows(max int) ([]Flow, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if max <= 0 {
+		return nil, nil
+	}
+	buf := (*C.struct_sdp_flow)(C.calloc(C.size_t(max), C.sizeof_struct_sdp_flow))
+	defer C.free(unsafe.Pointer(buf))
+	now := uint32(C.sdp_now_ms())
+	var out []Flow
+	for i, w := range r.workers {
+		if C.sdp_worker_running(w) == 0 {
+			continue
+		}
+		w.dump_buf, w.dump_max, w.dump_cursor = buf, C.uint32_t(max-len(out)), 0
+		C.sdp_worker_request_dump(w)
+		deadline := time.Now().Add(2 * time.Second)
+		for C.sdp_worker_dump_done(w) == 0 {
+			if time.Now().After(deadline) {
+				return out, fmt.Errorf("dataplane: worker %d did not answer the flow dump", i)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		fs := unsafe.Slice((*C.struct_sdp_flow)(buf), int(w.dump_n))
+		for _, f := range fs {
+			out = append(out, Flow{
+				Client:   netip.AddrPortFrom(addrOf(uint32(f.saddr)), ntohs(uint16(f.sport))).String(),
+				VIP:      netip.AddrPortFrom(addrOf(uint32(f.daddr)), ntohs(uint16(f.dport))).String(),
+				State:    State(f.state).String(),
+				Bucket:   uint16(f.bucket),
+				ExpireMS: int64(int32(uint32(f.expire_ms) - now)),
+				Worker:   r.lcores[i],
+			})
+		}
+		if len(out) >= max {
+			break
+		}
+	}
+	return out, nil
+}
+
+// addrOf turns a network-order address held in a little-endian word back
+// into an address.
+func addrOf(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)})
+}
+
+func ntohs(v uint16) uint16 { return v<<8 | v>>8 }

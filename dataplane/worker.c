@@ -133,6 +133,12 @@ int sdp_worker_main(void *arg)
 		if (m)
 			handle_burst(w, pkts, m, 1, now);
 		sdp_flows_sweep(&w->cls, now, SWEEP_SLOTS_PER_ITER);
+		if (atomic_load_explicit(&w->dump_req, memory_order_acquire)) {
+			w->dump_n = sdp_flows_dump(&w->cls, w->dump_buf,
+						   w->dump_max, &w->dump_cursor);
+			atomic_store_explicit(&w->dump_req, 0, memory_order_relaxed);
+			atomic_store_explicit(&w->dump_done, 1, memory_order_release);
+		}
 
 		if (n || m) {
 			idle = 0;

@@ -29,6 +29,15 @@ struct sdp_worker {
 	uint64_t sleep_us;
 	/* Written by Go. */
 	_Atomic int stop;
+	/* Flow dump: Go fills the request and sets dump_req; the worker, which
+	 * alone touches its table, copies up to dump_max flows from
+	 * dump_cursor into dump_buf at its next iteration and sets dump_done. */
+	_Atomic int dump_req;
+	_Atomic int dump_done;
+	struct sdp_flow *dump_buf;
+	uint32_t dump_max;
+	uint32_t dump_cursor;
+	uint32_t dump_n;
 };
 
 /* The lcore entry point; arg is a struct sdp_worker *. */
@@ -49,6 +58,8 @@ int sdp_quiescent(struct sdp_worker **ws, uint32_t n, uint64_t epoch);
 static inline void sdp_worker_set_stop(struct sdp_worker *w, int v) { atomic_store(&w->stop, v); }
 static inline void sdp_worker_set_running(struct sdp_worker *w, int v) { atomic_store(&w->running, v); }
 static inline int sdp_worker_running(struct sdp_worker *w) { return atomic_load(&w->running); }
+static inline void sdp_worker_request_dump(struct sdp_worker *w) { atomic_store(&w->dump_done, 0); atomic_store(&w->dump_req, 1); }
+static inline int sdp_worker_dump_done(struct sdp_worker *w) { return atomic_load(&w->dump_done); }
 static inline uint64_t sdp_worker_epoch(struct sdp_worker *w) { return atomic_load(&w->seen_epoch); }
 
 #endif

@@ -160,6 +160,24 @@ func startAdmin(n *Node) (*admin, error) {
 		}
 		writeJSON(w, Ranges{TableHash: t.Hash, Intervals: t.Intervals()})
 	})
+	mux.HandleFunc("GET /v1/flows", func(w http.ResponseWriter, r *http.Request) {
+		max := 1000
+		if v := r.URL.Query().Get("max"); v != "" {
+			if _, err := fmt.Sscanf(v, "%d", &max); err != nil || max < 1 || max > 1000000 {
+				http.Error(w, "max must be 1..1000000", http.StatusBadRequest)
+				return
+			}
+		}
+		n.mu.Lock()
+		rt := n.runtime
+		n.mu.Unlock()
+		fs, err := rt.Flows(max)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		writeJSON(w, fs)
+	})
 	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.groupStatus()) })
 	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, path: path}
 	go a.srv.Serve(ln)

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-lb/shoal/control/capacity"
+	"github.com/shoal-lb/shoal/dataplane"
 	"github.com/shoal-lb/shoal/lab"
 	"github.com/shoal-lb/shoal/node"
 )
@@ -37,6 +38,8 @@ func init() {
 			Flags: append([]cli.Flag{&cli.BoolFlag{Name: "reset", Usage: "remove the override"}}, adminFlags...), Action: weightCmd},
 		&cli.Command{Name: "ranges", Usage: "show the range table (or a group's) as owner intervals",
 			Flags: append([]cli.Flag{&cli.StringFlag{Name: "group", Usage: "a group's table instead of the cluster's"}}, adminFlags...), Action: rangesCmd},
+		&cli.Command{Name: "flows", Usage: "list the flows in the workers' tables",
+			Flags: append([]cli.Flag{&cli.IntFlag{Name: "max", Value: 100, Usage: "at most this many flows"}}, adminFlags...), Action: flowsCmd},
 		&cli.Command{Name: "groups", Usage: "show the server groups, their rules and members", Flags: adminFlags, Action: groupsCmd},
 	)
 }
@@ -240,4 +243,25 @@ func groupsCmd(c *cli.Context) error {
 			dash(strings.Join(g.Cookies, " ")), g.TableHash, dash(strings.Join(ms, ", ")), g.Local)
 	}
 	return tw.Flush()
+}
+
+func flowsCmd(c *cli.Context) error {
+	if m := c.Int("max"); m < 1 || m > 1000000 {
+		return badInput("flows: --max %d must be between 1 and 1000000", m)
+	}
+	var fs []dataplane.Flow
+	if err := adminGet(c, fmt.Sprintf("/v1/flows?max=%d", c.Int("max")), &fs); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(fs)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLIENT\tVIP\tSTATE\tBUCKET\tEXPIRES IN\tWORKER")
+	for _, f := range fs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.1fs\t%d\n", f.Client, f.VIP, f.State, f.Bucket, float64(f.ExpireMS)/1000, f.Worker)
+	}
+	tw.Flush()
+	fmt.Printf("%d flows\n", len(fs))
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-lb/shoal/dataplane"
 	"github.com/shoal-lb/shoal/lab"
 	"github.com/shoal-lb/shoal/node"
 )
@@ -106,6 +107,16 @@ func TestKeepAliveStaysOnOneNode(t *testing.T) {
 	}
 	if len(nodes) != 1 || connects != 1 {
 		t.Fatalf("50 keep-alive requests went to %v over %d connections; want one node, one connection", nodes, connects)
+	}
+	// The serving node's worker lists the connection's flow.
+	for nd := range nodes {
+		var fs []dataplane.Flow
+		if err := node.AdminGet(lab.SocketPath(nd), "/v1/flows", &fs); err != nil {
+			t.Fatal(err)
+		}
+		if len(fs) == 0 || !strings.HasPrefix(fs[0].Client, lab.ClientIP+":") || fs[0].VIP != lab.VIP+":80" {
+			t.Errorf("%s lists flows %+v", nd, fs)
+		}
 	}
 	if n := resets(t); n != 0 {
 		t.Errorf("%d resets reached the client", n)
