@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -85,6 +86,7 @@ type Ranges struct {
 
 type admin struct {
 	srv  *http.Server
+	tcp  *http.Server // optional, bearer token
 	path string
 }
 
@@ -181,13 +183,44 @@ func startAdmin(n *Node) (*admin, error) {
 	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.groupStatus()) })
 	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, path: path}
 	go a.srv.Serve(ln)
+	if n.cfg.Admin.Listen != "" {
+		tok, err := n.cfg.AdminToken()
+		if err != nil {
+			a.stop()
+			return nil, inputErr("%v", err)
+		}
+		tln, err := net.Listen("tcp", n.cfg.Admin.Listen)
+		if err != nil {
+			a.stop()
+			return nil, inputErr("admin.listen: %v", err)
+		}
+		a.tcp = &http.Server{Handler: bearer(tok, mux), ReadHeaderTimeout: 5 * time.Second}
+		go a.tcp.Serve(tln)
+	}
 	return a, nil
+}
+
+// bearer admits only requests carrying the token; the comparison takes the
+// same time whatever the guess.
+func bearer(token string, next http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
+			http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (a *admin) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	a.srv.Shutdown(ctx)
+	if a.tcp != nil {
+		a.tcp.Shutdown(ctx)
+	}
 	os.Remove(a.path)
 }
 

@@ -163,6 +163,24 @@ type HTTPConfig struct {
 type AdminConfig struct {
 	// Socket is the unix socket path of the admin API.
 	Socket string `yaml:"socket"`
+	// Listen optionally serves the admin API over TCP too (host:port);
+	// every request there must carry "Authorization: Bearer <token>" with
+	// the token read from TokenFile.
+	Listen    string `yaml:"listen"`
+	TokenFile string `yaml:"token_file"`
+}
+
+// AdminToken reads the bearer token for the TCP admin API.
+func (c *Config) AdminToken() (string, error) {
+	b, err := os.ReadFile(c.Admin.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("admin.token_file: %v", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 {
+		return "", fmt.Errorf("admin.token_file: the token has %d characters; use at least 16", len(tok))
+	}
+	return tok, nil
 }
 
 var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
@@ -439,6 +457,16 @@ func (c *Config) Validate() error {
 	if c.HTTP.Content != "" {
 		if st, err := os.Stat(c.HTTP.Content); err != nil || !st.IsDir() {
 			bad("http.content", "%q is not a directory", c.HTTP.Content)
+		}
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			bad("admin.listen", "%q is not host:port", c.Admin.Listen)
+		}
+		if c.Admin.TokenFile == "" {
+			bad("admin.token_file", "required with admin.listen: the TCP admin API needs a bearer token")
+		} else if _, err := c.AdminToken(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.Admin.Socket == "" || !strings.HasPrefix(c.Admin.Socket, "/") {

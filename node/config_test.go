@@ -1,6 +1,9 @@
 package node
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 )
@@ -74,6 +77,39 @@ func TestLooksLikePCI(t *testing.T) {
 		"net_af_packet0,iface=eth0": false, "net_tap0": false} {
 		if looksLikePCI(dev) != want {
 			t.Errorf("%s: %v", dev, !want)
+		}
+	}
+}
+
+func TestAdminTCPNeedsToken(t *testing.T) {
+	raw := goodConfig + "admin:\n  listen: 127.0.0.1:9090\n"
+	if _, err := ParseConfig([]byte(raw), "x"); err == nil || !strings.Contains(err.Error(), "admin.token_file") {
+		t.Fatalf("err = %v", err)
+	}
+	dir := t.TempDir()
+	short := dir + "/short"
+	os.WriteFile(short, []byte("abc\n"), 0o600)
+	if _, err := ParseConfig([]byte(raw+"  token_file: "+short+"\n"), "x"); err == nil || !strings.Contains(err.Error(), "at least 16") {
+		t.Fatalf("err = %v", err)
+	}
+	good := dir + "/good"
+	os.WriteFile(good, []byte("0123456789abcdef0123\n"), 0o600)
+	if _, err := ParseConfig([]byte(raw+"  token_file: "+good+"\n"), "x"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBearer(t *testing.T) {
+	h := bearer("0123456789abcdef", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	for auth, want := range map[string]int{"": 401, "Bearer nope": 401, "Bearer 0123456789abcdef": 204} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/v1/status", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("%q: %d, want %d", auth, rec.Code, want)
 		}
 	}
 }
