@@ -87,6 +87,9 @@ type Options struct {
 	// Static gives every node the member list in its config instead of
 	// gossip.
 	Static bool
+	// SlowStart is the nodes' slow-start window; 0 (the lab's default,
+	// unlike a node's 30 s) keeps tables predictable for tests.
+	SlowStart time.Duration
 	// Seed is cluster.seed, the connection hash seed.
 	Seed uint32
 	// MemoryMB is dpdk.memory_mb per node; zero means 128.

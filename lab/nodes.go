@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shoal-lb/shoal/control/health"
 	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/node"
 )
@@ -75,6 +76,7 @@ func BuildBinary(ctx context.Context, dir string) (string, error) {
 func (l *Lab) NodeConfig(k int) (*node.Config, error) {
 	id := NodeID(k)
 	var members []node.MemberConfig
+	slowStart := int(l.opts.SlowStart / time.Second)
 	var gossip node.GossipConfig
 	var capacity node.CapacityConfig
 	if l.opts.Static {
@@ -95,7 +97,13 @@ func (l *Lab) NodeConfig(k int) (*node.Config, error) {
 	c := &node.Config{
 		Gossip:   gossip,
 		Capacity: capacity,
-		NodeID:   id,
+		Health: node.HealthConfig{
+			// The node's own web server, checked often so that tests of a
+			// dead application stay short.
+			Checks:    []health.Check{{Name: "web", Kind: "http", Port: 80, Path: "/", IntervalMS: 100, TimeoutMS: 300, Fall: 2, Rise: 2}},
+			SlowStart: node.SlowStartConfig{WindowSec: &slowStart},
+		},
+		NodeID: id,
 		Cluster: node.ClusterConfig{
 			VIP:     VIP,
 			MAC:     ClusterMAC,
@@ -532,6 +540,12 @@ func WaitConverged(ctx context.Context, ids []string, want int) (string, error) 
 			if len(st.Members) != want || !st.Agreement {
 				ok = false
 				last = fmt.Sprintf("%s sees %d members (want %d), agreement %v", id, len(st.Members), want, st.Agreement)
+			}
+			for _, m := range st.Members {
+				if m.Health != "" && m.Health != "healthy" {
+					ok = false
+					last = fmt.Sprintf("%s sees %s %s", id, m.ID, m.Health)
+				}
 			}
 		}
 		if ok && len(hashes) == 1 {

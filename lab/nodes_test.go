@@ -114,7 +114,8 @@ func TestNodeLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.NodeID != "n2" || c.Cluster.VIP != VIP || c.Cluster.MAC != ClusterMAC || c.Cluster.Seed != 7 ||
-		len(c.Cluster.Members) != 2 || c.Cluster.Members[1] != (node.MemberConfig{ID: "n2", Weight: 3}) ||
+		len(c.Cluster.Members) != 0 || c.Capacity.Weight == nil || *c.Capacity.Weight != 3 ||
+		len(c.Gossip.Seeds) != 2 || c.Gossip.Key != GossipKey || len(c.Health.Checks) != 1 ||
 		c.Interface.Device != "net_af_packet0,iface=eth0" || c.Interface.Tap != "shoal0" ||
 		c.Interface.Address != "198.18.0.102/24" || c.Dataplane.ExtraBuckets != "0-99" ||
 		c.HTTP.Content != ContentDir || c.Admin.Socket != "/run/shoal-lab/n2.sock" ||

@@ -14,6 +14,7 @@ import (
 	"github.com/shoal-lb/shoal/control/capacity"
 	"github.com/shoal-lb/shoal/control/gossip"
 	"github.com/shoal-lb/shoal/control/groups"
+	"github.com/shoal-lb/shoal/control/health"
 	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/dataplane"
 )
@@ -180,6 +181,21 @@ func startAdmin(n *Node) (*admin, error) {
 		}
 		writeJSON(w, fs)
 	})
+	mux.HandleFunc("POST /v1/server", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Running *bool `json:"running"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Running == nil {
+			http.Error(w, `body must be {"running": true|false}`, http.StatusBadRequest)
+			return
+		}
+		if err := n.setServer(*req.Running); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, n.health())
+	})
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.health()) })
 	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.groupStatus()) })
 	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, path: path}
 	go a.srv.Serve(ln)
@@ -324,4 +340,43 @@ func (n *Node) groupStatus() []GroupStatus {
 		out = append(out, gs)
 	}
 	return out
+}
+
+// Health is GET /v1/health: this node's checks and every member's health
+// as gossiped.
+type Health struct {
+	NodeID        string         `json:"node_id"`
+	Healthy       bool           `json:"healthy"`
+	ServerRunning bool           `json:"server_running"`
+	Checks        []health.State `json:"checks"`
+	SlowStart     float64        `json:"slow_start_factor"`
+	Members       []MemberHealth `json:"members"`
+}
+
+// MemberHealth is one member's health in this node's view.
+type MemberHealth struct {
+	ID           string  `json:"id"`
+	Health       string  `json:"health"`
+	Capacity     float64 `json:"capacity"`
+	Availability float64 `json:"availability"`
+	Buckets      int     `json:"buckets"`
+}
+
+func (n *Node) health() Health {
+	h := Health{NodeID: n.cfg.NodeID, Healthy: true, ServerRunning: n.serverRunning(), SlowStart: 1}
+	if n.checker != nil {
+		h.Healthy, h.Checks = n.checker.Healthy(), n.checker.States()
+	}
+	st := n.status()
+	if st.Capacity != nil {
+		h.SlowStart = st.Capacity.Ramp
+	}
+	for _, m := range st.Members {
+		hl := m.Health
+		if hl == "" {
+			hl = "unknown (static members)"
+		}
+		h.Members = append(h.Members, MemberHealth{ID: m.ID, Health: hl, Capacity: m.Capacity, Availability: m.Availability, Buckets: m.Buckets})
+	}
+	return h
 }

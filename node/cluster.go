@@ -14,6 +14,7 @@ import (
 	"github.com/shoal-lb/shoal/control/capacity"
 	"github.com/shoal-lb/shoal/control/gossip"
 	"github.com/shoal-lb/shoal/control/groups"
+	"github.com/shoal-lb/shoal/control/health"
 	"github.com/shoal-lb/shoal/control/ranges"
 )
 
@@ -34,6 +35,12 @@ type cluster struct {
 	wake    chan struct{} // admin changes (drain, weight)
 	cpu     cpuSampler
 	leaving bool
+	checker *health.Checker // nil: no checks configured
+	// Slow start: the ramp restarts when the node joins and whenever it
+	// becomes healthy again.
+	rampStart  time.Time
+	wasHealthy bool
+	failOpen   bool
 }
 
 func (n *Node) startCluster(ctx context.Context) (*cluster, error) {
@@ -51,7 +58,9 @@ func (n *Node) startCluster(ctx context.Context) (*cluster, error) {
 		return nil, inputErr("%v", err)
 	}
 	addr := netip.MustParsePrefix(cfg.Interface.Address).Addr().String()
-	c := &cluster{n: n, agent: agent, wake: make(chan struct{}, 1)}
+	c := &cluster{n: n, agent: agent, wake: make(chan struct{}, 1), checker: n.checker,
+		rampStart: time.Now(), wasHealthy: n.checker == nil || n.checker.Healthy()}
+	c.updateRamp()
 	g, err := gossip.Start(gossip.Config{
 		NodeID: cfg.NodeID, BindAddr: addr, BindPort: cfg.Gossip.Port,
 		Seeds: cfg.Gossip.Seeds, Key: key, Logger: n.log,
@@ -70,8 +79,11 @@ func (n *Node) startCluster(ctx context.Context) (*cluster, error) {
 func (c *cluster) localMeta(tableHash string) gossip.Meta {
 	st := c.agent.State()
 	health := gossip.HealthHealthy
-	if st.Draining {
+	switch {
+	case st.Draining:
 		health = gossip.HealthDraining
+	case c.checker != nil && !c.checker.Healthy():
+		health = gossip.HealthUnhealthy
 	}
 	capv := st.Capacity
 	if st.Override != nil {
@@ -88,6 +100,10 @@ func (c *cluster) run(ctx context.Context) {
 	sub := c.g.Subscribe()
 	tick := time.NewTicker(time.Duration(c.n.cfg.Capacity.SampleIntervalMS) * time.Millisecond)
 	defer tick.Stop()
+	var healthChanged <-chan struct{}
+	if c.checker != nil {
+		healthChanged = c.checker.Changed()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -97,12 +113,35 @@ func (c *cluster) run(ctx context.Context) {
 				return
 			}
 		case <-c.wake:
+		case <-healthChanged:
 		case <-tick.C:
 			flows := c.n.flowCounts()
 			c.agent.Observe(int(flows.Established+flows.SynRcvd), c.cpu.busy())
 		}
+		c.updateRamp()
 		c.rebuild()
 	}
+}
+
+// updateRamp sets the slow-start factor: from initial_fraction to 1 over
+// the window, rounded down to capacity.step so that the table changes at
+// most 1/step times during a ramp.
+func (c *cluster) updateRamp() {
+	healthy := c.checker == nil || c.checker.Healthy()
+	if healthy && !c.wasHealthy {
+		c.rampStart = time.Now()
+	}
+	c.wasHealthy = healthy
+	w := c.n.cfg.SlowStartWindow()
+	if w <= 0 {
+		c.agent.SetRamp(1)
+		return
+	}
+	f0 := c.n.cfg.Health.SlowStart.InitialFraction
+	f := f0 + (1-f0)*float64(time.Since(c.rampStart))/float64(w)
+	step := c.n.cfg.Capacity.Step
+	f = math.Floor(f/step+1e-9) * step
+	c.agent.SetRamp(math.Max(f0, math.Min(1, f)))
 }
 
 // rebuild builds the table from the current view and, when it changed,
@@ -125,16 +164,24 @@ func (c *cluster) rebuild() {
 		ms = append(ms, ranges.Member{ID: m.Meta.NodeID, Weight: w})
 	}
 	if allZero {
-		// Fail open: with no availability anywhere (everyone draining or
-		// loaded to the brim) the configured capacities decide, rather
-		// than no node accepting anything.
+		// Fail open: with no availability anywhere (every server failing
+		// its checks, or everyone draining) the configured capacities
+		// decide, as Envoy's panic threshold does: a cluster that
+		// black-holes everything helps no one, while some servers may
+		// still answer some requests.
 		for i, m := range view {
 			if !(c.leaving && m.Meta.NodeID == c.n.cfg.NodeID) {
 				ms[i].Weight = m.Meta.Capacity
 			}
 		}
-		c.n.failOpen.Add(1)
+		if !c.failOpen {
+			c.n.failOpen.Add(1)
+			c.n.log.Warn("fail open: no member has availability (all unhealthy or draining); tables use configured capacities")
+		}
+	} else if c.failOpen {
+		c.n.log.Info("fail open over: members have availability again")
 	}
+	c.failOpen = allZero
 	gm := make([]groups.Member, len(view))
 	for i, m := range view {
 		gm[i] = groups.Member{ID: m.Meta.NodeID, Availability: ms[i].Weight, Groups: m.Meta.Groups}

@@ -12,10 +12,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/shoal-lb/shoal/control/groups"
+	"github.com/shoal-lb/shoal/control/health"
 )
 
 // Config is one node's configuration file. Every field is named in errors by
@@ -39,6 +41,29 @@ type Config struct {
 	// node); MemberOf names the groups this node serves.
 	Groups   []groups.Group `yaml:"groups"`
 	MemberOf []string       `yaml:"member_of"`
+	Health   HealthConfig   `yaml:"health"`
+}
+
+// HealthConfig: checks of the node's own servers and the slow start that
+// follows a join, a restart or a recovery.
+type HealthConfig struct {
+	Checks    []health.Check  `yaml:"checks"`
+	SlowStart SlowStartConfig `yaml:"slow_start"`
+}
+
+// SlowStartConfig ramps a node's weight from InitialFraction to full over
+// WindowSec, in capacity.step steps. WindowSec 0 turns it off.
+type SlowStartConfig struct {
+	WindowSec       *int    `yaml:"window_sec"`
+	InitialFraction float64 `yaml:"initial_fraction"`
+}
+
+// SlowStartWindow is the configured window (default 30 s).
+func (c *Config) SlowStartWindow() time.Duration {
+	if c.Health.SlowStart.WindowSec == nil {
+		return 30 * time.Second
+	}
+	return time.Duration(*c.Health.SlowStart.WindowSec) * time.Second
 }
 
 // GossipConfig configures membership (hashicorp/memberlist over the node
@@ -249,6 +274,12 @@ func (c *Config) Defaults() {
 	if cp.SampleIntervalMS == 0 {
 		cp.SampleIntervalMS = 500
 	}
+	for i := range c.Health.Checks {
+		c.Health.Checks[i].Defaults()
+	}
+	if c.Health.SlowStart.InitialFraction == 0 {
+		c.Health.SlowStart.InitialFraction = 0.1
+	}
 	if c.Leave.AgreeTimeoutMS == 0 {
 		c.Leave.AgreeTimeoutMS = 3000
 	}
@@ -337,6 +368,17 @@ func (c *Config) Validate() error {
 		}
 	} else if len(c.Cluster.Members) == 0 {
 		bad("cluster.members", "no members: list at least this node, or configure gossip")
+	}
+	for i, ch := range c.Health.Checks {
+		if err := ch.Validate(fmt.Sprintf("health.checks[%d]", i)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if w := c.SlowStartWindow(); w < 0 || w > 3600*time.Second {
+		bad("health.slow_start.window_sec", "%v must be between 0 and 3600", w.Seconds())
+	}
+	if f := c.Health.SlowStart.InitialFraction; !(f > 0 && f <= 1) {
+		bad("health.slow_start.initial_fraction", "%v must be in (0, 1]", f)
 	}
 	if err := groups.Validate(c.Groups); err != nil {
 		errs = append(errs, err)

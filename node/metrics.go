@@ -56,6 +56,21 @@ func (n *Node) writeMetrics(w io.Writer) {
 	for name, p := range st.Ports {
 		writeStruct(w, "shoal_port_packets_total", fmt.Sprintf(`port=%q,counter=`, name), p, true)
 	}
+	h := n.health()
+	metrics.WriteGaugeFloat64(w, "shoal_health_healthy", b2f(h.Healthy))
+	metrics.WriteGaugeFloat64(w, "shoal_health_server_running", b2f(h.ServerRunning))
+	metrics.WriteGaugeFloat64(w, "shoal_slow_start_factor", h.SlowStart)
+	for _, c := range h.Checks {
+		l := fmt.Sprintf(`check=%q`, c.Check.Name)
+		metrics.WriteGaugeFloat64(w, "shoal_health_check_healthy{"+l+"}", b2f(c.Healthy))
+		metrics.WriteGaugeFloat64(w, "shoal_health_check_latency_seconds{"+l+"}", c.LatencyMS/1000)
+		metrics.WriteCounterUint64(w, "shoal_health_check_transitions_total{"+l+"}", c.Transitions)
+		metrics.WriteCounterUint64(w, "shoal_health_check_probes_total{"+l+"}", c.Probes)
+		metrics.WriteCounterUint64(w, "shoal_health_check_failures_total{"+l+"}", c.Failures)
+	}
+	for _, m := range h.Members {
+		metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_member_healthy{member=%q}`, m.ID), b2f(m.Health == "healthy"))
+	}
 	s := n.status()
 	metrics.WriteGaugeUint64(w, "shoal_table_epoch", s.Epoch)
 	metrics.WriteGaugeUint64(w, "shoal_table_owned_buckets", uint64(s.OwnedBuckets))

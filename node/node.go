@@ -16,6 +16,7 @@ import (
 
 	dpdk "github.com/shoal-lb/shoal/cgo"
 	"github.com/shoal-lb/shoal/control/groups"
+	"github.com/shoal-lb/shoal/control/health"
 	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/dataplane"
 )
@@ -50,6 +51,36 @@ type Node struct {
 	holdSince  time.Time
 	failOpen   atomic.Uint64
 	groups     atomic.Pointer[groups.Tables]
+	checker    *health.Checker
+	webMu      sync.Mutex
+	web        *web // nil while the server is stopped (shoal lab server nK stop)
+}
+
+// setServer stops or starts the node's web server without stopping the
+// node: a dead application on a live node, for drills and tests.
+func (n *Node) setServer(running bool) error {
+	n.webMu.Lock()
+	defer n.webMu.Unlock()
+	switch {
+	case running && n.web == nil:
+		w, err := startWeb(n.cfg, n.log)
+		if err != nil {
+			return err
+		}
+		n.web = w
+		n.log.Info("web server started")
+	case !running && n.web != nil:
+		n.web.stop()
+		n.web = nil
+		n.log.Warn("web server stopped")
+	}
+	return nil
+}
+
+func (n *Node) serverRunning() bool {
+	n.webMu.Lock()
+	defer n.webMu.Unlock()
+	return n.web != nil
 }
 
 // Groups returns the current group tables (the handoff layer's Chooser).
@@ -82,6 +113,13 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := n.configureTap(); err != nil {
 		return err
 	}
+	if len(cfg.Health.Checks) > 0 {
+		n.checker = health.New(cfg.Health.Checks, log)
+		hctx, stopHealth := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); n.checker.Run(hctx) }()
+		onExit(func() { stopHealth(); <-done })
+	}
 	var cl *cluster
 	if cfg.Gossip.Enabled() {
 		c, err := n.startCluster(ctx)
@@ -102,8 +140,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}
 		n.applyGroups(gm)
 	}
-	web, err := startWeb(cfg, log)
-	if err != nil {
+	if err := n.setServer(true); err != nil {
 		if cl != nil {
 			cl.stop(false)
 		}
@@ -111,7 +148,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	admin, err := startAdmin(n)
 	if err != nil {
-		web.stop()
+		n.setServer(false)
 		if cl != nil {
 			cl.stop(false)
 		}
@@ -139,7 +176,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		cl.drainForLeave()
 		n.waitFlows(func(f dataplane.FlowCounts) bool { return f.SynRcvd == 0 }, 2*time.Second)
 	}
-	web.stop()
+	n.setServer(false)
 	if cl != nil {
 		n.waitFlows(func(f dataplane.FlowCounts) bool { return f.SynRcvd+f.Established == 0 },
 			time.Duration(cfg.Leave.DrainTimeoutSec)*time.Second)

@@ -40,6 +40,7 @@ func init() {
 			Flags: append([]cli.Flag{&cli.StringFlag{Name: "group", Usage: "a group's table instead of the cluster's"}}, adminFlags...), Action: rangesCmd},
 		&cli.Command{Name: "flows", Usage: "list the flows in the workers' tables",
 			Flags: append([]cli.Flag{&cli.IntFlag{Name: "max", Value: 100, Usage: "at most this many flows"}}, adminFlags...), Action: flowsCmd},
+		&cli.Command{Name: "health", Usage: "show this node's checks and every member's health", Flags: adminFlags, Action: healthCmd},
 		&cli.Command{Name: "groups", Usage: "show the server groups, their rules and members", Flags: adminFlags, Action: groupsCmd},
 	)
 }
@@ -264,4 +265,30 @@ func flowsCmd(c *cli.Context) error {
 	tw.Flush()
 	fmt.Printf("%d flows\n", len(fs))
 	return nil
+}
+
+func healthCmd(c *cli.Context) error {
+	var h node.Health
+	if err := adminGet(c, "/v1/health", &h); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(h)
+	}
+	fmt.Printf("node %s: healthy %v, web server running %v, slow-start factor %.2f\n", h.NodeID, h.Healthy, h.ServerRunning, h.SlowStart)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	if len(h.Checks) > 0 {
+		fmt.Fprintln(tw, "CHECK\tTARGET\tHEALTHY\tSINCE\tLATENCY\tTRANSITIONS\tLAST FAILURE")
+		for _, s := range h.Checks {
+			fmt.Fprintf(tw, "%s\t%s:%d%s\t%v\t%s\t%.1fms\t%d\t%s\n", s.Check.Name, s.Check.Host, s.Check.Port, s.Check.Path,
+				s.Healthy, s.Since.Format("15:04:05.000"), s.LatencyMS, s.Transitions, dash(s.Reason))
+		}
+		tw.Flush()
+		fmt.Println()
+	}
+	fmt.Fprintln(tw, "MEMBER\tHEALTH\tCAPACITY\tAVAILABILITY\tBUCKETS")
+	for _, m := range h.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%g\t%g\t%d\n", m.ID, m.Health, m.Capacity, m.Availability, m.Buckets)
+	}
+	return tw.Flush()
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-lb/shoal/lab"
+	"github.com/shoal-lb/shoal/node"
 )
 
 func init() {
@@ -51,6 +52,26 @@ func labCommand() *cli.Command {
 						return badInput("lab down takes no arguments, got %q", c.Args().Slice())
 					}
 					return lab.Down()
+				},
+			},
+			{
+				Name:      "server",
+				Usage:     "stop or start a node's web server while the node runs (a dead application on a live node)",
+				ArgsUsage: "nK stop|start",
+				Action: func(c *cli.Context) error {
+					id, verb := c.Args().Get(0), c.Args().Get(1)
+					if c.NArg() != 2 || (verb != "stop" && verb != "start") {
+						return badInput("lab server: usage: shoal lab server nK stop|start")
+					}
+					if err := lab.CheckWhere(id); err != nil || id == "client" || id == "br" {
+						return badInput("lab server: %q is not a node", id)
+					}
+					var h node.Health
+					if err := node.AdminPost(lab.SocketPath(id), "/v1/server", map[string]bool{"running": verb == "start"}, &h); err != nil {
+						return err
+					}
+					fmt.Printf("%s: web server running %v\n", id, h.ServerRunning)
+					return nil
 				},
 			},
 			{

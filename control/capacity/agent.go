@@ -58,6 +58,7 @@ type Agent struct {
 	override  *float64
 	lastConns int
 	lastCPU   float64
+	ramp      float64 // slow-start factor, 0 < ramp <= 1
 }
 
 // New builds an agent advertising full capacity until the first sample.
@@ -65,7 +66,7 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, advert: cfg.Capacity}, nil
+	return &Agent{cfg: cfg, advert: cfg.Capacity, ramp: 1}, nil
 }
 
 // Observe feeds one load sample: active connections and CPU busy fraction
@@ -101,6 +102,17 @@ func (a *Agent) Observe(activeConns int, cpuBusy float64) {
 	}
 }
 
+// SetRamp sets the slow-start factor (clamped into (0, 1]): availability
+// is scaled by it. The caller quantizes it so tables do not churn.
+func (a *Agent) SetRamp(f float64) {
+	if !(f > 0) {
+		f = 1e-3
+	}
+	a.mu.Lock()
+	a.ramp = math.Min(f, 1)
+	a.mu.Unlock()
+}
+
 // Drain sets availability to zero (true) or lifts the drain (false).
 func (a *Agent) Drain(on bool) {
 	a.mu.Lock()
@@ -132,6 +144,7 @@ type State struct {
 	Draining     bool     `json:"draining"`
 	Override     *float64 `json:"override,omitempty"`
 	LoadAware    bool     `json:"load_aware"`
+	Ramp         float64  `json:"slow_start_factor"`
 	ActiveConns  int      `json:"active_connections"`
 	CPUBusy      float64  `json:"cpu_busy"`
 }
@@ -144,7 +157,7 @@ func (a *Agent) State() State {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := State{Capacity: a.cfg.Capacity, Load: a.load, Draining: a.draining, Override: a.override,
-		LoadAware: a.cfg.LoadAware, ActiveConns: a.lastConns, CPUBusy: a.lastCPU}
+		LoadAware: a.cfg.LoadAware, ActiveConns: a.lastConns, CPUBusy: a.lastCPU, Ramp: a.ramp}
 	switch {
 	case a.draining:
 		s.Availability = 0
@@ -154,6 +167,9 @@ func (a *Agent) State() State {
 		s.Availability = a.advert
 	default:
 		s.Availability = a.cfg.Capacity
+	}
+	if !s.Draining && a.override == nil {
+		s.Availability *= a.ramp
 	}
 	if math.IsNaN(s.CPUBusy) {
 		s.CPUBusy = -1

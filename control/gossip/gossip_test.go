@@ -382,11 +382,11 @@ type rawPeer struct {
 	meta atomic.Value // []byte
 }
 
-func (p *rawPeer) NodeMeta(int) []byte                 { return p.meta.Load().([]byte) }
-func (p *rawPeer) NotifyMsg([]byte)                    {}
-func (p *rawPeer) GetBroadcasts(int, int) [][]byte     { return nil }
-func (p *rawPeer) LocalState(bool) []byte              { return nil }
-func (p *rawPeer) MergeRemoteState([]byte, bool)       {}
+func (p *rawPeer) NodeMeta(int) []byte             { return p.meta.Load().([]byte) }
+func (p *rawPeer) NotifyMsg([]byte)                {}
+func (p *rawPeer) GetBroadcasts(int, int) [][]byte { return nil }
+func (p *rawPeer) LocalState(bool) []byte          { return nil }
+func (p *rawPeer) MergeRemoteState([]byte, bool)   {}
 
 func startRawPeer(t *testing.T, name string, meta []byte, seed string) *rawPeer {
 	t.Helper()

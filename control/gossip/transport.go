@@ -134,7 +134,7 @@ func (t *countingTransport) sent(n int, err error) {
 }
 
 func (t *countingTransport) PacketCh() <-chan *memberlist.Packet { return t.packetCh }
-func (t *countingTransport) StreamCh() <-chan net.Conn            { return t.streamCh }
+func (t *countingTransport) StreamCh() <-chan net.Conn           { return t.streamCh }
 
 func (t *countingTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
 	return t.dialed(t.inner.DialTimeout(addr, timeout))

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-lb/shoal/bench"
+)
+
+// `shoal bench converge` is added to the bench command of bench.go, which
+// init has already registered (files initialise in name order).
+func init() {
+	cmd := &cli.Command{
+		Name:  "converge",
+		Usage: "time to agree again after a crash or a graceful leave (3-node lab, root), and a loopback simulation of larger clusters",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "runs", Value: 5, Usage: "crash runs and leave runs in the lab, each"},
+			&cli.IntFlag{Name: "rate", Value: 300, Usage: "new connections per second from the lab client"},
+			&cli.BoolFlag{Name: "lab", Value: true, Usage: "run the lab part (needs root); --lab=false skips it"},
+			&cli.StringFlag{Name: "sim", Value: "64,256", Usage: `simulated cluster sizes, comma-separated; "" skips the simulation`},
+			&cli.DurationFlag{Name: "sim-timeout", Value: 60 * time.Second, Usage: "bound on each wait of the simulation"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per measurement"},
+			&cli.BoolFlag{Name: "verbose", Usage: "show the lab's own steps on stderr"},
+		},
+		Action: benchConverge,
+	}
+	for _, c := range commands {
+		if c.Name == "bench" {
+			c.Subcommands = append(c.Subcommands, cmd)
+			return
+		}
+	}
+	panic("bench_converge.go: no bench command registered before it")
+}
+
+func benchConverge(c *cli.Context) error {
+	runs := c.Int("runs")
+	if runs < 1 || runs > 100 {
+		return badInput("bench converge: --runs %d must be between 1 and 100", runs)
+	}
+	rate := c.Int("rate")
+	if rate < 1 || rate > 5000 {
+		return badInput("bench converge: --rate %d must be between 1 and 5000", rate)
+	}
+	sizes, err := parseSizes(c.String("sim"))
+	if err != nil {
+		return badInput("bench converge: --sim: %v", err)
+	}
+	if d := c.Duration("sim-timeout"); d < time.Second || d > 30*time.Minute {
+		return badInput("bench converge: --sim-timeout %v must be between 1s and 30m", d)
+	}
+	doLab := c.Bool("lab")
+	if doLab && os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "bench converge: the lab part needs root (namespaces, DPDK); skipping it (--lab=false silences this)")
+		doLab = false
+	}
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }
+	// ^C or SIGTERM cancels; the lab is then torn down before we return.
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var figs []bench.Figure
+	if doLab {
+		bin, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		var labLog io.Writer
+		if c.Bool("verbose") {
+			labLog = os.Stderr
+		}
+		labRuns, err := bench.RunLabConverge(ctx, bench.LabConvergeOptions{
+			Runs: runs, Rate: rate, Binary: bin, LabLog: labLog, Log: logf,
+		})
+		if err != nil {
+			return err
+		}
+		figs = append(figs, bench.LabFigures(labRuns)...)
+	}
+	if len(sizes) > 0 {
+		res, err := bench.RunSim(ctx, bench.SimOptions{Members: sizes, Timeout: c.Duration("sim-timeout"), Log: logf})
+		if err != nil {
+			return err
+		}
+		figs = append(figs, bench.SimFigures(res)...)
+	}
+	if c.Bool("json") {
+		for _, f := range figs {
+			if err := printJSONLine(f); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	fmt.Println("shoal bench converge")
+	if doLab {
+		fmt.Printf("  lab: 3 nodes (weights 1,1,1), %d new connections/s of /obj/1k from the client; n2 SIGKILLed (crash) or SIGTERMed (leave),\n", rate)
+		fmt.Printf("       then restarted; %d runs of each; status of n1 and n3 polled every 10 ms; p99 of %d runs is their max\n", runs, runs)
+	}
+	if len(sizes) > 0 {
+		fmt.Printf("  sim: memberlist instances in this process on 127.0.0.1 (encrypted, LAN tuning), no data plane; %d cores\n", runtime.NumCPU())
+	}
+	fmt.Println()
+	return bench.WriteFigures(os.Stdout, figs)
+}
+
+// parseSizes reads "64,256"; "" (or "none") means no simulation.
+func parseSizes(s string) ([]int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "none" {
+		return nil, nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 || n > bench.MaxSimMembers {
+			return nil, fmt.Errorf("%q: want cluster sizes between 2 and %d", f, bench.MaxSimMembers)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
