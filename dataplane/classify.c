@@ -298,6 +298,44 @@ static void ack_to_rst(uint8_t *f, uint16_t *len)
 	*len = (uint16_t)(ETH_HLEN + totlen);
 }
 
+/* Turn our kernel's SYN-ACK of a withdrawn flow into the RST the client
+ * would send: addresses and ports swapped, the sequence number the SYN-ACK
+ * acknowledges, no ACK flag, no options. The kernel drops its half-open
+ * socket without answering. */
+static void synack_to_rst(const struct sdp_classifier *c, uint8_t *f,
+			  uint16_t *len)
+{
+	uint8_t *ip = f + ETH_HLEN;
+	uint8_t *tcp = ip + 20;
+	uint8_t tmp[6];
+	memcpy(tmp, f, 6);
+	memcpy(f, c->node_mac, 6);
+	memcpy(f + 6, tmp, 6);
+	memcpy(tmp, ip + 12, 4);
+	memcpy(ip + 12, ip + 16, 4);
+	memcpy(ip + 16, tmp, 4);
+	memcpy(tmp, tcp, 2);
+	memcpy(tcp, tcp + 2, 2);
+	memcpy(tcp + 2, tmp, 2);
+	memcpy(tcp + 4, tcp + 8, 4); /* seq = the ack of the SYN-ACK */
+	wr32(tcp + 8, 0);
+	tcp[12] = 5 << 4;
+	tcp[13] = TCP_RST;
+	wr16(tcp + 14, 0);
+	wr16(tcp + 18, 0);
+	wr16(ip + 2, 40);
+	wr16(ip + 10, 0);
+	wr16(ip + 10, csum_fold(csum_add(0, ip, 20)));
+	wr16(tcp + 16, 0);
+	uint8_t pseudo[12];
+	memcpy(pseudo, ip + 12, 8);
+	pseudo[8] = 0;
+	pseudo[9] = 6;
+	wr16(pseudo + 10, 20);
+	wr16(tcp + 16, csum_fold(csum_add(csum_add(0, pseudo, 12), tcp, 20)));
+	*len = ETH_HLEN + 40;
+}
+
 /* Find a live flow; an expired one found on the way is removed. */
 static struct sdp_flow *find_live(struct sdp_classifier *c,
 				  const struct sdp_key *k, uint32_t hash,
@@ -453,7 +491,7 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 
 /* One frame from our kernel. */
 static uint8_t classify_tap_one(struct sdp_classifier *c, uint8_t *f,
-				uint16_t len, uint32_t now_ms)
+				uint16_t len, uint16_t *len_out, uint32_t now_ms)
 {
 	c->ctr.from_kernel++;
 	if (len < ETH_HLEN)
@@ -480,6 +518,17 @@ static uint8_t classify_tap_one(struct sdp_classifier *c, uint8_t *f,
 				switch (fl->state) {
 				case SDP_WITHDRAWN:
 					c->ctr.kernel_withdrawn_dropped++;
+					if ((fl_flags & (TCP_SYN | TCP_ACK)) ==
+					    (TCP_SYN | TCP_ACK)) {
+						/* Our kernel still holds the half-open
+						 * socket: the RST made from the client's
+						 * ACK overtook the SYN inside the kernel.
+						 * Answer this SYN-ACK with a RST of the
+						 * client's own. */
+						synack_to_rst(c, f, len_out);
+						c->ctr.to_kernel++;
+						return SDP_TO_KERNEL;
+					}
 					return SDP_DROP;
 				case SDP_SYN_RCVD:
 					if (fl_flags & TCP_RST) {
@@ -511,7 +560,7 @@ void sdp_classify_tap(struct sdp_classifier *c, uint8_t **frames,
 		      uint8_t *verdicts)
 {
 	for (uint16_t i = 0; i < n; i++)
-		verdicts[i] = classify_tap_one(c, frames[i], lens[i], now_ms);
+		verdicts[i] = classify_tap_one(c, frames[i], lens[i], &lens[i], now_ms);
 }
 
 uint32_t sdp_flows_sweep(struct sdp_classifier *c, uint32_t now_ms,

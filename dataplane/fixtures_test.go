@@ -148,6 +148,20 @@ func rstFor(t testing.TB, s seg) []byte {
 	return f[:14+(int(f[16])<<8|int(f[17]))]
 }
 
+// clientRSTFor is the RST the client would send for our kernel's SYN-ACK:
+// what the classifier answers a withdrawn flow's SYN-ACK with.
+func clientRSTFor(t testing.TB, synack seg) []byte {
+	rst := seg{dstMAC: fxNodeMAC, srcMAC: synack.dstMAC, src: synack.dst, dst: synack.src,
+		sport: synack.dport, dport: synack.sport, rst: true, seq: synack.ackNum}
+	eth := &layers.Ethernet{SrcMAC: rst.srcMAC, DstMAC: rst.dstMAC, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP,
+		SrcIP: rst.src.AsSlice(), DstIP: rst.dst.AsSlice(), Flags: layers.IPv4DontFragment}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(rst.sport), DstPort: layers.TCPPort(rst.dport), RST: true, Seq: rst.seq}
+	tcp.SetNetworkLayerForChecksum(ip)
+	f := serialize(t, eth, ip, tcp)
+	return f[:14+40]
+}
+
 func eq(t testing.TB, what string, got, want uint64) {
 	t.Helper()
 	if got != want {
@@ -254,13 +268,14 @@ var fixtures = []fixture{
 				{in: f(syn), verdict: ToKernel, out: withMAC(f(syn), fxNodeMAC)},
 				{tap: true, at: 1, in: f(synack), verdict: ToNIC},
 				{at: 2, in: f(ack), verdict: ToKernel, out: rstFor(t, ack)},
-				{tap: true, at: 1000, in: f(synack), verdict: Drop},
+				{tap: true, at: 1000, in: f(synack), verdict: ToKernel, out: clientRSTFor(t, synack)},
 				{at: 3, in: f(data), verdict: Drop},
 			}
 		},
 		expect: func(t testing.TB, c Counters, fl FlowCounts) {
 			eq(t, "overlap_withdrawn", c.OverlapWithdrawn, 1)
 			eq(t, "kernel_withdrawn_dropped", c.KernelWithdrawnDropped, 1)
+			eq(t, "to_kernel (SYN, RST from the ACK, RST for the SYN-ACK)", c.ToKernel, 3)
 			eq(t, "withdrawn flows", fl.Withdrawn, 1)
 		},
 	},
@@ -277,7 +292,7 @@ var fixtures = []fixture{
 			return []step{
 				{in: tcpFrame(t, syn), verdict: ToKernel, out: withMAC(tcpFrame(t, syn), fxNodeMAC)},
 				{at: 1, in: tcpFrame(t, ack), verdict: ToKernel, out: rstFor(t, ack)},
-				{tap: true, at: 2, in: tcpFrame(t, late), verdict: Drop},
+				{tap: true, at: 2, in: tcpFrame(t, late), verdict: ToKernel, out: clientRSTFor(t, late)},
 			}
 		},
 		expect: func(t testing.TB, c Counters, _ FlowCounts) {

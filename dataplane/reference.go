@@ -357,24 +357,24 @@ func (r *Reference) ClassifyTap(frames [][]byte, now uint32) ([]Verdict, []int) 
 	vs := make([]Verdict, len(frames))
 	ls := make([]int, len(frames))
 	for i, f := range frames {
-		vs[i], ls[i] = r.tapOne(f, now), len(f)
+		ls[i] = len(f)
+		vs[i] = r.tapOne(f, now, &ls[i])
 	}
 	return vs, ls
 }
 
-func (r *Reference) tapOne(f []byte, now uint32) Verdict {
+func (r *Reference) tapOne(f []byte, now uint32, n *int) Verdict {
 	r.ctr.FromKernel++
-	n := len(f)
-	if n < ethHLen {
+	if *n < ethHLen {
 		return r.malformed()
 	}
 	et := binary.BigEndian.Uint16(f[12:14])
-	if et == 0x0806 && n >= ethHLen+28 && [4]byte(f[28:32]) == r.vip {
+	if et == 0x0806 && *n >= ethHLen+28 && [4]byte(f[28:32]) == r.vip {
 		r.ctr.KernelARPDropped++
 		return Drop
 	}
 	ip := f[ethHLen:]
-	if et == 0x0800 && n >= ethHLen+40 && ip[0] == 0x45 && ip[9] == 6 && [4]byte(ip[12:16]) == r.vip {
+	if et == 0x0800 && *n >= ethHLen+40 && ip[0] == 0x45 && ip[9] == 6 && [4]byte(ip[12:16]) == r.vip {
 		tcp := ip[20:]
 		k := flowKey{[4]byte(ip[16:20]), [4]byte(ip[12:16]),
 			binary.BigEndian.Uint16(tcp[2:4]), binary.BigEndian.Uint16(tcp[0:2])}
@@ -384,6 +384,11 @@ func (r *Reference) tapOne(f []byte, now uint32) Verdict {
 				switch fl.state {
 				case Withdrawn:
 					r.ctr.KernelWithdrawnDropped++
+					if flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK {
+						*n = r.synackToRST(f)
+						r.ctr.ToKernel++
+						return ToKernel
+					}
 					return Drop
 				case SynRcvd:
 					if flags&tcpRST != 0 {
@@ -404,4 +409,36 @@ func (r *Reference) tapOne(f []byte, now uint32) Verdict {
 	}
 	r.ctr.TX++
 	return ToNIC
+}
+
+// synackToRST rewrites our kernel's SYN-ACK into the client's RST for it
+// (see classify.c); it returns the new length.
+func (r *Reference) synackToRST(f []byte) int {
+	ip := f[ethHLen:]
+	tcp := ip[20:]
+	var mac [6]byte
+	copy(mac[:], f[0:6])
+	copy(f[0:6], r.cfg.NodeMAC)
+	copy(f[6:12], mac[:])
+	var a [4]byte
+	copy(a[:], ip[12:16])
+	copy(ip[12:16], ip[16:20])
+	copy(ip[16:20], a[:])
+	var p [2]byte
+	copy(p[:], tcp[0:2])
+	copy(tcp[0:2], tcp[2:4])
+	copy(tcp[2:4], p[:])
+	copy(tcp[4:8], tcp[8:12])
+	binary.BigEndian.PutUint32(tcp[8:12], 0)
+	tcp[12] = 5 << 4
+	tcp[13] = tcpRST
+	binary.BigEndian.PutUint16(tcp[14:16], 0)
+	binary.BigEndian.PutUint16(tcp[18:20], 0)
+	binary.BigEndian.PutUint16(ip[2:4], 40)
+	binary.BigEndian.PutUint16(ip[10:12], 0)
+	binary.BigEndian.PutUint16(ip[10:12], checksum(0, ip[:20]))
+	binary.BigEndian.PutUint16(tcp[16:18], 0)
+	pseudo := append(append([]byte{}, ip[12:20]...), 0, 6, 0, 20)
+	binary.BigEndian.PutUint16(tcp[16:18], checksum(sum16(0, pseudo), tcp[:20]))
+	return ethHLen + 40
 }

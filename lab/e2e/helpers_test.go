@@ -69,7 +69,7 @@ func up(t *testing.T, opts lab.Options) *lab.Lab {
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
-	if !opts.Static {
+	if !opts.Static && !opts.SkipConverge {
 		if _, err := lab.WaitConverged(ctx, l.NodeIDs(), len(l.NodeIDs())); err != nil {
 			lab.Down()
 			t.Fatal(err)
