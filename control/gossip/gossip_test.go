@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -513,4 +514,49 @@ func TestUnreachableSeedThenRejoin(t *testing.T) {
 	took := waitMembers(t, node{n2, rec}, "n1", "n2")
 	waitMembers(t, node{n1, rec1}, "n1", "n2")
 	t.Logf("n2 rejoined %v after n1 came up", took)
+}
+
+// TestShutdownUnderTraffic: Shutdown must return while packets keep
+// arriving (memberlist's UDP listener blocks on an unbuffered channel that
+// the counting transport has to keep draining until the socket is closed).
+func TestShutdownUnderTraffic(t *testing.T) {
+	for i := range 5 {
+		nd := startNode(t, fmt.Sprintf("t%d", i), testKey)
+		conn, err := net.Dial("udp", nd.LocalAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			junk := []byte("not a memberlist packet, and not encrypted with the key")
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					_, _ = conn.Write(junk)
+				}
+			}
+		}()
+		time.Sleep(20 * time.Millisecond)
+		done := make(chan error, 1)
+		go func() { done <- nd.Shutdown() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(deadline):
+			t.Fatal("Shutdown hung while packets were arriving")
+		}
+		close(stop)
+		wg.Wait()
+		_ = conn.Close()
+		if nd.Stats().RefusedMessages == 0 {
+			t.Fatal("junk packets were not counted as refused")
+		}
+	}
 }

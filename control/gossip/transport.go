@@ -19,7 +19,8 @@ type countingTransport struct {
 	inner    *memberlist.NetTransport
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
-	done     chan struct{}
+	done     chan struct{} // closed when Shutdown begins: stop delivering
+	stopped  chan struct{} // closed when the inner transport has stopped
 	wg       sync.WaitGroup
 	once     sync.Once
 	c        *trafficCounters
@@ -62,6 +63,7 @@ func newCountingTransport(addr string, port int, logger *log.Logger) (*countingT
 		packetCh: make(chan *memberlist.Packet),
 		streamCh: make(chan net.Conn),
 		done:     make(chan struct{}),
+		stopped:  make(chan struct{}),
 		c:        &trafficCounters{},
 	}
 	t.wg.Add(2)
@@ -72,6 +74,10 @@ func newCountingTransport(addr string, port int, logger *log.Logger) (*countingT
 
 func (t *countingTransport) port() int { return t.inner.GetAutoBindPort() }
 
+// The forwarders keep reading the inner channels until the inner transport
+// has stopped: its listeners block on unbuffered sends, so a forwarder that
+// quit early would hang NetTransport.Shutdown. After Shutdown begins they
+// drop what they read.
 func (t *countingTransport) forwardPackets() {
 	defer t.wg.Done()
 	in := t.inner.PacketCh()
@@ -83,9 +89,8 @@ func (t *countingTransport) forwardPackets() {
 			select {
 			case t.packetCh <- p:
 			case <-t.done:
-				return
 			}
-		case <-t.done:
+		case <-t.stopped:
 			return
 		}
 	}
@@ -102,9 +107,8 @@ func (t *countingTransport) forwardStreams() {
 			case t.streamCh <- &countingConn{Conn: conn, c: t.c}:
 			case <-t.done:
 				_ = conn.Close()
-				return
 			}
-		case <-t.done:
+		case <-t.stopped:
 			return
 		}
 	}
@@ -158,6 +162,7 @@ func (t *countingTransport) Shutdown() error {
 	t.once.Do(func() {
 		close(t.done)
 		err = t.inner.Shutdown()
+		close(t.stopped)
 		t.wg.Wait()
 	})
 	return err
