@@ -90,6 +90,9 @@ type Options struct {
 	// SlowStart is the nodes' slow-start window; 0 (the lab's default,
 	// unlike a node's 30 s) keeps tables predictable for tests.
 	SlowStart time.Duration
+	// SkipConverge tells callers not to wait for a healthy, agreeing
+	// cluster (for tests of nodes that never become healthy).
+	SkipConverge bool
 	// Seed is cluster.seed, the connection hash seed.
 	Seed uint32
 	// MemoryMB is dpdk.memory_mb per node; zero means 128.
