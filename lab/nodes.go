@@ -542,7 +542,7 @@ func WaitConverged(ctx context.Context, ids []string, want int) (string, error) 
 				last = fmt.Sprintf("%s sees %d members (want %d), agreement %v", id, len(st.Members), want, st.Agreement)
 			}
 			for _, m := range st.Members {
-				if m.Health != "" && m.Health != "healthy" {
+				if m.Health == "unhealthy" {
 					ok = false
 					last = fmt.Sprintf("%s sees %s %s", id, m.ID, m.Health)
 				}

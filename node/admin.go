@@ -39,6 +39,7 @@ type Status struct {
 	Agreement   bool            `json:"agreement"`
 	Disagree    []string        `json:"disagreeing,omitempty"`
 	TableAge    float64         `json:"table_age_sec"`
+	Holding     bool            `json:"holding"` // still accepting buckets given away, until the peers agree
 	Capacity    *capacity.State `json:"capacity,omitempty"`
 	FailOpen    uint64          `json:"fail_open_builds"`
 	GossipStats *gossip.Stats   `json:"gossip_stats,omitempty"`
@@ -260,9 +261,9 @@ func (n *Node) status() Status {
 	s := Status{
 		NodeID: n.cfg.NodeID, VIP: n.cfg.Cluster.VIP, Address: n.cfg.Interface.Address,
 		UptimeSec: time.Since(n.started).Seconds(), Hugepages: n.hugepages,
-		Epoch: epoch, TableHash: n.table.Hash, TableAge: time.Since(n.tableSince).Seconds(),
+		Epoch: epoch, TableHash: n.advertisedHash(), TableAge: time.Since(n.tableSince).Seconds(),
 		OwnedBuckets: n.owned.Count(), ExtraBuckets: len(n.extra), Agreement: true,
-		FailOpen: n.failOpen.Load(),
+		FailOpen: n.failOpen.Load(), Holding: n.holding,
 	}
 	counts := n.table.Count()
 	for _, m := range n.table.Members {

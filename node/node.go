@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -446,13 +448,31 @@ func (n *Node) heldFor() (bool, time.Duration) {
 	return n.holding, time.Since(n.holdSince)
 }
 
+// tableHash is what the node advertises: the cluster table's hash, or,
+// when groups are defined, a hash over it and every group table's, so that
+// agreement covers the group tables too.
 func (n *Node) tableHash() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.table == nil {
 		return ""
 	}
-	return n.table.Hash
+	return n.advertisedHash()
+}
+
+// advertisedHash needs n.mu held.
+func (n *Node) advertisedHash() string {
+	gt := n.groups.Load()
+	if gt == nil || len(gt.Defs()) == 0 {
+		return n.table.Hash
+	}
+	h := sha256.New()
+	h.Write([]byte(n.table.Hash))
+	for _, d := range gt.Defs() {
+		tb, _ := gt.Table(d.Name)
+		fmt.Fprintf(h, "|%s=%s", d.Name, tb.Hash)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 func (n *Node) ownedCount() int {

@@ -17,7 +17,8 @@ import (
 // no tap, no DPDK runtime files, no admin socket, no process.
 func TestNodeBadInput(t *testing.T) {
 	needLab(t)
-	const ns = "shoal-badinput"
+	// Not "shoal-": lab.Down removes every namespace of the lab's prefix.
+	const ns = "shoaltest-badinput"
 	exec.Command("ip", "netns", "del", ns).Run()
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)

@@ -196,9 +196,15 @@ func TestImpossibleCheckKeepsNodeOut(t *testing.T) {
 			c.Health.Checks[0].Port = 81
 		}
 	}})
-	waitFor(t, 10*time.Second, "n1 and n2 sharing everything", func() bool {
-		st := status(t, "n1")
-		return len(st.Members) == 3 && st.Members[2].Buckets == 0 && st.Members[0].Buckets+st.Members[1].Buckets == 65536
+	waitFor(t, 10*time.Second, "n1 and n2 sharing everything, every node agreeing", func() bool {
+		for _, id := range l.NodeIDs() {
+			st := status(t, id)
+			if len(st.Members) != 3 || !st.Agreement || st.Holding || st.Members[2].Buckets != 0 ||
+				st.Members[0].Buckets+st.Members[1].Buckets != 65536 {
+				return false
+			}
+		}
+		return true
 	})
 	b, _ := os.ReadFile(lab.LogPath("n3"))
 	if n := strings.Count(string(b), "has not passed since start"); n != 1 || !strings.Contains(string(b), "127.0.0.1:81") {
