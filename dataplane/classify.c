@@ -270,6 +270,22 @@ static uint8_t classify_other(struct sdp_classifier *c, uint8_t *f,
 	return to_kernel(c, f);
 }
 
+/* Recompute the IPv4 header checksum and the TCP checksum (pseudo-header
+ * and tcplen bytes of TCP header, no payload). */
+static void fix_checksums(uint8_t *ip, uint16_t tcplen)
+{
+	uint8_t *tcp = ip + 20;
+	uint8_t pseudo[12];
+	wr16(ip + 10, 0);
+	wr16(ip + 10, csum_fold(csum_add(0, ip, 20)));
+	wr16(tcp + 16, 0);
+	memcpy(pseudo, ip + 12, 8);
+	pseudo[8] = 0;
+	pseudo[9] = 6;
+	wr16(pseudo + 10, tcplen);
+	wr16(tcp + 16, csum_fold(csum_add(csum_add(0, pseudo, 12), tcp, tcplen)));
+}
+
 /* Turn the client's losing ACK into a RST for our own kernel, so its
  * half-open socket dies without answering the client. The RST carries the
  * client's sequence number (exactly the one the socket expects) and no ACK
@@ -281,20 +297,11 @@ static void ack_to_rst(uint8_t *f, uint16_t *len)
 	uint16_t tcplen = (uint16_t)((tcp[12] >> 4) * 4);
 	uint16_t totlen = (uint16_t)(20 + tcplen);
 	wr16(ip + 2, totlen);
-	wr16(ip + 10, 0);
-	wr16(ip + 10, csum_fold(csum_add(0, ip, 20)));
 	wr32(tcp + 8, 0);   /* ack */
 	tcp[13] = TCP_RST;
 	wr16(tcp + 14, 0);  /* window */
-	wr16(tcp + 16, 0);  /* checksum */
 	wr16(tcp + 18, 0);  /* urgent pointer */
-	uint8_t pseudo[12];
-	memcpy(pseudo, ip + 12, 8);
-	pseudo[8] = 0;
-	pseudo[9] = 6;
-	wr16(pseudo + 10, tcplen);
-	uint32_t sum = csum_add(csum_add(0, pseudo, 12), tcp, tcplen);
-	wr16(tcp + 16, csum_fold(sum));
+	fix_checksums(ip, tcplen);
 	*len = (uint16_t)(ETH_HLEN + totlen);
 }
 
@@ -324,15 +331,7 @@ static void synack_to_rst(const struct sdp_classifier *c, uint8_t *f,
 	wr16(tcp + 14, 0);
 	wr16(tcp + 18, 0);
 	wr16(ip + 2, 40);
-	wr16(ip + 10, 0);
-	wr16(ip + 10, csum_fold(csum_add(0, ip, 20)));
-	wr16(tcp + 16, 0);
-	uint8_t pseudo[12];
-	memcpy(pseudo, ip + 12, 8);
-	pseudo[8] = 0;
-	pseudo[9] = 6;
-	wr16(pseudo + 10, 20);
-	wr16(tcp + 16, csum_fold(csum_add(csum_add(0, pseudo, 12), tcp, 20)));
+	fix_checksums(ip, 20);
 	*len = ETH_HLEN + 40;
 }
 
@@ -391,6 +390,17 @@ static void to_closing(struct sdp_classifier *c, struct sdp_flow *fl,
 	fl->expire_ms = now_ms + c->timers.closing_ms;
 }
 
+/* A segment of an established flow, either way: FIN or RST starts the
+ * closing timer, anything else refreshes the idle timer. */
+static void established_seen(struct sdp_classifier *c, struct sdp_flow *fl,
+			     uint8_t flags, uint32_t now_ms)
+{
+	if (flags & (TCP_FIN | TCP_RST))
+		to_closing(c, fl, now_ms);
+	else
+		fl->expire_ms = now_ms + c->timers.idle_ms;
+}
+
 static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 				uint16_t *len, const struct pre *p,
 				uint32_t now_ms)
@@ -431,10 +441,7 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 			to_closing(c, fl, now_ms);
 		break;
 	case SDP_ESTABLISHED:
-		if (fl_flags & (TCP_FIN | TCP_RST))
-			to_closing(c, fl, now_ms);
-		else
-			fl->expire_ms = now_ms + c->timers.idle_ms;
+		established_seen(c, fl, fl_flags, now_ms);
 		break;
 	default: /* CLOSING: deliver until the timer ends */
 		break;
@@ -540,10 +547,7 @@ static uint8_t classify_tap_one(struct sdp_classifier *c, uint8_t *f,
 					}
 					break;
 				case SDP_ESTABLISHED:
-					if (fl_flags & (TCP_FIN | TCP_RST))
-						to_closing(c, fl, now_ms);
-					else
-						fl->expire_ms = now_ms + c->timers.idle_ms;
+					established_seen(c, fl, fl_flags, now_ms);
 					break;
 				default:
 					break;

@@ -273,13 +273,19 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 			r.toClosing(fl, now)
 		}
 	case Established:
-		if flags&(tcpFIN|tcpRST) != 0 {
-			r.toClosing(fl, now)
-		} else {
-			fl.expire = now + uint32(r.cfg.Idle.Milliseconds())
-		}
+		r.establishedSeen(fl, flags, now)
 	}
 	return r.toKernel(f), n
+}
+
+// establishedSeen: FIN or RST starts the closing timer, anything else
+// refreshes the idle timer.
+func (r *Reference) establishedSeen(fl *refFlow, flags byte, now uint32) {
+	if flags&(tcpFIN|tcpRST) != 0 {
+		r.toClosing(fl, now)
+	} else {
+		fl.expire = now + uint32(r.cfg.Idle.Milliseconds())
+	}
 }
 
 func (r *Reference) toClosing(fl *refFlow, now uint32) {
@@ -319,18 +325,23 @@ func ackToRST(f []byte) int {
 	tcp := ip[20:]
 	tcplen := int(tcp[12]>>4) * 4
 	binary.BigEndian.PutUint16(ip[2:4], uint16(20+tcplen))
-	binary.BigEndian.PutUint16(ip[10:12], 0)
-	binary.BigEndian.PutUint16(ip[10:12], checksum(0, ip[:20]))
 	binary.BigEndian.PutUint32(tcp[8:12], 0)
 	tcp[13] = tcpRST
 	binary.BigEndian.PutUint16(tcp[14:16], 0)
-	binary.BigEndian.PutUint16(tcp[16:18], 0)
 	binary.BigEndian.PutUint16(tcp[18:20], 0)
-	pseudo := make([]byte, 0, 12)
-	pseudo = append(pseudo, ip[12:20]...)
-	pseudo = append(pseudo, 0, 6, byte(tcplen>>8), byte(tcplen))
-	binary.BigEndian.PutUint16(tcp[16:18], checksum(sum16(0, pseudo), tcp[:tcplen]))
+	fixChecksums(ip, tcplen)
 	return ethHLen + 20 + tcplen
+}
+
+// fixChecksums recomputes the IPv4 header checksum and the TCP checksum
+// over the pseudo-header and tcplen bytes of TCP header (no payload).
+func fixChecksums(ip []byte, tcplen int) {
+	tcp := ip[20:]
+	binary.BigEndian.PutUint16(ip[10:12], 0)
+	binary.BigEndian.PutUint16(ip[10:12], checksum(0, ip[:20]))
+	binary.BigEndian.PutUint16(tcp[16:18], 0)
+	pseudo := append(append(make([]byte, 0, 12), ip[12:20]...), 0, 6, byte(tcplen>>8), byte(tcplen))
+	binary.BigEndian.PutUint16(tcp[16:18], checksum(sum16(0, pseudo), tcp[:tcplen]))
 }
 
 func sum16(sum uint32, p []byte) uint32 {
@@ -398,11 +409,7 @@ func (r *Reference) tapOne(f []byte, now uint32, n *int) Verdict {
 						fl.isnKnown = true
 					}
 				case Established:
-					if flags&(tcpFIN|tcpRST) != 0 {
-						r.toClosing(fl, now)
-					} else {
-						fl.expire = now + uint32(r.cfg.Idle.Milliseconds())
-					}
+					r.establishedSeen(fl, flags, now)
 				}
 			}
 		}
@@ -435,10 +442,6 @@ func (r *Reference) synackToRST(f []byte) int {
 	binary.BigEndian.PutUint16(tcp[14:16], 0)
 	binary.BigEndian.PutUint16(tcp[18:20], 0)
 	binary.BigEndian.PutUint16(ip[2:4], 40)
-	binary.BigEndian.PutUint16(ip[10:12], 0)
-	binary.BigEndian.PutUint16(ip[10:12], checksum(0, ip[:20]))
-	binary.BigEndian.PutUint16(tcp[16:18], 0)
-	pseudo := append(append([]byte{}, ip[12:20]...), 0, 6, 0, 20)
-	binary.BigEndian.PutUint16(tcp[16:18], checksum(sum16(0, pseudo), tcp[:20]))
+	fixChecksums(ip, 20)
 	return ethHLen + 40
 }
