@@ -198,7 +198,7 @@ func startAdmin(n *Node) (*admin, error) {
 	})
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.health()) })
 	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.groupStatus()) })
-	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, path: path}
+	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}, path: path}
 	go a.srv.Serve(ln)
 	if n.cfg.Admin.Listen != "" {
 		tok, err := n.cfg.AdminToken()
@@ -211,7 +211,7 @@ func startAdmin(n *Node) (*admin, error) {
 			a.stop()
 			return nil, inputErr("admin.listen: %v", err)
 		}
-		a.tcp = &http.Server{Handler: bearer(tok, mux), ReadHeaderTimeout: 5 * time.Second}
+		a.tcp = &http.Server{Handler: bearer(tok, mux), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
 		go a.tcp.Serve(tln)
 	}
 	return a, nil

@@ -26,7 +26,9 @@ func AdminGet(socket, path string, v any) error {
 func adminDo(socket, method, path string, body, v any) error {
 	c := &http.Client{
 		Timeout: 5 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		// One request per connection: a transport per call that kept its
+		// connection alive would leave a descriptor open on both sides.
+		Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
 		}},
