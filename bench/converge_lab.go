@@ -91,15 +91,18 @@ func RunLabConverge(ctx context.Context, o LabConvergeOptions) (runs []LabRun, e
 	p := newStatusPoller()
 	defer p.close()
 	for i := 1; i <= o.Runs; i++ {
-		for _, scenario := range []string{"crash", "leave"} {
+		for _, scenario := range []string{"crash", "leave", "server-stop"} {
 			if err := sleepCtx(ctx, settle); err != nil {
 				return runs, err
 			}
 			var r LabRun
-			if scenario == "crash" {
+			switch scenario {
+			case "crash":
 				r, err = crashRun(ctx, o, p)
-			} else {
+			case "leave":
 				r, err = leaveRun(ctx, o, p)
+			default:
+				r, err = serverStopRun(ctx, o, p)
 			}
 			if err != nil {
 				return runs, fmt.Errorf("bench converge: %s run %d: %w", scenario, i, err)
@@ -107,7 +110,11 @@ func RunLabConverge(ctx context.Context, o LabConvergeOptions) (runs []LabRun, e
 			r.Run = i
 			runs = append(runs, r)
 			o.Log("%s run %d/%d: %s", scenario, i, o.Runs, r)
-			if err := lab.Restart(ctx, labVictim, o.Binary); err != nil {
+			if scenario == "server-stop" {
+				if err := node.AdminPost(lab.SocketPath(labVictim), "/v1/server", map[string]bool{"running": true}, &struct{}{}); err != nil {
+					return runs, fmt.Errorf("bench converge: restarting %s's server: %w", labVictim, err)
+				}
+			} else if err := lab.Restart(ctx, labVictim, o.Binary); err != nil {
 				return runs, fmt.Errorf("bench converge: restarting %s: %w", labVictim, err)
 			}
 			if err := waitConverged(ctx, ids, 3); err != nil {
@@ -281,6 +288,100 @@ func leaveRun(ctx context.Context, o LabConvergeOptions, p *statusPoller) (LabRu
 	return r, ctx.Err()
 }
 
+// serverStopRun: load, stop n2's web server (the node stays up), poll n1
+// and n3 until n2 owns nothing; the load tells when the last connection
+// failed.
+func serverStopRun(ctx context.Context, o LabConvergeOptions, p *statusPoller) (LabRun, error) {
+	r := LabRun{Scenario: "server-stop", Agree2: -1, Out: -1, Exited: -1}
+	load := startLoad(ctx, o.Rate)
+	if err := sleepCtx(ctx, loadBefore); err != nil {
+		<-load
+		return r, err
+	}
+	t0 := time.Now()
+	if err := node.AdminPost(lab.SocketPath(labVictim), "/v1/server", map[string]bool{"running": false}, &struct{}{}); err != nil {
+		<-load
+		return r, err
+	}
+	deadline := t0.Add(crashBound)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		now := time.Now()
+		if p.victimOut(ctx) {
+			r.Out = now.Sub(t0)
+			break
+		}
+		sleepCtx(ctx, pollEvery)
+	}
+	lr := <-load
+	if lr.err != nil {
+		return r, fmt.Errorf("load: %w", lr.err)
+	}
+	tally(&r, lr.rep, t0)
+	return r, ctx.Err()
+}
+
+// RunSlowStartCurve brings up a 3-node lab with a slow-start window, takes
+// n2 out by stopping its server, starts it again under load and returns
+// n2's share of new connections in one-second slices of the window plus
+// two seconds.
+func RunSlowStartCurve(ctx context.Context, o LabConvergeOptions, window time.Duration) (curve []float64, err error) {
+	upCtx, cancel := context.WithTimeout(ctx, upWait)
+	defer cancel()
+	l, err := lab.Up(upCtx, lab.Options{Nodes: 3, Binary: o.Binary, Log: o.LabLog, SlowStart: window})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if derr := lab.Down(); derr != nil && err == nil {
+			err = derr
+		}
+	}()
+	if err := waitConverged(ctx, l.NodeIDs(), 3); err != nil {
+		return nil, err
+	}
+	// The start-up ramps of every node end first.
+	if err := sleepCtx(ctx, window+time.Second); err != nil {
+		return nil, err
+	}
+	p := newStatusPoller()
+	defer p.close()
+	if err := node.AdminPost(lab.SocketPath(labVictim), "/v1/server", map[string]bool{"running": false}, &struct{}{}); err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(crashBound); !p.victimOut(ctx); {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("bench converge: %s never left the tables", labVictim)
+		}
+		sleepCtx(ctx, pollEvery)
+	}
+	slices := int((window + 2*time.Second) / time.Second)
+	done := make(chan loadResult, 1)
+	go func() {
+		rep, err := loadgen.Run(ctx, loadgen.Config{
+			Target: lab.VIP + ":80", Path: "/obj/1k", Rate: o.Rate, Duration: time.Duration(slices) * time.Second,
+			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return lab.DialContext(ctx, "client", network, addr)
+			},
+		})
+		done <- loadResult{rep, err}
+	}()
+	if err := node.AdminPost(lab.SocketPath(labVictim), "/v1/server", map[string]bool{"running": true}, &struct{}{}); err != nil {
+		<-done
+		return nil, err
+	}
+	lr := <-done
+	if lr.err != nil {
+		return nil, lr.err
+	}
+	for _, sh := range lr.rep.Shares(slices) {
+		curve = append(curve, sh[labVictim])
+	}
+	if lr.rep.Failed > 0 {
+		o.Log("slow start: %d connections failed during the ramp", lr.rep.Failed)
+	}
+	return curve, nil
+}
+
 // statusPoller reads /v1/status from the survivors n1 and n3 over one
 // kept-alive connection each. (node.AdminGet makes a new transport per call
 // and so leaves one idle connection open on each side per call; polling
@@ -369,7 +470,7 @@ func (p *statusPoller) victimOut(ctx context.Context) bool {
 // runs) beside the anchor and goals, and the connection counts.
 func LabFigures(runs []LabRun) []Figure {
 	var figs []Figure
-	for _, sc := range []string{"crash", "leave"} {
+	for _, sc := range []string{"crash", "leave", "server-stop"} {
 		var agree, out, exited, lastBad, failed, synRetx []float64
 		missAgree, missOut, missExit, cut := 0, 0, 0, 0
 		for _, r := range runs {
@@ -406,6 +507,15 @@ func LabFigures(runs []LabRun) []Figure {
 			cutNote = fmt.Sprintf("in %d run(s) the last bad connection was within 1 s of the end of the load: a lower bound", cut)
 		}
 		loadNote := fmt.Sprintf("whole load run: %v before, %v after", loadBefore, loadAfter)
+		if sc == "server-stop" {
+			figs = append(figs,
+				newFigure("lab", sc, 3, "server stop to last failed new connection", "ms", lastBad, 0,
+					"goal < 1 s; Windows NLB detects a failed host in ≈ 5 s and never a dead application", cutNote+" checks every 100 ms, fall 2"),
+				newFigure("lab", sc, 3, "n1, n3 agree on a table where n2 owns nothing", "ms", out, missOut, "", "from the server stop"),
+				newFigure("lab", sc, 3, "failed new connections", "connections", failed, 0, "", loadNote),
+			)
+			continue
+		}
 		if sc == "crash" {
 			figs = append(figs,
 				newFigure("lab", sc, 3, "n1, n3 agree on 2 members after SIGKILL n2", "ms", agree, missAgree, GoalCrash+"; "+AnchorNLB+"; "+AnchorCrashDetect, ""),

@@ -89,6 +89,16 @@ func benchConverge(c *cli.Context) error {
 			return err
 		}
 		figs = append(figs, bench.LabFigures(labRuns)...)
+		const window = 6 * time.Second
+		logf("slow start: a lab with a %v window; n2's server stops, then starts under load", window)
+		curve, err := bench.RunSlowStartCurve(ctx, bench.LabConvergeOptions{Rate: rate, Binary: bin, LabLog: labLog, Log: logf}, window)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, bench.Figure{Part: "lab", Scenario: "slow-start", Members: 3,
+			Metric: "n2 share of new connections per 1 s slice after its server returns", Unit: "share",
+			Samples: curve, Max: curve[len(curve)-1],
+			Note: fmt.Sprintf("curve %s; window %v from initial_fraction 0.1 in steps of 0.1; max = last slice; full share 0.333", fmtCurve(curve), window)})
 	}
 	if len(sizes) > 0 {
 		res, err := bench.RunSim(ctx, bench.SimOptions{Members: sizes, Timeout: c.Duration("sim-timeout"),
@@ -138,4 +148,12 @@ func parseSizes(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+func fmtCurve(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
 }
