@@ -210,22 +210,49 @@ func tally(r *LabRun, rep *loadgen.Report, t0 time.Time) {
 
 // crashRun: load, SIGKILL n2, poll n1 and n3 until they agree on two members.
 func crashRun(ctx context.Context, o LabConvergeOptions, p *statusPoller) (LabRun, error) {
-	r := LabRun{Scenario: "crash", Agree2: -1, Out: -1, Exited: -1}
+	return eventRun(ctx, o, "crash", func() error { return lab.Kill(labVictim) },
+		func(r *LabRun, since time.Duration) bool {
+			if p.agree(ctx, 2) {
+				r.Agree2 = since
+				return true
+			}
+			return false
+		})
+}
+
+// serverStopRun: load, stop n2's web server (the node stays up), poll n1
+// and n3 until n2 owns nothing; the load tells when the last connection
+// failed.
+func serverStopRun(ctx context.Context, o LabConvergeOptions, p *statusPoller) (LabRun, error) {
+	return eventRun(ctx, o, "server-stop", func() error {
+		return node.AdminPost(lab.SocketPath(labVictim), "/v1/server", map[string]bool{"running": false}, &struct{}{})
+	}, func(r *LabRun, since time.Duration) bool {
+		if p.victimOut(ctx) {
+			r.Out = since
+			return true
+		}
+		return false
+	})
+}
+
+// eventRun runs load, fires event after loadBefore, polls done (given the
+// time since the event) until it holds or crashBound passes, and tallies
+// the load around the event.
+func eventRun(ctx context.Context, o LabConvergeOptions, scenario string, event func() error,
+	done func(r *LabRun, since time.Duration) bool) (LabRun, error) {
+	r := LabRun{Scenario: scenario, Agree2: -1, Out: -1, Exited: -1}
 	load := startLoad(ctx, o.Rate)
 	if err := sleepCtx(ctx, loadBefore); err != nil {
 		<-load
 		return r, err
 	}
 	t0 := time.Now()
-	if err := lab.Kill(labVictim); err != nil {
+	if err := event(); err != nil {
 		<-load
 		return r, err
 	}
-	deadline := t0.Add(crashBound)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		now := time.Now()
-		if p.agree(ctx, 2) {
-			r.Agree2 = now.Sub(t0)
+	for deadline := t0.Add(crashBound); time.Now().Before(deadline) && ctx.Err() == nil; {
+		if done(&r, time.Since(t0)) {
 			break
 		}
 		sleepCtx(ctx, pollEvery)
@@ -281,38 +308,6 @@ func leaveRun(ctx context.Context, o LabConvergeOptions, p *statusPoller) (LabRu
 	if stopErr != nil {
 		return r, stopErr
 	}
-	if lr.err != nil {
-		return r, fmt.Errorf("load: %w", lr.err)
-	}
-	tally(&r, lr.rep, t0)
-	return r, ctx.Err()
-}
-
-// serverStopRun: load, stop n2's web server (the node stays up), poll n1
-// and n3 until n2 owns nothing; the load tells when the last connection
-// failed.
-func serverStopRun(ctx context.Context, o LabConvergeOptions, p *statusPoller) (LabRun, error) {
-	r := LabRun{Scenario: "server-stop", Agree2: -1, Out: -1, Exited: -1}
-	load := startLoad(ctx, o.Rate)
-	if err := sleepCtx(ctx, loadBefore); err != nil {
-		<-load
-		return r, err
-	}
-	t0 := time.Now()
-	if err := node.AdminPost(lab.SocketPath(labVictim), "/v1/server", map[string]bool{"running": false}, &struct{}{}); err != nil {
-		<-load
-		return r, err
-	}
-	deadline := t0.Add(crashBound)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		now := time.Now()
-		if p.victimOut(ctx) {
-			r.Out = now.Sub(t0)
-			break
-		}
-		sleepCtx(ctx, pollEvery)
-	}
-	lr := <-load
 	if lr.err != nil {
 		return r, fmt.Errorf("load: %w", lr.err)
 	}

@@ -546,6 +546,13 @@ func WaitConverged(ctx context.Context, ids []string, want int) (string, error) 
 					ok = false
 					last = fmt.Sprintf("%s sees %s %s", id, m.ID, m.Health)
 				}
+				// The table must be built from the view: a node may agree
+				// with its peers on a table made before the last change
+				// reached it (it rebuilds within a sample interval).
+				if m.Health == "healthy" && m.Weight != m.Availability {
+					ok = false
+					last = fmt.Sprintf("%s built its table with %s at %g, sees availability %g", id, m.ID, m.Weight, m.Availability)
+				}
 			}
 		}
 		if ok && len(hashes) == 1 {

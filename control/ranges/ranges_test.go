@@ -125,3 +125,34 @@ func TestGolden(t *testing.T) {
 		t.Fatalf("tables changed:\n%s\nwant\n%s", sb.String(), want)
 	}
 }
+
+// TestLargestRelativeDeviation reports, beside the absolute bound, how far
+// the smallest share strays in relative terms: random hashing cannot keep
+// that small for hundreds of members (65536 buckets over 256 members is 256
+// buckets each, ±6% at one standard deviation).
+func TestLargestRelativeDeviation(t *testing.T) {
+	for _, n := range []int{3, 16, 64, 256} {
+		ws := make([]float64, n)
+		sum := 0.0
+		for i := range ws {
+			ws[i] = float64(1 + i%4)
+			sum += ws[i]
+		}
+		tb, err := Build(0x5eed, members(ws...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cnt := tb.Count()
+		worstAbs, worstRel := 0.0, 0.0
+		for i, w := range ws {
+			got := float64(cnt[fmt.Sprintf("n%d", i+1)]) / Buckets
+			want := w / sum
+			worstAbs = math.Max(worstAbs, math.Abs(got-want))
+			worstRel = math.Max(worstRel, math.Abs(got-want)/want)
+		}
+		t.Logf("%3d members (weights 1..4): largest absolute deviation %.4f, largest relative deviation %.1f%%", n, worstAbs, 100*worstRel)
+		if worstAbs > 0.01 {
+			t.Errorf("%d members: share off by %.4f > 0.01", n, worstAbs)
+		}
+	}
+}
