@@ -537,6 +537,11 @@ func WaitConverged(ctx context.Context, ids []string, want int) (string, error) 
 				break
 			}
 			hashes[st.TableHash] = true
+			if st.Holding {
+				// Still accepting buckets it gave away (make-before-break).
+				ok = false
+				last = fmt.Sprintf("%s still holds buckets it gave away", id)
+			}
 			if len(st.Members) != want || !st.Agreement {
 				ok = false
 				last = fmt.Sprintf("%s sees %d members (want %d), agreement %v", id, len(st.Members), want, st.Agreement)
