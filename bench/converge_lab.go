@@ -2,12 +2,10 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/shoal-lb/shoal/bench/loadgen"
@@ -89,7 +87,6 @@ func RunLabConverge(ctx context.Context, o LabConvergeOptions) (runs []LabRun, e
 		return nil, err
 	}
 	p := newStatusPoller()
-	defer p.close()
 	for i := 1; i <= o.Runs; i++ {
 		for _, scenario := range []string{"crash", "leave", "server-stop"} {
 			if err := sleepCtx(ctx, settle); err != nil {
@@ -339,7 +336,6 @@ func RunSlowStartCurve(ctx context.Context, o LabConvergeOptions, window time.Du
 		return nil, err
 	}
 	p := newStatusPoller()
-	defer p.close()
 	if err := node.AdminPost(lab.SocketPath(labVictim), "/v1/server", map[string]bool{"running": false}, &struct{}{}); err != nil {
 		return nil, err
 	}
@@ -377,55 +373,16 @@ func RunSlowStartCurve(ctx context.Context, o LabConvergeOptions, window time.Du
 	return curve, nil
 }
 
-// statusPoller reads /v1/status from the survivors n1 and n3 over one
-// kept-alive connection each. (node.AdminGet makes a new transport per call
-// and so leaves one idle connection open on each side per call; polling
-// every 10 ms would pile them up in the nodes.)
-type statusPoller struct {
-	ids     []string
-	clients map[string]*http.Client
-}
+// statusPoller reads /v1/status of the survivors n1 and n3 through
+// node.AdminGet.
+type statusPoller struct{ ids []string }
 
-func newStatusPoller() *statusPoller {
-	p := &statusPoller{ids: []string{"n1", "n3"}, clients: map[string]*http.Client{}}
-	for _, id := range p.ids {
-		sock := lab.SocketPath(id)
-		p.clients[id] = &http.Client{
-			Timeout: time.Second,
-			Transport: &http.Transport{
-				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-					var d net.Dialer
-					return d.DialContext(ctx, "unix", sock)
-				},
-				MaxIdleConnsPerHost: 1,
-				IdleConnTimeout:     5 * time.Second,
-			},
-		}
-	}
-	return p
-}
+func newStatusPoller() *statusPoller { return &statusPoller{ids: []string{"n1", "n3"}} }
 
-func (p *statusPoller) close() {
-	for _, c := range p.clients {
-		c.CloseIdleConnections()
-	}
-}
-
-func (p *statusPoller) status(ctx context.Context, id string) (node.Status, error) {
+func (p *statusPoller) status(_ context.Context, id string) (node.Status, error) {
 	var st node.Status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://shoal/v1/status", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := p.clients[id].Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("admin %s: %s", id, resp.Status)
-	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	err := node.AdminGet(lab.SocketPath(id), "/v1/status", &st)
+	return st, err
 }
 
 // each reports whether cond holds on every survivor (an unreadable status

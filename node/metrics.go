@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"reflect"
-	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -21,17 +19,15 @@ func (n *Node) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	metrics.WriteProcessMetrics(w)
 }
 
-// writeStruct writes each uint64 field of v (named by its json tag) as
-// prefix{label="value",name="field"}.
+// writeStruct writes each counter of v (named by its JSON name) as
+// metric{labels"name"}.
 func writeStruct(w io.Writer, metric, labels string, v any, counter bool) {
-	rv := reflect.ValueOf(v)
-	for i := 0; i < rv.NumField(); i++ {
-		tag := strings.Split(rv.Type().Field(i).Tag.Get("json"), ",")[0]
-		name := fmt.Sprintf("%s{%s%q}", metric, labels, tag)
+	for _, f := range Fields(v) {
+		name := fmt.Sprintf("%s{%s%q}", metric, labels, f.Name)
 		if counter {
-			metrics.WriteCounterUint64(w, name, rv.Field(i).Uint())
+			metrics.WriteCounterUint64(w, name, f.Value)
 		} else {
-			metrics.WriteGaugeUint64(w, name, rv.Field(i).Uint())
+			metrics.WriteGaugeUint64(w, name, f.Value)
 		}
 	}
 }

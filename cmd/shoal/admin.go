@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -124,12 +123,10 @@ func statsCmd(c *cli.Context) error {
 	}
 	fmt.Fprintln(tw)
 	printStruct := func(total any, per func(i int) any) {
-		tv := reflect.ValueOf(total)
-		for f := 0; f < tv.NumField(); f++ {
-			name := strings.Split(tv.Type().Field(f).Tag.Get("json"), ",")[0]
-			fmt.Fprintf(tw, "%s\t%d", name, tv.Field(f).Uint())
+		for f, tf := range node.Fields(total) {
+			fmt.Fprintf(tw, "%s\t%d", tf.Name, tf.Value)
 			for i := range s.Workers {
-				fmt.Fprintf(tw, "\t%d", reflect.ValueOf(per(i)).Field(f).Uint())
+				fmt.Fprintf(tw, "\t%d", node.Fields(per(i))[f].Value)
 			}
 			fmt.Fprintln(tw)
 		}
