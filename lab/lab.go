@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shoal-lb/shoal/node"
+	"github.com/shoal-lb/shoal/config"
 )
 
 // Addresses and names of the lab. Everything sits in 198.18.0.0/15, the range
@@ -106,7 +106,7 @@ type Options struct {
 	NetworkOnly bool
 	// Configure, if set, may adjust each node's config before it is
 	// written (timeouts, lcores, ...). The result is validated.
-	Configure func(id string, c *node.Config)
+	Configure func(id string, c *config.Config)
 	// Log receives one line per step; nil discards them.
 	Log io.Writer
 }
@@ -136,7 +136,7 @@ func (o *Options) Validate() error {
 		if k < 1 || k > n {
 			errs = append(errs, fmt.Errorf("extra buckets: node index %d is not among nodes 1..%d", k, n))
 		}
-		if _, err := node.ParseBuckets(b); err != nil {
+		if _, err := config.ParseBuckets(b); err != nil {
 			errs = append(errs, fmt.Errorf("extra buckets of %s: %v", NodeID(k), err))
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/control/health"
 	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/node"
@@ -73,15 +74,15 @@ func BuildBinary(ctx context.Context, dir string) (string, error) {
 
 // NodeConfig returns the config node k of this lab runs with, defaulted and
 // validated, so a mistake fails Up instead of crashing a node.
-func (l *Lab) NodeConfig(k int) (*node.Config, error) {
+func (l *Lab) NodeConfig(k int) (*config.Config, error) {
 	id := NodeID(k)
-	var members []node.MemberConfig
+	var members []config.MemberConfig
 	slowStart := int(l.opts.SlowStart / time.Second)
-	var gossip node.GossipConfig
-	var capacity node.CapacityConfig
+	var gossip config.GossipConfig
+	var capacity config.CapacityConfig
 	if l.opts.Static {
 		for i := 0; i < l.opts.Nodes; i++ {
-			members = append(members, node.MemberConfig{ID: NodeID(i + 1), Weight: l.opts.Weights[i]})
+			members = append(members, config.MemberConfig{ID: NodeID(i + 1), Weight: l.opts.Weights[i]})
 		}
 	} else {
 		// Gossip over the node addresses, every node a seed. Load-aware
@@ -94,31 +95,31 @@ func (l *Lab) NodeConfig(k int) (*node.Config, error) {
 			gossip.Seeds = append(gossip.Seeds, NodeIP(i)+":7946")
 		}
 	}
-	c := &node.Config{
+	c := &config.Config{
 		Gossip:   gossip,
 		Capacity: capacity,
-		Health: node.HealthConfig{
+		Health: config.HealthConfig{
 			// The node's own web server, checked often so that tests of a
 			// dead application stay short.
 			Checks:    []health.Check{{Name: "web", Kind: "http", Port: 80, Path: "/", IntervalMS: 100, TimeoutMS: 300, Fall: 2, Rise: 2}},
-			SlowStart: node.SlowStartConfig{WindowSec: &slowStart},
+			SlowStart: config.SlowStartConfig{WindowSec: &slowStart},
 		},
 		NodeID: id,
-		Cluster: node.ClusterConfig{
+		Cluster: config.ClusterConfig{
 			VIP:     VIP,
 			MAC:     ClusterMAC,
 			Seed:    l.opts.Seed,
 			Members: members,
 		},
-		Interface: node.InterfaceConfig{
+		Interface: config.InterfaceConfig{
 			Device:  Device,
 			Tap:     Tap,
 			Address: NodeIP(k) + "/" + strconv.Itoa(Prefix),
 		},
-		DPDK:      node.DPDKConfig{MemoryMB: l.opts.MemoryMB, Hugepages: "auto"},
-		Dataplane: node.DataplaneConfig{ExtraBuckets: l.opts.ExtraBuckets[k]},
-		HTTP:      node.HTTPConfig{Content: ContentDir},
-		Admin:     node.AdminConfig{Socket: SocketPath(id)},
+		DPDK:      config.DPDKConfig{MemoryMB: l.opts.MemoryMB, Hugepages: "auto"},
+		Dataplane: config.DataplaneConfig{ExtraBuckets: l.opts.ExtraBuckets[k]},
+		HTTP:      config.HTTPConfig{Content: ContentDir},
+		Admin:     config.AdminConfig{Socket: SocketPath(id)},
 	}
 	if l.opts.Configure != nil {
 		l.opts.Configure(id, c)

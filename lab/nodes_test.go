@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/node"
 )
 
@@ -31,12 +32,12 @@ func TestMain(m *testing.M) {
 // once, "mute" runs but never answers.
 const fakeModeEnv = "SHOAL_LAB_FAKE_NODE"
 
-// fakeNode reads the config the lab wrote (through node.LoadConfig, so the
+// fakeNode reads the config the lab wrote (through config.Load, so the
 // lab's configs are checked against the real parser) and, lacking a data
 // plane, removes its veth filter, puts its address on the veth and serves the
 // content with X-Shoal-Node as the real node does.
 func fakeNode(path string) int {
-	c, err := node.LoadConfig(path)
+	c, err := config.Load(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fake node:", err)
 		return 1
@@ -109,7 +110,7 @@ func TestNodeLifecycle(t *testing.T) {
 		Binary:       testBinary(t),
 	})
 
-	c, err := node.LoadConfig(ConfigPath("n2"))
+	c, err := config.Load(ConfigPath("n2"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	dpdk "github.com/shoal-lb/shoal/cgo"
+	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/control/groups"
 	"github.com/shoal-lb/shoal/control/health"
 	"github.com/shoal-lb/shoal/control/ranges"
@@ -36,7 +37,7 @@ func inputErr(format string, a ...any) error {
 
 // Node is a running node. Fields are set by Run and read by the admin API.
 type Node struct {
-	cfg     *Config
+	cfg     *config.Config
 	log     *slog.Logger
 	started time.Time
 
@@ -99,7 +100,7 @@ func (n *Node) applyGroups(ms []groups.Member) {
 }
 
 // Run runs the node until ctx is done, then tears everything down.
-func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	n := &Node{cfg: cfg, log: log, started: time.Now()}
 	var cleanups []func()
 	defer func() {
@@ -188,7 +189,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 }
 
 // staticMembers is the member list of a node without gossip.
-func staticMembers(cfg *Config) []ranges.Member {
+func staticMembers(cfg *config.Config) []ranges.Member {
 	var ms []ranges.Member
 	for _, m := range cfg.Cluster.Members {
 		ms = append(ms, ranges.Member{ID: m.ID, Weight: m.Weight})
@@ -391,7 +392,7 @@ func (n *Node) applyMembers(ms []ranges.Member, hold bool) (bool, error) {
 		n.mu.Unlock()
 		return false, nil
 	}
-	extra, _ := ParseBuckets(n.cfg.Dataplane.ExtraBuckets)
+	extra, _ := config.ParseBuckets(n.cfg.Dataplane.ExtraBuckets)
 	var own dataplane.Ownership
 	self := t.Index(n.cfg.NodeID)
 	for b, o := range t.Owner {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/shoal-lb/shoal/config"
 )
 
 // web is the node's minimal HTTP server: static files from the content
@@ -17,7 +19,7 @@ type web struct {
 	log *slog.Logger
 }
 
-func startWeb(cfg *Config, log *slog.Logger) (*web, error) {
+func startWeb(cfg *config.Config, log *slog.Logger) (*web, error) {
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		return nil, inputErr("http.listen: %v", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/node"
 )
 
@@ -33,9 +35,21 @@ func init() {
 				if c.NArg() != 1 {
 					return badInput("config check: give exactly one config file")
 				}
-				if _, err := node.LoadConfig(c.Args().First()); err != nil {
+				name := c.Args().First()
+				_, err := config.Load(name)
+				var ce *config.Error
+				if errors.As(err, &ce) {
+					// Every problem on a line of its own, each naming its field.
+					fmt.Fprintf(os.Stderr, "config %s: %d problem(s)\n", name, len(ce.Problems))
+					for _, p := range ce.Problems {
+						fmt.Fprintf(os.Stderr, "  %s\n", p)
+					}
+					return usageError{fmt.Errorf("config %s is not usable", name)}
+				}
+				if err != nil {
 					return usageError{err}
 				}
+				fmt.Printf("config %s: ok\n", name)
 				return nil
 			},
 		}},
@@ -43,7 +57,7 @@ func init() {
 }
 
 func runNode(c *cli.Context) error {
-	cfg, err := node.LoadConfig(c.String("config"))
+	cfg, err := config.Load(c.String("config"))
 	if err != nil {
 		return usageError{err}
 	}

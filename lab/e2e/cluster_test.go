@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shoal-lb/shoal/bench/loadgen"
+	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/control/groups"
 	"github.com/shoal-lb/shoal/lab"
 	"github.com/shoal-lb/shoal/node"
@@ -300,7 +301,7 @@ func TestGroupTablesAgree(t *testing.T) {
 		{Name: "sessions", Cookies: []string{"SESSIONID"}},
 	}
 	member := map[string][]string{"n1": {"html"}, "n2": {"html", "cgi", "sessions"}, "n3": {"cgi", "sessions"}}
-	l := up(t, lab.Options{Nodes: 3, Weights: []float64{1, 2, 3}, Configure: func(id string, c *node.Config) {
+	l := up(t, lab.Options{Nodes: 3, Weights: []float64{1, 2, 3}, Configure: func(id string, c *config.Config) {
 		c.Groups, c.MemberOf = defs, member[id]
 	}})
 	var first []node.GroupStatus

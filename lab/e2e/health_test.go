@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/lab"
 	"github.com/shoal-lb/shoal/node"
 )
@@ -191,7 +192,7 @@ func TestAllServersDownFailsOpen(t *testing.T) {
 // TestImpossibleCheckKeepsNodeOut: a check that can never pass (wrong
 // port) keeps n3 out with one clear line; the others serve everything.
 func TestImpossibleCheckKeepsNodeOut(t *testing.T) {
-	l := up(t, lab.Options{Nodes: 3, SkipConverge: true, Configure: func(id string, c *node.Config) {
+	l := up(t, lab.Options{Nodes: 3, SkipConverge: true, Configure: func(id string, c *config.Config) {
 		if id == "n3" {
 			c.Health.Checks[0].Port = 81
 		}

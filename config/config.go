@@ -1,4 +1,4 @@
-package node
+package config
 
 import (
 	"bytes"
@@ -544,32 +544,56 @@ func ParseBuckets(s string) ([]int, error) {
 	return out, nil
 }
 
-// LoadConfig reads, defaults and validates a config file. Unknown fields are
+// Error is a config that cannot be used: every problem found, each naming
+// its field (or, for a file that is not YAML, the line).
+type Error struct {
+	Name     string   // the file
+	Problems []string // one line each
+}
+
+// Error is one line: the file and every problem, separated by "; ".
+func (e *Error) Error() string {
+	return fmt.Sprintf("config %s: %s", e.Name, strings.Join(e.Problems, "; "))
+}
+
+// Load reads, defaults and validates a config file. Unknown fields are
 // errors.
-func LoadConfig(path string) (*Config, error) {
+func Load(path string) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return ParseConfig(raw, path)
+	return Parse(raw, path)
 }
 
-// ParseConfig is LoadConfig on bytes; name labels errors.
-func ParseConfig(raw []byte, name string) (*Config, error) {
+// Parse is Load on bytes; name labels errors. A config that cannot be used
+// returns an *Error listing every problem.
+func Parse(raw []byte, name string) (*Config, error) {
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
-			// One line naming every offending field.
-			return nil, fmt.Errorf("config %s: %s", name, strings.Join(te.Errors, "; "))
+			return nil, &Error{Name: name, Problems: te.Errors}
 		}
-		return nil, fmt.Errorf("config %s: %v", name, strings.ReplaceAll(err.Error(), "\n", " "))
+		return nil, &Error{Name: name, Problems: []string{strings.ReplaceAll(err.Error(), "\n", " ")}}
 	}
 	c.Defaults()
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %v", name, strings.ReplaceAll(err.Error(), "\n", "; "))
+		return nil, &Error{Name: name, Problems: flatten(err)}
 	}
 	return &c, nil
+}
+
+// flatten lists the leaves of joined errors, one problem each.
+func flatten(err error) []string {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []string
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return strings.Split(err.Error(), "\n")
 }

@@ -1,8 +1,7 @@
-package node
+package config
 
 import (
-	"net/http"
-	"net/http/httptest"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -20,7 +19,7 @@ interface:
 `
 
 func TestGoodConfig(t *testing.T) {
-	c, err := ParseConfig([]byte(goodConfig), "good")
+	c, err := Parse([]byte(goodConfig), "good")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +48,7 @@ func TestBadConfig(t *testing.T) {
 		{"seed: notanumber", "seed: 7", "line"},
 	} {
 		raw := strings.Replace(goodConfig, c.old, c.edit, 1)
-		_, err := ParseConfig([]byte(raw), "bad")
+		_, err := Parse([]byte(raw), "bad")
 		if err == nil {
 			t.Errorf("%q: accepted", c.edit)
 			continue
@@ -72,44 +71,44 @@ func TestParseBuckets(t *testing.T) {
 	}
 }
 
-func TestLooksLikePCI(t *testing.T) {
-	for dev, want := range map[string]bool{"0000:03:00.0": true, "03:00.0": true, "pci:0000:03:00.1,x=1": true,
-		"net_af_packet0,iface=eth0": false, "net_tap0": false} {
-		if looksLikePCI(dev) != want {
-			t.Errorf("%s: %v", dev, !want)
-		}
-	}
-}
-
 func TestAdminTCPNeedsToken(t *testing.T) {
 	raw := goodConfig + "admin:\n  listen: 127.0.0.1:9090\n"
-	if _, err := ParseConfig([]byte(raw), "x"); err == nil || !strings.Contains(err.Error(), "admin.token_file") {
+	if _, err := Parse([]byte(raw), "x"); err == nil || !strings.Contains(err.Error(), "admin.token_file") {
 		t.Fatalf("err = %v", err)
 	}
 	dir := t.TempDir()
 	short := dir + "/short"
 	os.WriteFile(short, []byte("abc\n"), 0o600)
-	if _, err := ParseConfig([]byte(raw+"  token_file: "+short+"\n"), "x"); err == nil || !strings.Contains(err.Error(), "at least 16") {
+	if _, err := Parse([]byte(raw+"  token_file: "+short+"\n"), "x"); err == nil || !strings.Contains(err.Error(), "at least 16") {
 		t.Fatalf("err = %v", err)
 	}
 	good := dir + "/good"
 	os.WriteFile(good, []byte("0123456789abcdef0123\n"), 0o600)
-	if _, err := ParseConfig([]byte(raw+"  token_file: "+good+"\n"), "x"); err != nil {
+	if _, err := Parse([]byte(raw+"  token_file: "+good+"\n"), "x"); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestBearer(t *testing.T) {
-	h := bearer("0123456789abcdef", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
-	for auth, want := range map[string]int{"": 401, "Bearer nope": 401, "Bearer 0123456789abcdef": 204} {
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest("GET", "/v1/status", nil)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
+// TestEveryProblemListed: an operator fixing a config sees all of its
+// problems at once, one per line, each naming its field.
+func TestEveryProblemListed(t *testing.T) {
+	raw := strings.NewReplacer("vip: 198.18.0.100", "vip: nope", "seed: 7", "seed: 7\n  mac: zz",
+		"address: 198.18.0.101/24", "address: x").Replace(goodConfig) + "dpdk:\n  hugepages: maybe\n"
+	_, err := Parse([]byte(raw), "bad.yaml")
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want *Error", err)
+	}
+	want := []string{"cluster.vip", "cluster.mac", "interface.address", "dpdk.hugepages"}
+	if len(ce.Problems) != len(want) {
+		t.Fatalf("problems = %q, want %d", ce.Problems, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(ce.Problems[i], w+":") {
+			t.Errorf("problem %d = %q, want it to start with %s:", i, ce.Problems[i], w)
 		}
-		h.ServeHTTP(rec, req)
-		if rec.Code != want {
-			t.Errorf("%q: %d, want %d", auth, rec.Code, want)
-		}
+	}
+	if !strings.HasPrefix(err.Error(), "config bad.yaml: cluster.vip:") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("one-line form = %q", err.Error())
 	}
 }
