@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/shoal-lb/shoal/config"
-	"github.com/shoal-lb/shoal/node"
 )
 
 // TestMain lets the test binary stand in for `shoal node` (the real node
