@@ -24,11 +24,20 @@ build: deps $(BIN)
 $(BIN): $(GO_SOURCES) go.mod go.sum
 	$(GO) build -o $(BIN) ./cmd/shoal
 
-# test runs vet and every test with the race detector. The lab tests need
-# root, hugepages or --no-huge, and namespaces; elsewhere they skip with a
-# reason.
+# CGO_PKGS are the only packages that may link DPDK: the binding, the data
+# plane, the node wiring, the binary, the data-plane benchmark and the lab's
+# end-to-end tests (which run the real binary). Every other package builds
+# and passes its tests with CGO_ENABLED=0.
+CGO_PKGS := cgo|dataplane|node|cmd/shoal|bench/dpbench|lab/e2e
+PURE_PKGS = $(shell $(GO) list ./... | grep -Ev '/shoal/($(CGO_PKGS))$$')
+
+# test runs vet, the pure packages' tests without cgo, and every test with
+# the race detector. The lab tests need root, hugepages or --no-huge, and
+# namespaces; elsewhere they skip with a reason.
 test: build
 	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) vet $(PURE_PKGS)
+	CGO_ENABLED=0 $(GO) test -count=1 -short $(PURE_PKGS)
 	$(GO) test -race -count=1 -timeout 25m ./...
 
 race: test

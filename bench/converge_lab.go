@@ -8,9 +8,9 @@ import (
 	"net"
 	"time"
 
+	"github.com/shoal-lb/shoal/api"
 	"github.com/shoal-lb/shoal/bench/loadgen"
 	"github.com/shoal-lb/shoal/lab"
-	"github.com/shoal-lb/shoal/node"
 )
 
 // LabConvergeOptions drive the lab part of the convergence benchmark.
@@ -108,7 +108,7 @@ func RunLabConverge(ctx context.Context, o LabConvergeOptions) (runs []LabRun, e
 			runs = append(runs, r)
 			o.Log("%s run %d/%d: %s", scenario, i, o.Runs, r)
 			if scenario == "server-stop" {
-				if err := node.AdminPost(lab.SocketPath(labVictim), "/v1/server", map[string]bool{"running": true}, &struct{}{}); err != nil {
+				if err := api.Post(lab.SocketPath(labVictim), api.PathServer, map[string]bool{"running": true}, &struct{}{}); err != nil {
 					return runs, fmt.Errorf("bench converge: restarting %s's server: %w", labVictim, err)
 				}
 			} else if err := lab.Restart(ctx, labVictim, o.Binary); err != nil {
@@ -222,7 +222,7 @@ func crashRun(ctx context.Context, o LabConvergeOptions, p *statusPoller) (LabRu
 // failed.
 func serverStopRun(ctx context.Context, o LabConvergeOptions, p *statusPoller) (LabRun, error) {
 	return eventRun(ctx, o, "server-stop", func() error {
-		return node.AdminPost(lab.SocketPath(labVictim), "/v1/server", map[string]bool{"running": false}, &struct{}{})
+		return api.Post(lab.SocketPath(labVictim), api.PathServer, map[string]bool{"running": false}, &struct{}{})
 	}, func(r *LabRun, since time.Duration) bool {
 		if p.victimOut(ctx) {
 			r.Out = since
@@ -336,7 +336,7 @@ func RunSlowStartCurve(ctx context.Context, o LabConvergeOptions, window time.Du
 		return nil, err
 	}
 	p := newStatusPoller()
-	if err := node.AdminPost(lab.SocketPath(labVictim), "/v1/server", map[string]bool{"running": false}, &struct{}{}); err != nil {
+	if err := api.Post(lab.SocketPath(labVictim), api.PathServer, map[string]bool{"running": false}, &struct{}{}); err != nil {
 		return nil, err
 	}
 	for deadline := time.Now().Add(crashBound); !p.victimOut(ctx); {
@@ -356,7 +356,7 @@ func RunSlowStartCurve(ctx context.Context, o LabConvergeOptions, window time.Du
 		})
 		done <- loadResult{rep, err}
 	}()
-	if err := node.AdminPost(lab.SocketPath(labVictim), "/v1/server", map[string]bool{"running": true}, &struct{}{}); err != nil {
+	if err := api.Post(lab.SocketPath(labVictim), api.PathServer, map[string]bool{"running": true}, &struct{}{}); err != nil {
 		<-done
 		return nil, err
 	}
@@ -374,20 +374,20 @@ func RunSlowStartCurve(ctx context.Context, o LabConvergeOptions, window time.Du
 }
 
 // statusPoller reads /v1/status of the survivors n1 and n3 through
-// node.AdminGet.
+// api.Get.
 type statusPoller struct{ ids []string }
 
 func newStatusPoller() *statusPoller { return &statusPoller{ids: []string{"n1", "n3"}} }
 
-func (p *statusPoller) status(_ context.Context, id string) (node.Status, error) {
-	var st node.Status
-	err := node.AdminGet(lab.SocketPath(id), "/v1/status", &st)
+func (p *statusPoller) status(_ context.Context, id string) (api.Status, error) {
+	var st api.Status
+	err := api.Get(lab.SocketPath(id), api.PathStatus, &st)
 	return st, err
 }
 
 // each reports whether cond holds on every survivor (an unreadable status
 // counts as no).
-func (p *statusPoller) each(ctx context.Context, cond func(node.Status) bool) bool {
+func (p *statusPoller) each(ctx context.Context, cond func(api.Status) bool) bool {
 	for _, id := range p.ids {
 		st, err := p.status(ctx, id)
 		if err != nil || !cond(st) {
@@ -399,13 +399,13 @@ func (p *statusPoller) each(ctx context.Context, cond func(node.Status) bool) bo
 
 // agree: every survivor sees want members and every member runs its table.
 func (p *statusPoller) agree(ctx context.Context, want int) bool {
-	return p.each(ctx, func(st node.Status) bool { return len(st.Members) == want && st.Agreement })
+	return p.each(ctx, func(st api.Status) bool { return len(st.Members) == want && st.Agreement })
 }
 
 // victimOut: every survivor agrees on a table in which the victim owns no
 // bucket (it may still be listed, draining at weight 0).
 func (p *statusPoller) victimOut(ctx context.Context) bool {
-	return p.each(ctx, func(st node.Status) bool {
+	return p.each(ctx, func(st api.Status) bool {
 		if !st.Agreement {
 			return false
 		}

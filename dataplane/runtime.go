@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	dpdk "github.com/shoal-lb/shoal/cgo"
+	"github.com/shoal-lb/shoal/dataplane/report"
 )
 
 // RuntimeConfig wires workers to devices.
@@ -156,16 +157,9 @@ func (r *Runtime) Free() {
 	}
 }
 
-// WorkerStats is one worker's counters and flow counts.
-type WorkerStats struct {
-	Lcore      uint       `json:"lcore"`
-	Counters   Counters   `json:"counters"`
-	Flows      FlowCounts `json:"flows"`
-	Polls      uint64     `json:"polls"`
-	IdleSleeps uint64     `json:"idle_sleeps"`
-	SleptUS    uint64     `json:"slept_us"`
-	Epoch      uint64     `json:"epoch"`
-}
+// WorkerStats is one worker's counters and flow counts (see package
+// report).
+type WorkerStats = report.WorkerStats
 
 // Stats reads every worker's counters. Reads race benignly with the
 // workers' writes: each 64-bit counter is read whole on the platforms DPDK
@@ -199,15 +193,8 @@ func Totals(ws []WorkerStats) (Counters, FlowCounts) {
 	return c, f
 }
 
-// Flow is one entry of a worker's flow table, for the CLI.
-type Flow struct {
-	Client   string `json:"client"` // ip:port
-	VIP      string `json:"vip"`    // ip:port
-	State    string `json:"state"`
-	Bucket   uint16 `json:"bucket"`
-	ExpireMS int64  `json:"expires_in_ms"`
-	Worker   uint   `json:"worker"`
-}
+// Flow is one entry of a worker's flow table (see package report).
+type Flow = report.Flow
 
 // Flows asks each running worker for up to max flows of its table. The
 // worker copies them itself at its next loop iteration (it alone touches its

@@ -5,6 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/shoal-lb/shoal/control/ranges"
+	"github.com/shoal-lb/shoal/dataplane/report"
 )
 
 // Verdict is what a worker does with one frame.
@@ -48,87 +51,16 @@ func (s State) String() string {
 // a connection another node won.
 const TombstoneTime = 5 * time.Second
 
-// Counters mirror struct sdp_counters field for field. Every field is a
-// count of frames except Expired (flows).
-type Counters struct {
-	RX                     uint64 `json:"rx"`
-	TX                     uint64 `json:"tx"`
-	ToKernel               uint64 `json:"to_kernel"`
-	FromKernel             uint64 `json:"from_kernel"`
-	ForeignDropped         uint64 `json:"foreign_dropped"`
-	MalformedDropped       uint64 `json:"malformed_dropped"`
-	SynAccepted            uint64 `json:"syn_accepted"`
-	SynNotOurs             uint64 `json:"syn_not_ours"`
-	OverlapWithdrawn       uint64 `json:"overlap_withdrawn"`
-	ARPReplied             uint64 `json:"arp_replied"`
-	KernelARPDropped       uint64 `json:"kernel_arp_dropped"`
-	KernelWithdrawnDropped uint64 `json:"kernel_withdrawn_dropped"`
-	TableFullDropped       uint64 `json:"table_full_dropped"`
-	HalfOpenDropped        uint64 `json:"half_open_dropped"`
-	OtherDropped           uint64 `json:"other_dropped"`
-	TXFailed               uint64 `json:"tx_failed"`
-	Expired                uint64 `json:"expired"`
-	FastDropped            uint64 `json:"fast_dropped"`
-}
+// The counters and flow counts are defined in package report, which the
+// admin API shares without linking the data plane.
+type (
+	Counters   = report.Counters
+	FlowCounts = report.FlowCounts
+)
 
-// Add sums counters, for totals across workers.
-func (c *Counters) Add(o Counters) {
-	c.RX += o.RX
-	c.TX += o.TX
-	c.ToKernel += o.ToKernel
-	c.FromKernel += o.FromKernel
-	c.ForeignDropped += o.ForeignDropped
-	c.MalformedDropped += o.MalformedDropped
-	c.SynAccepted += o.SynAccepted
-	c.SynNotOurs += o.SynNotOurs
-	c.OverlapWithdrawn += o.OverlapWithdrawn
-	c.ARPReplied += o.ARPReplied
-	c.KernelARPDropped += o.KernelARPDropped
-	c.KernelWithdrawnDropped += o.KernelWithdrawnDropped
-	c.TableFullDropped += o.TableFullDropped
-	c.HalfOpenDropped += o.HalfOpenDropped
-	c.OtherDropped += o.OtherDropped
-	c.TXFailed += o.TXFailed
-	c.Expired += o.Expired
-	c.FastDropped += o.FastDropped
-}
-
-// FlowCounts is the number of flows in each state.
-type FlowCounts struct {
-	SynRcvd     uint64 `json:"syn_rcvd"`
-	Established uint64 `json:"established"`
-	Closing     uint64 `json:"closing"`
-	Withdrawn   uint64 `json:"withdrawn"`
-}
-
-// Add sums flow counts across workers.
-func (f *FlowCounts) Add(o FlowCounts) {
-	f.SynRcvd += o.SynRcvd
-	f.Established += o.Established
-	f.Closing += o.Closing
-	f.Withdrawn += o.Withdrawn
-}
-
-// Ownership is the published form of the range table for one node: one bit
-// per bucket, set when the node accepts new connections in that bucket.
-type Ownership [65536 / 64]uint64
-
-// Set marks bucket b as owned.
-func (o *Ownership) Set(b uint16) { o[b>>6] |= 1 << (b & 63) }
-
-// Has reports whether bucket b is owned.
-func (o *Ownership) Has(b uint16) bool { return o[b>>6]>>(b&63)&1 == 1 }
-
-// Count is the number of owned buckets.
-func (o *Ownership) Count() int {
-	n := 0
-	for _, w := range o {
-		for ; w != 0; w &= w - 1 {
-			n++
-		}
-	}
-	return n
-}
+// Ownership is the published form of the range table for one node (see
+// package ranges): one bit per bucket.
+type Ownership = ranges.Ownership
 
 // ClassifierConfig is what the per-packet code needs to decide.
 type ClassifierConfig struct {

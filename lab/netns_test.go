@@ -23,6 +23,9 @@ import (
 // test leaves no lab behind however it ends.
 func needLab(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: namespace tests run in the full suite")
+	}
 	if err := CheckHost(); err != nil {
 		t.Skipf("cannot build the lab here: %v", err)
 	}

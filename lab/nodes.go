@@ -17,10 +17,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shoal-lb/shoal/api"
 	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/control/health"
 	"github.com/shoal-lb/shoal/control/ranges"
-	"github.com/shoal-lb/shoal/node"
 )
 
 // Paths of a node's files in StateDir.
@@ -532,8 +532,8 @@ func WaitConverged(ctx context.Context, ids []string, want int) (string, error) 
 		hashes := map[string]bool{}
 		ok := true
 		for _, id := range ids {
-			var st node.Status
-			if err := node.AdminGet(SocketPath(id), "/v1/status", &st); err != nil {
+			var st api.Status
+			if err := api.Get(SocketPath(id), api.PathStatus, &st); err != nil {
 				ok, last = false, err.Error()
 				break
 			}

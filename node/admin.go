@@ -11,80 +11,18 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/shoal-lb/shoal/control/capacity"
+	"github.com/shoal-lb/shoal/api"
+	dpdk "github.com/shoal-lb/shoal/cgo"
 	"github.com/shoal-lb/shoal/control/gossip"
 	"github.com/shoal-lb/shoal/control/groups"
-	"github.com/shoal-lb/shoal/control/health"
 	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/dataplane"
 )
 
-// The admin API: HTTP over the unix socket admin.socket. Read-only in this
-// release. Paths and JSON shapes are documented in docs/operations.md.
-
-// Status is GET /v1/status.
-type Status struct {
-	NodeID       string         `json:"node_id"`
-	VIP          string         `json:"vip"`
-	Address      string         `json:"address"`
-	UptimeSec    float64        `json:"uptime_sec"`
-	Hugepages    bool           `json:"hugepages"`
-	Epoch        uint64         `json:"epoch"`
-	TableHash    string         `json:"table_hash"`
-	OwnedBuckets int            `json:"owned_buckets"`
-	ExtraBuckets int            `json:"extra_buckets"`
-	Members      []MemberStatus `json:"members"`
-	// Gossip mode only.
-	Gossip      bool            `json:"gossip"`
-	Agreement   bool            `json:"agreement"`
-	Disagree    []string        `json:"disagreeing,omitempty"`
-	TableAge    float64         `json:"table_age_sec"`
-	Holding     bool            `json:"holding"` // still accepting buckets given away, until the peers agree
-	Capacity    *capacity.State `json:"capacity,omitempty"`
-	FailOpen    uint64          `json:"fail_open_builds"`
-	GossipStats *gossip.Stats   `json:"gossip_stats,omitempty"`
-}
-
-// MemberStatus is one member's weight and table share.
-type MemberStatus struct {
-	ID      string  `json:"id"`
-	Weight  float64 `json:"weight"` // the weight the table was built with
-	Buckets int     `json:"buckets"`
-	Share   float64 `json:"share"`
-	// Gossip mode only.
-	Addr         string  `json:"addr,omitempty"`
-	State        string  `json:"state,omitempty"`
-	Capacity     float64 `json:"capacity"`
-	Availability float64 `json:"availability"`
-	Health       string  `json:"health,omitempty"`
-	TableHash    string  `json:"table_hash,omitempty"`
-	Agrees       bool    `json:"agrees"`
-}
-
-// Stats is GET /v1/stats.
-type Stats struct {
-	NodeID  string                  `json:"node_id"`
-	Total   dataplane.Counters      `json:"total"`
-	Flows   dataplane.FlowCounts    `json:"flows"`
-	Workers []dataplane.WorkerStats `json:"workers"`
-	Ports   map[string]PortStats    `json:"ports"`
-}
-
-// PortStats are a device's own counters.
-type PortStats struct {
-	RxPackets uint64 `json:"rx_packets"`
-	TxPackets uint64 `json:"tx_packets"`
-	RxMissed  uint64 `json:"rx_missed"`
-	RxErrors  uint64 `json:"rx_errors"`
-	TxErrors  uint64 `json:"tx_errors"`
-	RxNoMbuf  uint64 `json:"rx_nombuf"`
-}
-
-// Ranges is GET /v1/ranges.
-type Ranges struct {
-	TableHash string            `json:"table_hash"`
-	Intervals []ranges.Interval `json:"intervals"`
-}
+// The admin API: HTTP over the unix socket admin.socket (mode 0600: root
+// only) and, optionally, over TCP behind a bearer token. Reads and the
+// operator's changes (drain, weight, the server drill); the paths and wire
+// types are in package api, documented in docs/operations.md.
 
 type admin struct {
 	srv  *http.Server
@@ -109,10 +47,10 @@ func startAdmin(n *Node) (*admin, error) {
 	}
 	os.Chmod(path, 0o600)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.status()) })
-	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.stats()) })
-	mux.HandleFunc("GET /metrics", n.serveMetrics)
-	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+api.PathStatus, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.status()) })
+	mux.HandleFunc("GET "+api.PathStats, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.stats()) })
+	mux.HandleFunc("GET "+api.PathMetrics, n.serveMetrics)
+	mux.HandleFunc("POST "+api.PathDrain, func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			On *bool `json:"on"`
 		}
@@ -120,16 +58,15 @@ func startAdmin(n *Node) (*admin, error) {
 			http.Error(w, `body must be {"on": true|false}`, http.StatusBadRequest)
 			return
 		}
-		c := n.clusterOrNil()
-		if c == nil {
+		if n.gossip == nil {
 			http.Error(w, "drain needs gossip mode (gossip.key)", http.StatusConflict)
 			return
 		}
-		c.agent.Drain(*req.On)
-		c.poke()
-		writeJSON(w, c.agent.State())
+		n.agent.Drain(*req.On)
+		n.poke()
+		writeJSON(w, n.agent.State())
 	})
-	mux.HandleFunc("POST /v1/weight", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+api.PathWeight, func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Weight *float64 `json:"weight"`
 			Reset  bool     `json:"reset"`
@@ -138,22 +75,19 @@ func startAdmin(n *Node) (*admin, error) {
 			http.Error(w, `body must be {"weight": N} or {"reset": true}`, http.StatusBadRequest)
 			return
 		}
-		c := n.clusterOrNil()
-		if c == nil {
+		if n.gossip == nil {
 			http.Error(w, "weight needs gossip mode (gossip.key)", http.StatusConflict)
 			return
 		}
-		if err := c.agent.SetWeight(req.Weight); err != nil {
+		if err := n.agent.SetWeight(req.Weight); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		c.poke()
-		writeJSON(w, c.agent.State())
+		n.poke()
+		writeJSON(w, n.agent.State())
 	})
-	mux.HandleFunc("GET /v1/ranges", func(w http.ResponseWriter, r *http.Request) {
-		n.mu.Lock()
-		t := n.table
-		n.mu.Unlock()
+	mux.HandleFunc("GET "+api.PathRanges, func(w http.ResponseWriter, r *http.Request) {
+		t := n.ctrl.Snapshot().Table
 		if g := r.URL.Query().Get("group"); g != "" {
 			gt, ok := n.Groups().Table(g)
 			if !ok {
@@ -162,9 +96,13 @@ func startAdmin(n *Node) (*admin, error) {
 			}
 			t = gt
 		}
-		writeJSON(w, Ranges{TableHash: t.Hash, Intervals: t.Intervals()})
+		out := api.Ranges{TableHash: t.Hash, Intervals: []api.Interval{}}
+		for _, iv := range t.Intervals() {
+			out.Intervals = append(out.Intervals, api.Interval{From: iv.From, To: iv.To, Owner: iv.Owner})
+		}
+		writeJSON(w, out)
 	})
-	mux.HandleFunc("GET /v1/flows", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+api.PathFlows, func(w http.ResponseWriter, r *http.Request) {
 		max := 1000
 		if v := r.URL.Query().Get("max"); v != "" {
 			if _, err := fmt.Sscanf(v, "%d", &max); err != nil || max < 1 || max > 1000000 {
@@ -172,17 +110,17 @@ func startAdmin(n *Node) (*admin, error) {
 				return
 			}
 		}
-		n.mu.Lock()
-		rt := n.runtime
-		n.mu.Unlock()
-		fs, err := rt.Flows(max)
+		fs, err := n.runtime.Flows(max)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		writeJSON(w, fs)
 	})
-	mux.HandleFunc("POST /v1/server", func(w http.ResponseWriter, r *http.Request) {
+	// The server drill: stop or start the node's own web server while the
+	// node runs (a dead application on a live node), to watch health
+	// checks, fail-open and slow start act. See docs/operations.md.
+	mux.HandleFunc("POST "+api.PathServer, func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Running *bool `json:"running"`
 		}
@@ -196,8 +134,8 @@ func startAdmin(n *Node) (*admin, error) {
 		}
 		writeJSON(w, n.health())
 	})
-	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.health()) })
-	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.groupStatus()) })
+	mux.HandleFunc("GET "+api.PathHealth, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.health()) })
+	mux.HandleFunc("GET "+api.PathGroups, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.groupStatus()) })
 	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}, path: path}
 	go a.srv.Serve(ln)
 	if n.cfg.Admin.Listen != "" {
@@ -248,46 +186,40 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc.Encode(v)
 }
 
-func (n *Node) clusterOrNil() *cluster {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.cluster
-}
-
-func (n *Node) status() Status {
-	c := n.clusterOrNil()
-	epoch := n.epoch()
-	n.mu.Lock()
-	s := Status{
+// status is GET /v1/status.
+func (n *Node) status() api.Status {
+	snap := n.ctrl.Snapshot()
+	s := api.Status{
 		NodeID: n.cfg.NodeID, VIP: n.cfg.Cluster.VIP, Address: n.cfg.Interface.Address,
 		UptimeSec: time.Since(n.started).Seconds(), Hugepages: n.hugepages,
-		Epoch: epoch, TableHash: n.advertisedHash(), TableAge: time.Since(n.tableSince).Seconds(),
-		OwnedBuckets: n.owned.Count(), ExtraBuckets: len(n.extra), Agreement: true,
-		FailOpen: n.failOpen.Load(), Holding: n.holding,
+		Epoch: snap.Epoch, TableHash: snap.Hash, TableAge: time.Since(snap.TableSince).Seconds(),
+		OwnedBuckets: snap.Owned, ExtraBuckets: snap.Extra, Agreement: true,
+		FailOpen: snap.FailOpenBuilds, Holding: snap.Holding,
 	}
-	counts := n.table.Count()
-	for _, m := range n.table.Members {
-		s.Members = append(s.Members, MemberStatus{ID: m.ID, Weight: m.Weight, Buckets: counts[m.ID],
-			Share: float64(counts[m.ID]) / ranges.Buckets, Capacity: m.Weight, Availability: m.Weight, Agrees: true})
+	if snap.Table != nil {
+		counts := snap.Table.Count()
+		for _, m := range snap.Table.Members {
+			s.Members = append(s.Members, api.MemberStatus{ID: m.ID, Weight: m.Weight, Buckets: counts[m.ID],
+				Share: float64(counts[m.ID]) / ranges.Buckets, Capacity: m.Weight, Availability: m.Weight, Agrees: true})
+		}
 	}
-	n.mu.Unlock()
-	if c == nil {
+	if n.gossip == nil {
 		return s
 	}
 	s.Gossip = true
-	st := c.agent.State()
+	st := n.agent.State()
 	s.Capacity = &st
-	gs := c.g.Stats()
+	gs := n.gossip.Stats()
 	s.GossipStats = &gs
-	s.Agreement, s.Disagree = c.agreement()
-	byID := map[string]*MemberStatus{}
+	s.Agreement, s.Disagree = n.ctrl.Agreement()
+	byID := map[string]*api.MemberStatus{}
 	for i := range s.Members {
 		byID[s.Members[i].ID] = &s.Members[i]
 	}
-	for _, m := range c.g.Members() {
+	for _, m := range n.gossip.Members() {
 		ms := byID[m.Meta.NodeID]
 		if ms == nil {
-			s.Members = append(s.Members, MemberStatus{ID: m.Meta.NodeID})
+			s.Members = append(s.Members, api.MemberStatus{ID: m.Meta.NodeID})
 			ms = &s.Members[len(s.Members)-1]
 		}
 		ms.Addr, ms.State, ms.Capacity, ms.Availability = m.Addr, m.State, m.Meta.Capacity, m.Meta.Availability
@@ -299,42 +231,33 @@ func (n *Node) status() Status {
 	return s
 }
 
-func (n *Node) stats() Stats {
-	n.mu.Lock()
-	rt, nic, tap := n.runtime, n.nic, n.tap
-	n.mu.Unlock()
-	ws := rt.Stats()
+// stats is GET /v1/stats.
+func (n *Node) stats() api.Stats {
+	ws := n.runtime.Stats()
 	tot, flows := dataplane.Totals(ws)
-	s := Stats{NodeID: n.cfg.NodeID, Total: tot, Flows: flows, Workers: ws, Ports: map[string]PortStats{}}
-	if st, err := nic.Stats(); err == nil {
-		s.Ports["nic"] = PortStats{st.RxPackets, st.TxPackets, st.RxMissed, st.RxErrors, st.TxErrors, st.RxNoMbuf}
-	}
-	if st, err := tap.Stats(); err == nil {
-		s.Ports["tap"] = PortStats{st.RxPackets, st.TxPackets, st.RxMissed, st.RxErrors, st.TxErrors, st.RxNoMbuf}
+	s := api.Stats{NodeID: n.cfg.NodeID, Total: tot, Flows: flows, Workers: ws, Ports: map[string]api.PortStats{}}
+	for name, p := range map[string]*dpdk.Port{"nic": n.nic, "tap": n.tap} {
+		if st, err := p.Stats(); err == nil {
+			s.Ports[name] = api.PortStats{RxPackets: st.RxPackets, TxPackets: st.TxPackets, RxMissed: st.RxMissed,
+				RxErrors: st.RxErrors, TxErrors: st.TxErrors, RxNoMbuf: st.RxNoMbuf}
+		}
 	}
 	return s
 }
 
-// GroupStatus is one group in GET /v1/groups.
-type GroupStatus struct {
-	groups.Group
-	TableHash string         `json:"table_hash"`
-	Members   []MemberStatus `json:"members"`
-	Local     bool           `json:"local"` // this node is a member
-}
-
-func (n *Node) groupStatus() []GroupStatus {
+// groupStatus is GET /v1/groups.
+func (n *Node) groupStatus() []api.GroupStatus {
 	gt := n.Groups()
-	var out []GroupStatus
+	var out []api.GroupStatus
 	for _, def := range gt.Defs() {
 		tb, _ := gt.Table(def.Name)
 		counts := tb.Count()
-		gs := GroupStatus{Group: def, TableHash: tb.Hash}
+		gs := api.GroupStatus{Group: def, TableHash: tb.Hash}
 		if gs.Policy == "" {
 			gs.Policy = groups.ByHash
 		}
 		for _, m := range gt.Members(def.Name) {
-			gs.Members = append(gs.Members, MemberStatus{ID: m.ID, Availability: m.Availability,
+			gs.Members = append(gs.Members, api.MemberStatus{ID: m.ID, Availability: m.Availability,
 				Buckets: counts[m.ID], Share: float64(counts[m.ID]) / ranges.Buckets})
 			gs.Local = gs.Local || m.ID == n.cfg.NodeID
 		}
@@ -343,28 +266,9 @@ func (n *Node) groupStatus() []GroupStatus {
 	return out
 }
 
-// Health is GET /v1/health: this node's checks and every member's health
-// as gossiped.
-type Health struct {
-	NodeID        string         `json:"node_id"`
-	Healthy       bool           `json:"healthy"`
-	ServerRunning bool           `json:"server_running"`
-	Checks        []health.State `json:"checks"`
-	SlowStart     float64        `json:"slow_start_factor"`
-	Members       []MemberHealth `json:"members"`
-}
-
-// MemberHealth is one member's health in this node's view.
-type MemberHealth struct {
-	ID           string  `json:"id"`
-	Health       string  `json:"health"`
-	Capacity     float64 `json:"capacity"`
-	Availability float64 `json:"availability"`
-	Buckets      int     `json:"buckets"`
-}
-
-func (n *Node) health() Health {
-	h := Health{NodeID: n.cfg.NodeID, Healthy: true, ServerRunning: n.serverRunning(), SlowStart: 1}
+// health is GET /v1/health.
+func (n *Node) health() api.Health {
+	h := api.Health{NodeID: n.cfg.NodeID, Healthy: true, ServerRunning: n.serverRunning(), SlowStart: 1}
 	if n.checker != nil {
 		h.Healthy, h.Checks = n.checker.Healthy(), n.checker.States()
 	}
@@ -377,7 +281,7 @@ func (n *Node) health() Health {
 		if hl == "" {
 			hl = "unknown (static members)"
 		}
-		h.Members = append(h.Members, MemberHealth{ID: m.ID, Health: hl, Capacity: m.Capacity, Availability: m.Availability, Buckets: m.Buckets})
+		h.Members = append(h.Members, api.MemberHealth{ID: m.ID, Health: hl, Capacity: m.Capacity, Availability: m.Availability, Buckets: m.Buckets})
 	}
 	return h
 }

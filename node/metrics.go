@@ -6,6 +6,8 @@ import (
 	"net/http"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/shoal-lb/shoal/api"
 )
 
 // GET /metrics on the admin socket, in Prometheus text format: the data
@@ -22,7 +24,7 @@ func (n *Node) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 // writeStruct writes each counter of v (named by its JSON name) as
 // metric{labels"name"}.
 func writeStruct(w io.Writer, metric, labels string, v any, counter bool) {
-	for _, f := range Fields(v) {
+	for _, f := range api.Fields(v) {
 		name := fmt.Sprintf("%s{%s%q}", metric, labels, f.Name)
 		if counter {
 			metrics.WriteCounterUint64(w, name, f.Value)

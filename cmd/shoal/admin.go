@@ -14,10 +14,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-lb/shoal/api"
 	"github.com/shoal-lb/shoal/control/capacity"
-	"github.com/shoal-lb/shoal/dataplane"
 	"github.com/shoal-lb/shoal/lab"
-	"github.com/shoal-lb/shoal/node"
 )
 
 // The control commands talk to a node's admin API on its unix socket.
@@ -68,7 +67,7 @@ func adminGet(c *cli.Context, path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return node.AdminGet(sock, path, v)
+	return api.Get(sock, path, v)
 }
 
 func printJSON(v any) error {
@@ -78,8 +77,8 @@ func printJSON(v any) error {
 }
 
 func statusCmd(c *cli.Context) error {
-	var s node.Status
-	if err := adminGet(c, "/v1/status", &s); err != nil {
+	var s api.Status
+	if err := adminGet(c, api.PathStatus, &s); err != nil {
 		return err
 	}
 	if c.Bool("json") {
@@ -109,8 +108,8 @@ func statusCmd(c *cli.Context) error {
 }
 
 func statsCmd(c *cli.Context) error {
-	var s node.Stats
-	if err := adminGet(c, "/v1/stats", &s); err != nil {
+	var s api.Stats
+	if err := adminGet(c, api.PathStats, &s); err != nil {
 		return err
 	}
 	if c.Bool("json") {
@@ -123,10 +122,10 @@ func statsCmd(c *cli.Context) error {
 	}
 	fmt.Fprintln(tw)
 	printStruct := func(total any, per func(i int) any) {
-		for f, tf := range node.Fields(total) {
+		for f, tf := range api.Fields(total) {
 			fmt.Fprintf(tw, "%s\t%d", tf.Name, tf.Value)
 			for i := range s.Workers {
-				fmt.Fprintf(tw, "\t%d", node.Fields(per(i))[f].Value)
+				fmt.Fprintf(tw, "\t%d", api.Fields(per(i))[f].Value)
 			}
 			fmt.Fprintln(tw)
 		}
@@ -140,8 +139,8 @@ func statsCmd(c *cli.Context) error {
 }
 
 func rangesCmd(c *cli.Context) error {
-	var r node.Ranges
-	p := "/v1/ranges"
+	var r api.Ranges
+	p := api.PathRanges
 	if g := c.String("group"); g != "" {
 		p += "?group=" + url.QueryEscape(g)
 	}
@@ -168,7 +167,7 @@ func drainCmd(c *cli.Context) error {
 		return badInput("drain takes no arguments (use --undo to lift a drain)")
 	}
 	var st capacity.State
-	if err := adminPost(c, "/v1/drain", map[string]bool{"on": !c.Bool("undo")}, &st); err != nil {
+	if err := adminPost(c, api.PathDrain, map[string]bool{"on": !c.Bool("undo")}, &st); err != nil {
 		return err
 	}
 	if c.Bool("json") {
@@ -193,7 +192,7 @@ func weightCmd(c *cli.Context) error {
 		return badInput("weight: give one number, or --reset")
 	}
 	var st capacity.State
-	if err := adminPost(c, "/v1/weight", body, &st); err != nil {
+	if err := adminPost(c, api.PathWeight, body, &st); err != nil {
 		return err
 	}
 	if c.Bool("json") {
@@ -208,7 +207,7 @@ func adminPost(c *cli.Context, path string, body, v any) error {
 	if err != nil {
 		return err
 	}
-	return node.AdminPost(sock, path, body, v)
+	return api.Post(sock, path, body, v)
 }
 
 func dash(s string) string {
@@ -219,8 +218,8 @@ func dash(s string) string {
 }
 
 func groupsCmd(c *cli.Context) error {
-	var gs []node.GroupStatus
-	if err := adminGet(c, "/v1/groups", &gs); err != nil {
+	var gs []api.GroupStatus
+	if err := adminGet(c, api.PathGroups, &gs); err != nil {
 		return err
 	}
 	if c.Bool("json") {
@@ -247,8 +246,8 @@ func flowsCmd(c *cli.Context) error {
 	if m := c.Int("max"); m < 1 || m > 1000000 {
 		return badInput("flows: --max %d must be between 1 and 1000000", m)
 	}
-	var fs []dataplane.Flow
-	if err := adminGet(c, fmt.Sprintf("/v1/flows?max=%d", c.Int("max")), &fs); err != nil {
+	var fs []api.Flow
+	if err := adminGet(c, fmt.Sprintf("%s?max=%d", api.PathFlows, c.Int("max")), &fs); err != nil {
 		return err
 	}
 	if c.Bool("json") {
@@ -265,8 +264,8 @@ func flowsCmd(c *cli.Context) error {
 }
 
 func healthCmd(c *cli.Context) error {
-	var h node.Health
-	if err := adminGet(c, "/v1/health", &h); err != nil {
+	var h api.Health
+	if err := adminGet(c, api.PathHealth, &h); err != nil {
 		return err
 	}
 	if c.Bool("json") {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/shoal-lb/shoal/bench"
+	"github.com/shoal-lb/shoal/bench/dpbench"
 	dpdk "github.com/shoal-lb/shoal/cgo"
 )
 
@@ -55,7 +55,7 @@ func benchDataplane(c *cli.Context) error {
 		return fmt.Errorf("bench: EAL: %w", err)
 	}
 	defer dpdk.CleanupEAL()
-	res, err := bench.RunDataplane(bench.DataplaneOptions{
+	res, err := dpbench.RunDataplane(dpbench.DataplaneOptions{
 		Duration: c.Duration("duration"), Flows: c.Int("flows"), Small: c.Int("templates"),
 		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
 	})

@@ -12,8 +12,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-lb/shoal/api"
 	"github.com/shoal-lb/shoal/lab"
-	"github.com/shoal-lb/shoal/node"
 )
 
 func init() {
@@ -161,9 +161,9 @@ func demoRound(ctx context.Context, l *lab.Lab, weights []float64, n int, showEa
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "node\tcapacity\ttable share\tserved\tshare of requests\tSYNs accepted\tSYNs not ours\t")
 	for k, id := range l.NodeIDs() {
-		var st node.Status
-		var sx node.Stats
-		if node.AdminGet(lab.SocketPath(id), "/v1/status", &st) != nil || node.AdminGet(lab.SocketPath(id), "/v1/stats", &sx) != nil {
+		var st api.Status
+		var sx api.Stats
+		if api.Get(lab.SocketPath(id), api.PathStatus, &st) != nil || api.Get(lab.SocketPath(id), api.PathStats, &sx) != nil {
 			fmt.Fprintf(tw, "%s\t%g\t-\t%d\t%.1f%%\tdown\tdown\t\n", id, weights[k], served[id], 100*float64(served[id])/float64(n))
 			continue
 		}

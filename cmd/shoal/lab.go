@@ -14,8 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-lb/shoal/api"
 	"github.com/shoal-lb/shoal/lab"
-	"github.com/shoal-lb/shoal/node"
 )
 
 func init() {
@@ -66,8 +66,8 @@ func labCommand() *cli.Command {
 					if err := lab.CheckWhere(id); err != nil || id == "client" || id == "br" {
 						return badInput("lab server: %q is not a node", id)
 					}
-					var h node.Health
-					if err := node.AdminPost(lab.SocketPath(id), "/v1/server", map[string]bool{"running": verb == "start"}, &h); err != nil {
+					var h api.Health
+					if err := api.Post(lab.SocketPath(id), api.PathServer, map[string]bool{"running": verb == "start"}, &h); err != nil {
 						return err
 					}
 					fmt.Printf("%s: web server running %v\n", id, h.ServerRunning)

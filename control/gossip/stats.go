@@ -4,27 +4,27 @@ import "maps"
 
 // Stats are cumulative counters since Start, plus current member counts.
 type Stats struct {
-	MembersAlive    int // len(Members()), this node included
-	MembersExcluded int // alive peers left out of Members for a rejected meta
+	MembersAlive    int `json:"members_alive"`    // len(Members()), this node included
+	MembersExcluded int `json:"members_excluded"` // alive peers left out of Members for a rejected meta
 
 	// MetaRejected counts peer metas rejected, by reason. A peer is counted
 	// each time its meta changes or it rejoins, not per gossip round.
-	MetaRejected map[Reason]uint64
-	MetaClamped  uint64 // peer metas accepted after Sanitize clamped a value
+	MetaRejected map[Reason]uint64 `json:"meta_rejected"`
+	MetaClamped  uint64            `json:"meta_clamped"` // peer metas accepted after Sanitize clamped a value
 
 	// RefusedMessages counts packets and streams this node could not
 	// decrypt, or that had the wrong encryption mode: a peer with another
 	// cluster key, a plaintext peer, or noise.
-	RefusedMessages uint64
-	NodeIDConflicts uint64 // members seen claiming a known node ID from another address
-	JoinFailures    uint64 // Join calls (including rejoin retries) that failed
+	RefusedMessages uint64 `json:"refused_messages"`
+	NodeIDConflicts uint64 `json:"node_id_conflicts"` // members seen claiming a known node ID from another address
+	JoinFailures    uint64 `json:"join_failures"`     // Join calls (including rejoin retries) that failed
 
-	PacketsSent     uint64 // UDP
-	PacketsReceived uint64
-	StreamsDialed   uint64 // TCP push/pull, joins, fallback pings
-	StreamsAccepted uint64
-	BytesSent       uint64 // UDP and TCP
-	BytesReceived   uint64
+	PacketsSent     uint64 `json:"packets_sent"` // UDP
+	PacketsReceived uint64 `json:"packets_received"`
+	StreamsDialed   uint64 `json:"streams_dialed"` // TCP push/pull, joins, fallback pings
+	StreamsAccepted uint64 `json:"streams_accepted"`
+	BytesSent       uint64 `json:"bytes_sent"` // UDP and TCP
+	BytesReceived   uint64 `json:"bytes_received"`
 }
 
 // Stats returns a snapshot of the counters.

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-lb/shoal/api"
 	"github.com/shoal-lb/shoal/bench/loadgen"
 	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/control/groups"
 	"github.com/shoal-lb/shoal/lab"
-	"github.com/shoal-lb/shoal/node"
 )
 
 // load runs the load generator from the client namespace in the
@@ -158,11 +158,11 @@ func TestCapacityChangeUnderLoad(t *testing.T) {
 	wait := load(t, 300, 7*time.Second, 6)
 	time.Sleep(2 * time.Second)
 	w := 5.0
-	if err := node.AdminPost(lab.SocketPath("n1"), "/v1/weight", map[string]float64{"weight": w}, &struct{}{}); err != nil {
+	if err := api.Post(lab.SocketPath("n1"), api.PathWeight, map[string]float64{"weight": w}, &struct{}{}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	if err := node.AdminPost(lab.SocketPath("n3"), "/v1/drain", map[string]bool{"on": true}, &struct{}{}); err != nil {
+	if err := api.Post(lab.SocketPath("n3"), api.PathDrain, map[string]bool{"on": true}, &struct{}{}); err != nil {
 		t.Fatal(err)
 	}
 	rep := wait()
@@ -304,10 +304,10 @@ func TestGroupTablesAgree(t *testing.T) {
 	l := up(t, lab.Options{Nodes: 3, Weights: []float64{1, 2, 3}, Configure: func(id string, c *config.Config) {
 		c.Groups, c.MemberOf = defs, member[id]
 	}})
-	var first []node.GroupStatus
+	var first []api.GroupStatus
 	for _, id := range l.NodeIDs() {
-		var gs []node.GroupStatus
-		if err := node.AdminGet(lab.SocketPath(id), "/v1/groups", &gs); err != nil {
+		var gs []api.GroupStatus
+		if err := api.Get(lab.SocketPath(id), api.PathGroups, &gs); err != nil {
 			t.Fatal(err)
 		}
 		if first == nil {

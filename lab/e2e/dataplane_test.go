@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-lb/shoal/dataplane"
+	"github.com/shoal-lb/shoal/api"
 	"github.com/shoal-lb/shoal/lab"
-	"github.com/shoal-lb/shoal/node"
 )
 
 // TestShareFollowsTable: 3 nodes weighted 1:2:1, 400 fresh connections by
@@ -67,7 +66,7 @@ func TestShareFollowsTable(t *testing.T) {
 	}
 	// The same counters in Prometheus form.
 	var prom []byte
-	if err := node.AdminGet(lab.SocketPath("n2"), "/metrics", &prom); err != nil {
+	if err := api.Get(lab.SocketPath("n2"), api.PathMetrics, &prom); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{`shoal_dataplane_frames_total{worker="1",counter="syn_accepted"}`,
@@ -110,8 +109,8 @@ func TestKeepAliveStaysOnOneNode(t *testing.T) {
 	}
 	// The serving node's worker lists the connection's flow.
 	for nd := range nodes {
-		var fs []dataplane.Flow
-		if err := node.AdminGet(lab.SocketPath(nd), "/v1/flows", &fs); err != nil {
+		var fs []api.Flow
+		if err := api.Get(lab.SocketPath(nd), api.PathFlows, &fs); err != nil {
 			t.Fatal(err)
 		}
 		if len(fs) == 0 || !strings.HasPrefix(fs[0].Client, lab.ClientIP+":") || fs[0].VIP != lab.VIP+":80" {

@@ -8,15 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-lb/shoal/api"
 	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/lab"
-	"github.com/shoal-lb/shoal/node"
 )
 
 func setServer(t *testing.T, id string, running bool) {
 	t.Helper()
-	var h node.Health
-	if err := node.AdminPost(lab.SocketPath(id), "/v1/server", map[string]bool{"running": running}, &h); err != nil {
+	var h api.Health
+	if err := api.Post(lab.SocketPath(id), api.PathServer, map[string]bool{"running": running}, &h); err != nil {
 		t.Fatal(err)
 	}
 }

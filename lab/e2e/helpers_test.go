@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-lb/shoal/api"
 	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/dataplane"
 	"github.com/shoal-lb/shoal/lab"
-	"github.com/shoal-lb/shoal/node"
 )
 
 var shoalBin string
@@ -156,19 +156,19 @@ func resets(t *testing.T) uint64 {
 	return 0
 }
 
-func stats(t *testing.T, id string) node.Stats {
+func stats(t *testing.T, id string) api.Stats {
 	t.Helper()
-	var s node.Stats
-	if err := node.AdminGet(lab.SocketPath(id), "/v1/stats", &s); err != nil {
+	var s api.Stats
+	if err := api.Get(lab.SocketPath(id), api.PathStats, &s); err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func status(t *testing.T, id string) node.Status {
+func status(t *testing.T, id string) api.Status {
 	t.Helper()
-	var s node.Status
-	if err := node.AdminGet(lab.SocketPath(id), "/v1/status", &s); err != nil {
+	var s api.Status
+	if err := api.Get(lab.SocketPath(id), api.PathStatus, &s); err != nil {
 		t.Fatal(err)
 	}
 	return s

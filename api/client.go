@@ -1,4 +1,4 @@
-package node
+package api
 
 import (
 	"bytes"
@@ -11,15 +11,17 @@ import (
 	"time"
 )
 
-// AdminPost sends body as JSON to path on a node's admin socket and
-// decodes the JSON answer into v.
-func AdminPost(socket, path string, body, v any) error {
+// Post sends body as JSON to path on a node's admin socket and decodes the
+// JSON answer into v.
+func Post(socket, path string, body, v any) error {
 	return adminDo(socket, http.MethodPost, path, body, v)
 }
 
-// AdminGet fetches path (into a *[]byte as is, else decoded as JSON) (e.g. "/v1/stats") from a node's admin socket and
-// decodes the JSON answer into v.
-func AdminGet(socket, path string, v any) error {
+// Get fetches path (PathStats, say) from a node's admin socket into v: a
+// *[]byte receives the body as it is (for /metrics), anything else is
+// decoded from JSON. A status other than 200 is an error carrying the
+// server's message.
+func Get(socket, path string, v any) error {
 	return adminDo(socket, http.MethodGet, path, nil, v)
 }
 
