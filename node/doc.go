@@ -1,8 +1,9 @@
-// Package node runs one shoal node: it loads and validates the config,
-// brings up the DPDK data plane between the NIC and a tap, gives the tap the
-// VIP and the node's own address, publishes this node's share of the range
-// table to the workers, serves HTTP content on the VIP, and answers the
-// admin API on a unix socket.
+// Package node wires one shoal node together and runs it: the DPDK data
+// plane between the NIC and a tap, the tap's addresses, the health checks,
+// gossip and the loop that steps the cluster controller (control/cluster),
+// the node's HTTP content server and the admin server (whose wire types
+// are package api). It holds no decisions of its own: the config is
+// package config, the tables and their publication are the controller's.
 //
 // Contract: Run returns only after everything it started is stopped and
 // released (workers, ports and their kernel tap, EAL memory, the admin
