@@ -234,13 +234,18 @@ func (c *Controller) rebuild() {
 		gm[i] = groups.Member{ID: m.Meta.NodeID, Availability: ms[i].Weight, Groups: m.Meta.Groups}
 	}
 	c.applyGroups(gm)
-	changed, err := c.apply(ms, true)
+	// An unhealthy node holds nothing: its server would refuse what it
+	// accepts, which is worse for a client than the SYN retransmission a
+	// gap costs.
+	changed, err := c.apply(ms, c.healthy())
 	if err != nil {
 		c.d.Log.Error("range table", "err", err)
 		return
 	}
 	if holding, since := c.hold(); holding {
-		if ok, _ := c.Agreement(); ok {
+		if !c.healthy() {
+			c.release("this node is unhealthy")
+		} else if ok, _ := c.Agreement(); ok {
 			c.release("every peer runs the new table")
 		} else if held := c.d.Clock.Now().Sub(since); held > c.cfg.MaxHold {
 			c.release(fmt.Sprintf("peers still disagree after %v", c.cfg.MaxHold))

@@ -142,6 +142,25 @@ func TestGrowingShareIsNotHeld(t *testing.T) {
 	}
 }
 
+// TestUnhealthyNodeHoldsNothing: a node whose own server fails its checks
+// gives its buckets away at once, and ends a hold in place: its kernel
+// would refuse the connections it accepted.
+func TestUnhealthyNodeHoldsNothing(t *testing.T) {
+	r := newRig(t, Config{}, nil, meta("n2", 1, 1))
+	r.c.Step()
+	r.view.agree(r.c.Snapshot().Hash)
+	r.view.set(meta("n3", 1, 1)) // a join: a hold starts
+	r.c.Step()
+	if !r.c.Snapshot().Holding {
+		t.Fatal("no hold after the join")
+	}
+	r.health.set(false)
+	r.c.Step()
+	if r.c.Snapshot().Holding || r.pub.last().Count() != 0 {
+		t.Fatalf("unhealthy node holds %d buckets (holding %v)", r.pub.last().Count(), r.c.Snapshot().Holding)
+	}
+}
+
 // TestHoldEndsAtItsBound: a peer that never agrees holds the old share for
 // MaxHold at most.
 func TestHoldEndsAtItsBound(t *testing.T) {
