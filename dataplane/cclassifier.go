@@ -157,6 +157,13 @@ func (cc *CClassifier) Close() {
 	cc.c, cc.owner = nil, nil
 }
 
+// The Go mirror of struct sdp_counters has the C struct's size, checked at
+// compile time: the array length is negative (Go larger) or the types differ
+// (C larger) unless the sizes are equal. Both are runs of uint64 in the same
+// order, so equal sizes leave only a reordering to the fixtures, which
+// compare every counter of the two classifiers.
+var _ [0]struct{} = [unsafe.Sizeof(Counters{}) - C.sizeof_struct_sdp_counters]struct{}{}
+
 // countersOf reads a C counter block; the layouts match field for field.
 func countersOf(c *C.struct_sdp_counters) Counters {
 	return *(*Counters)(unsafe.Pointer(c))

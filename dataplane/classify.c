@@ -585,18 +585,3 @@ int sdp_flows_state(struct sdp_classifier *c, uint32_t saddr, uint32_t daddr,
 		return SDP_EMPTY;
 	return fl->state;
 }
-
-uint32_t sdp_flows_dump(struct sdp_classifier *c, struct sdp_flow *out,
-			uint32_t max, uint32_t *cursor)
-{
-	const struct sdp_flow_table *t = &c->flows;
-	uint32_t n = 0;
-	uint32_t i = *cursor;
-	while (i <= t->mask && n < max) {
-		if (t->slots[i].state != SDP_EMPTY)
-			out[n++] = t->slots[i];
-		i++;
-	}
-	*cursor = i > t->mask ? 0 : i;
-	return n;
-}

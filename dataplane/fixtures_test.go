@@ -12,7 +12,7 @@ import (
 
 // The fixture set: frames built with gopacket, each with the verdict and the
 // frame both classifiers must produce. One table drives the unit tests of
-// both implementations, the differential test and the benchmarks.
+// both implementations, the differential test and the fuzz target's seeds.
 
 var (
 	fxVIP        = netip.MustParseAddr("198.18.0.100")

@@ -43,6 +43,31 @@ type Runtime struct {
 	lcores  []uint
 	epoch   uint64
 	started bool
+	vip     netip.Addr
+	tscHz   float64
+
+	// use is held shared by every command from post to completion and
+	// exclusively by Free, so no waiter outlives the rings it reads.
+	use   sync.RWMutex
+	posts []sync.Mutex // one per worker: its ring has a single producer
+	freed bool
+}
+
+// clockOnce starts the worker clock (sdp_clock_init) once per process,
+// before the first worker: flow deadlines are in that clock, so it must
+// never restart while any runtime lives.
+var (
+	clockOnce sync.Once
+	clockErr  error
+)
+
+func initClock() error {
+	clockOnce.Do(func() {
+		if rc := C.sdp_clock_init(); rc != 0 {
+			clockErr = fmt.Errorf("dataplane: worker clock: the EAL reports no TSC rate (error %d); initialise the EAL first", -rc)
+		}
+	})
+	return clockErr
 }
 
 // NewRuntime allocates the workers and their flow tables in C memory.
@@ -53,7 +78,11 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	if len(cfg.Lcores) != 1 {
 		return nil, fmt.Errorf("dataplane: %d worker lcores given; this release runs exactly one worker per node", len(cfg.Lcores))
 	}
-	r := &Runtime{lcores: cfg.Lcores}
+	if err := initClock(); err != nil {
+		return nil, err
+	}
+	r := &Runtime{lcores: cfg.Lcores, vip: cfg.Classifier.VIP, tscHz: float64(C.sdp_tsc_hz())}
+	r.posts = make([]sync.Mutex, len(cfg.Lcores))
 	r.shared = (*C.struct_sdp_shared)(C.calloc(1, C.sizeof_struct_sdp_shared))
 	for i := range cfg.Lcores {
 		w := (*C.struct_sdp_worker)(C.calloc(1, C.sizeof_struct_sdp_worker))
@@ -143,13 +172,21 @@ func (r *Runtime) stopLocked() {
 	r.started = false
 }
 
-// Free releases the workers' memory; call after Stop.
+// Free releases the workers' memory, their command rings included; call
+// after Stop. It waits for commands still waiting on a ring (they return
+// at once once the workers are stopped).
 func (r *Runtime) Free() {
+	r.use.Lock()
+	defer r.use.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, w := range r.workers {
+		C.sdp_cmd_ring_free(&w.cmds)
 		C.sdp_classifier_free(&w.cls)
 		C.free(unsafe.Pointer(w))
 	}
 	r.workers = nil
+	r.freed = true
 	if r.shared != nil {
 		C.free(unsafe.Pointer(C.sdp_publish(r.shared, nil)))
 		C.free(unsafe.Pointer(r.shared))
@@ -177,6 +214,9 @@ func (r *Runtime) Stats() []WorkerStats {
 			IdleSleeps: uint64(w.idle_sleeps),
 			SleptUS:    uint64(w.sleep_us),
 			Epoch:      uint64(C.sdp_worker_epoch(w)),
+			MaxIterUS:  float64(C.sdp_worker_max_iter(w)) / r.tscHz * 1e6,
+			Commands:   uint64(C.sdp_worker_cmds_done(w)),
+			ThreadID:   int(C.sdp_worker_tid(w)),
 		}
 	}
 	return out
@@ -193,52 +233,17 @@ func Totals(ws []WorkerStats) (Counters, FlowCounts) {
 	return c, f
 }
 
-// Flow is one entry of a worker's flow table (see package report).
-type Flow = report.Flow
-
-// Flows asks each running worker for up to max flows of its table. The
-// worker copies them itself at its next loop iteration (it alone touches its
-// table), so the copy is consistent and costs the hot path nothing when no
-// one asks.
-func (r *Runtime) Flows(max int) ([]Flow, error) {
+// ResetMaxIter returns each worker's longest loop iteration so far, in
+// microseconds, and starts measuring afresh. An iteration running across
+// the reset may still be counted after it.
+func (r *Runtime) ResetMaxIter() []float64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if max <= 0 {
-		return nil, nil
-	}
-	buf := (*C.struct_sdp_flow)(C.calloc(C.size_t(max), C.sizeof_struct_sdp_flow))
-	defer C.free(unsafe.Pointer(buf))
-	now := uint32(C.sdp_now_ms())
-	var out []Flow
+	out := make([]float64, len(r.workers))
 	for i, w := range r.workers {
-		if C.sdp_worker_running(w) == 0 {
-			continue
-		}
-		w.dump_buf, w.dump_max, w.dump_cursor = buf, C.uint32_t(max-len(out)), 0
-		C.sdp_worker_request_dump(w)
-		deadline := time.Now().Add(2 * time.Second)
-		for C.sdp_worker_dump_done(w) == 0 {
-			if time.Now().After(deadline) {
-				return out, fmt.Errorf("dataplane: worker %d did not answer the flow dump", i)
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
-		fs := unsafe.Slice((*C.struct_sdp_flow)(buf), int(w.dump_n))
-		for _, f := range fs {
-			out = append(out, Flow{
-				Client:   netip.AddrPortFrom(addrOf(uint32(f.saddr)), ntohs(uint16(f.sport))).String(),
-				VIP:      netip.AddrPortFrom(addrOf(uint32(f.daddr)), ntohs(uint16(f.dport))).String(),
-				State:    State(f.state).String(),
-				Bucket:   uint16(f.bucket),
-				ExpireMS: int64(int32(uint32(f.expire_ms) - now)),
-				Worker:   r.lcores[i],
-			})
-		}
-		if len(out) >= max {
-			break
-		}
+		out[i] = float64(C.sdp_worker_take_max_iter(w)) / r.tscHz * 1e6
 	}
-	return out, nil
+	return out
 }
 
 // addrOf turns a network-order address held in a little-endian word back

@@ -35,7 +35,9 @@ enum sdp_state {
 #define SDP_F_ISN_KNOWN 0x01
 
 /* Counters, one set per worker, summed by Go on read. Order is the ABI the
- * Go side reads; add new counters at the end only. */
+ * Go side reads (Counters in dataplane/report, whose size is checked against this
+ * struct at compile time in cclassifier.go); add new counters at the end
+ * only, in both. */
 struct sdp_counters {
 	uint64_t rx;                  /* frames received from the NIC */
 	uint64_t tx;                  /* frames sent to the NIC */
@@ -108,7 +110,7 @@ struct sdp_classifier {
 	uint8_t cluster_mac[6];
 	uint8_t node_mac[6];   /* NIC MAC, also the tap's */
 	struct sdp_timers timers;
-	const struct sdp_owner_table *owner; /* read once per burst */
+	const struct sdp_owner_table *owner; /* set by the worker once per loop iteration */
 	struct sdp_flow_table flows;
 	struct sdp_counters ctr;
 };
@@ -145,10 +147,5 @@ uint32_t sdp_flows_sweep(struct sdp_classifier *c, uint32_t now_ms,
  * CLI. Returns the state, or SDP_EMPTY. */
 int sdp_flows_state(struct sdp_classifier *c, uint32_t saddr, uint32_t daddr,
 		    uint16_t sport, uint16_t dport, uint32_t now_ms);
-
-/* Copy out up to max flows, from slot *cursor on; returns the number copied
- * and advances *cursor (0 again when the table is done). */
-uint32_t sdp_flows_dump(struct sdp_classifier *c, struct sdp_flow *out,
-			uint32_t max, uint32_t *cursor);
 
 #endif

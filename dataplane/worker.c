@@ -3,10 +3,16 @@
  * NIC RX -> classify -> tap TX (accepted flows) or NIC TX (ARP replies);
  * tap RX -> classify -> NIC TX (replies leave directly). The worker never
  * calls Go and never locks: it loads the published ownership table once per
- * iteration, which is also its quiescent point, and backs off into short
+ * iteration, which is also its quiescent point, runs the commands Go posted
+ * (cmd.h) within a fixed budget per iteration, and backs off into short
  * sleeps when idle so that a quiet node does not eat a core.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* gettid */
+#endif
+#include <errno.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -17,18 +23,32 @@
 #define IDLE_POLLS_BEFORE_SLEEP 64
 #define SWEEP_SLOTS_PER_ITER 64
 
-static uint64_t tsc_start;
-static uint64_t tsc_per_ms;
+/* Set once by sdp_clock_init before any worker starts, read-only after:
+ * the lcore launch orders the writes before every worker's reads. Until
+ * then the clock reads 0 instead of dividing by zero. */
+uint64_t sdp_clock_start;
+uint64_t sdp_clock_per_ms = UINT64_MAX;
+
+int sdp_clock_init(void)
+{
+	if (sdp_clock_per_ms != UINT64_MAX)
+		return 0;
+	uint64_t hz = rte_get_tsc_hz();
+	if (hz < 1000)
+		return -EAGAIN;
+	sdp_clock_start = rte_get_tsc_cycles();
+	sdp_clock_per_ms = hz / 1000;
+	return 0;
+}
 
 uint32_t sdp_now_ms(void)
 {
-	if (tsc_per_ms == 0) {
-		tsc_per_ms = rte_get_tsc_hz() / 1000;
-		if (tsc_per_ms == 0)
-			tsc_per_ms = 1;
-		tsc_start = rte_get_tsc_cycles();
-	}
-	return (uint32_t)((rte_get_tsc_cycles() - tsc_start) / tsc_per_ms);
+	return sdp_clock_ms(rte_get_tsc_cycles());
+}
+
+uint64_t sdp_tsc_hz(void)
+{
+	return rte_get_tsc_hz();
 }
 
 struct sdp_owner_table *sdp_publish(struct sdp_shared *s,
@@ -113,15 +133,17 @@ int sdp_worker_main(void *arg)
 	uint32_t idle = 0;
 	uint64_t sleep_us = 1;
 
+	atomic_store_explicit(&w->tid, (int)gettid(), memory_order_relaxed);
 	/* Go set running before the launch, so a table swap racing with
 	 * our start waits for us. */
 	while (!atomic_load_explicit(&w->stop, memory_order_acquire)) {
+		uint64_t start = rte_get_tsc_cycles();
 		struct sdp_owner_table *t =
 			atomic_load_explicit(&w->shared->table, memory_order_acquire);
 		w->cls.owner = t;
 		atomic_store_explicit(&w->seen_epoch, t ? t->epoch : 0,
 				      memory_order_release);
-		uint32_t now = sdp_now_ms();
+		uint32_t now = sdp_clock_ms(start);
 		w->polls++;
 
 		uint16_t n = rte_eth_rx_burst(w->nic_port, w->nic_queue, pkts,
@@ -133,14 +155,14 @@ int sdp_worker_main(void *arg)
 		if (m)
 			handle_burst(w, pkts, m, 1, now);
 		sdp_flows_sweep(&w->cls, now, SWEEP_SLOTS_PER_ITER);
-		if (atomic_load_explicit(&w->dump_req, memory_order_acquire)) {
-			w->dump_n = sdp_flows_dump(&w->cls, w->dump_buf,
-						   w->dump_max, &w->dump_cursor);
-			atomic_store_explicit(&w->dump_req, 0, memory_order_relaxed);
-			atomic_store_explicit(&w->dump_done, 1, memory_order_release);
-		}
+		uint32_t cmds = 0;
+		if (sdp_cmd_pending(&w->cmds))
+			cmds = sdp_cmd_run(&w->cmds, &w->cls, now);
 
-		if (n || m) {
+		uint64_t took = rte_get_tsc_cycles() - start;
+		if (took > atomic_load_explicit(&w->max_iter_cycles, memory_order_relaxed))
+			atomic_store_explicit(&w->max_iter_cycles, took, memory_order_relaxed);
+		if (n || m || cmds) {
 			idle = 0;
 			sleep_us = 1;
 			continue;
@@ -148,7 +170,8 @@ int sdp_worker_main(void *arg)
 		if (++idle < IDLE_POLLS_BEFORE_SLEEP)
 			continue;
 		/* Idle: sleep, doubling up to the configured maximum. The
-		 * first packet after a quiet spell waits at most that long. */
+		 * first packet or command after a quiet spell waits at most
+		 * that long. */
 		struct timespec ts = {0, (long)(sleep_us * 1000)};
 		nanosleep(&ts, NULL);
 		w->idle_sleeps++;

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "cmd.h"
 #include "sdp.h"
 
 /* State shared by every worker of a node: the published ownership table.
@@ -27,24 +28,34 @@ struct sdp_worker {
 	uint64_t polls;
 	uint64_t idle_sleeps;
 	uint64_t sleep_us;
+	/* The longest loop iteration, in TSC cycles, sleep excluded: what a
+	 * packet arriving at the worst moment waits for. Go resets it with
+	 * sdp_worker_take_max_iter. */
+	_Atomic uint64_t max_iter_cycles;
+	_Atomic int tid; /* the worker thread's id, for operators (taskset, perf) */
 	/* Written by Go. */
 	_Atomic int stop;
-	/* Flow dump: Go fills the request and sets dump_req; the worker, which
-	 * alone touches its table, copies up to dump_max flows from
-	 * dump_cursor into dump_buf at its next iteration and sets dump_done. */
-	_Atomic int dump_req;
-	_Atomic int dump_done;
-	struct sdp_flow *dump_buf;
-	uint32_t dump_max;
-	uint32_t dump_cursor;
-	uint32_t dump_n;
+	/* Commands from Go: install, remove, withdraw, dump (cmd.h). */
+	struct sdp_cmd_ring cmds;
 };
 
 /* The lcore entry point; arg is a struct sdp_worker *. */
 int sdp_worker_main(void *arg);
 
-/* Milliseconds of the worker clock (TSC based, shared by all workers). */
+/* The worker clock: milliseconds since sdp_clock_init, from the TSC, shared
+ * by every worker and by Go (flow deadlines are in this clock). Call
+ * sdp_clock_init once, after the EAL is up and before the first worker
+ * starts (NewRuntime does, under a sync.Once); it returns -EAGAIN while the
+ * EAL does not know the TSC rate yet and 0 otherwise, also when called
+ * again (the clock is never reset). */
+int sdp_clock_init(void);
+extern uint64_t sdp_clock_start, sdp_clock_per_ms;
+static inline uint32_t sdp_clock_ms(uint64_t tsc)
+{
+	return (uint32_t)((tsc - sdp_clock_start) / sdp_clock_per_ms);
+}
 uint32_t sdp_now_ms(void);
+uint64_t sdp_tsc_hz(void);
 
 /* Publish a new table; returns the old one, which the caller frees once
  * every running worker reports an epoch at least as new. */
@@ -58,8 +69,10 @@ int sdp_quiescent(struct sdp_worker **ws, uint32_t n, uint64_t epoch);
 static inline void sdp_worker_set_stop(struct sdp_worker *w, int v) { atomic_store(&w->stop, v); }
 static inline void sdp_worker_set_running(struct sdp_worker *w, int v) { atomic_store(&w->running, v); }
 static inline int sdp_worker_running(struct sdp_worker *w) { return atomic_load(&w->running); }
-static inline void sdp_worker_request_dump(struct sdp_worker *w) { atomic_store(&w->dump_done, 0); atomic_store(&w->dump_req, 1); }
-static inline int sdp_worker_dump_done(struct sdp_worker *w) { return atomic_load(&w->dump_done); }
+static inline uint64_t sdp_worker_take_max_iter(struct sdp_worker *w) { return atomic_exchange(&w->max_iter_cycles, 0); }
+static inline uint64_t sdp_worker_max_iter(struct sdp_worker *w) { return atomic_load(&w->max_iter_cycles); }
+static inline int sdp_worker_tid(struct sdp_worker *w) { return atomic_load(&w->tid); }
+static inline uint64_t sdp_worker_cmds_done(struct sdp_worker *w) { return atomic_load(&w->cmds.done); }
 static inline uint64_t sdp_worker_epoch(struct sdp_worker *w) { return atomic_load(&w->seen_epoch); }
 
 #endif

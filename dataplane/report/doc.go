@@ -4,6 +4,7 @@
 // entries of a flow-table dump.
 //
 // It is pure Go, so the admin API, the CLI, the lab and the benches can
-// name these values without linking DPDK. The data plane checks at start-up
-// that Counters has exactly the size of the C struct it mirrors.
+// name these values without linking DPDK. The data plane checks at compile
+// time (dataplane/cclassifier.go) that Counters has exactly the size of the
+// C struct it mirrors.
 package report

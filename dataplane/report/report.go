@@ -70,6 +70,12 @@ type WorkerStats struct {
 	IdleSleeps uint64     `json:"idle_sleeps"`
 	SleptUS    uint64     `json:"slept_us"`
 	Epoch      uint64     `json:"epoch"`
+	// MaxIterUS is the longest loop iteration since the last
+	// Runtime.ResetMaxIter (or the start), idle sleeps excluded: the
+	// longest a packet can wait for the worker to come back to its queues.
+	MaxIterUS float64 `json:"max_iter_us"`
+	Commands  uint64  `json:"commands"`  // commands from Go completed (dataplane/cmd.h)
+	ThreadID  int     `json:"thread_id"` // the worker's Linux thread id
 }
 
 // Flow is one entry of a worker's flow table, for the CLI.
