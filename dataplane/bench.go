@@ -3,6 +3,7 @@ package dataplane
 /*
 #include <stdlib.h>
 #include "bench.h"
+#include "worker.h"
 
 static void *sdp_bench_fn(void) { return (void *)sdp_bench_main; }
 */
@@ -51,6 +52,20 @@ func (cc *CClassifier) Preload(keys []byte) int {
 	ck := C.CBytes(keys)
 	defer C.free(ck)
 	return int(C.sdp_bench_preload(cc.c, (*C.uint32_t)(ck), C.uint32_t(n), 0))
+}
+
+// Preload inserts established flows into the first worker's table, as
+// CClassifier.Preload does, before Start: for the benchmarks and tests that
+// need a full table without a million handshakes.
+func (r *Runtime) Preload(keys []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started || len(r.workers) == 0 {
+		return 0, fmt.Errorf("dataplane: Preload needs an allocated runtime whose workers are not running")
+	}
+	ck := C.CBytes(keys)
+	defer C.free(ck)
+	return int(C.sdp_bench_preload(&r.workers[0].cls, (*C.uint32_t)(ck), C.uint32_t(len(keys)/12), C.sdp_now_ms())), nil
 }
 
 // Bench runs the loop on lcore for d: the bare rx → free loop when cc is

@@ -30,8 +30,8 @@ var (
 	ErrTableFull = errors.New("dataplane: flow table full")
 	// ErrNotRunning: the worker is not running, so nobody runs commands.
 	ErrNotRunning = errors.New("dataplane: worker not running")
-	// ErrBusy: the worker's ring has no free slot: it has fallen behind
-	// by SDP_CMD_SLOTS commands.
+	// ErrBusy: the worker's ring had no free slot until the deadline: it
+	// has fallen behind by SDP_CMD_SLOTS commands.
 	ErrBusy = errors.New("dataplane: command ring full")
 )
 
@@ -60,6 +60,7 @@ type FlowSpec struct {
 // command is one posted command and what its waiter got back.
 type command struct {
 	args       C.struct_sdp_cmd_args
+	slot       C.uint32_t
 	status     int32
 	count      uint32
 	nextCursor uint32
@@ -84,17 +85,30 @@ func (r *Runtime) run(ctx context.Context, i int, c *command) error {
 	if C.sdp_worker_running(w) == 0 {
 		return fmt.Errorf("worker %d: %w", r.lcores[i], ErrNotRunning)
 	}
-	r.posts[i].Lock()
-	rc := C.sdp_cmd_post(ring, &c.args)
-	r.posts[i].Unlock()
-	switch {
-	case rc == -C.EBUSY:
-		return fmt.Errorf("worker %d: %w", r.lcores[i], ErrBusy)
-	case rc < 0:
-		return fmt.Errorf("dataplane: worker %d refused command %d: error %d", r.lcores[i], c.args.op, -rc)
-	}
-	slot := C.uint32_t(rc)
+	// A full ring is back-pressure: wait for a slot until the deadline.
 	pause := 20 * time.Microsecond
+	for {
+		r.posts[i].Lock()
+		rc := C.sdp_cmd_post(ring, &c.args)
+		r.posts[i].Unlock()
+		if rc >= 0 {
+			c.slot = C.uint32_t(rc)
+			break
+		}
+		if rc != -C.EBUSY {
+			return fmt.Errorf("dataplane: worker %d refused command %d: error %d", r.lcores[i], c.args.op, -rc)
+		}
+		if C.sdp_worker_running(w) == 0 {
+			return fmt.Errorf("worker %d: %w", r.lcores[i], ErrNotRunning)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("worker %d: %w (%w)", r.lcores[i], ErrBusy, ctx.Err())
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, time.Millisecond)
+	}
+	slot := c.slot
+	pause = 20 * time.Microsecond
 	for {
 		if C.sdp_cmd_slot_state(ring, slot) == C.SDP_SLOT_DONE {
 			break

@@ -85,7 +85,11 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	r.posts = make([]sync.Mutex, len(cfg.Lcores))
 	r.shared = (*C.struct_sdp_shared)(C.calloc(1, C.sizeof_struct_sdp_shared))
 	for i := range cfg.Lcores {
-		w := (*C.struct_sdp_worker)(C.calloc(1, C.sizeof_struct_sdp_worker))
+		w := C.sdp_worker_alloc()
+		if w == nil {
+			r.Free()
+			return nil, fmt.Errorf("dataplane: worker %d: out of memory", i)
+		}
 		fillClassifier(&w.cls, cfg.Classifier)
 		if rc := C.sdp_classifier_init(&w.cls, C.uint32_t(cfg.Classifier.MaxFlows), C.uint32_t(cfg.Classifier.MaxHalfOpen)); rc != 0 {
 			C.free(unsafe.Pointer(w))

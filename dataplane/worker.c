@@ -11,6 +11,8 @@
 #define _GNU_SOURCE /* gettid */
 #endif
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +51,14 @@ uint32_t sdp_now_ms(void)
 uint64_t sdp_tsc_hz(void)
 {
 	return rte_get_tsc_hz();
+}
+
+struct sdp_worker *sdp_worker_alloc(void)
+{
+	struct sdp_worker *w = aligned_alloc(64, sizeof(*w));
+	if (w != NULL)
+		memset(w, 0, sizeof(*w));
+	return w;
 }
 
 struct sdp_owner_table *sdp_publish(struct sdp_shared *s,

@@ -39,6 +39,9 @@ struct sdp_worker {
 	struct sdp_cmd_ring cmds;
 };
 
+/* A zeroed worker, aligned as its command ring requires; free() frees it. */
+struct sdp_worker *sdp_worker_alloc(void);
+
 /* The lcore entry point; arg is a struct sdp_worker *. */
 int sdp_worker_main(void *arg);
 
