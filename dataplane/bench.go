@@ -68,6 +68,26 @@ func (r *Runtime) Preload(keys []byte) (int, error) {
 	return int(C.sdp_bench_preload(&r.workers[0].cls, (*C.uint32_t)(ck), C.uint32_t(len(keys)/12), C.sdp_now_ms())), nil
 }
 
+// EmptyPollNs is the cost, in nanoseconds, of the check the worker's loop
+// makes once per iteration for commands when none wait: n checks in a
+// loop minus the same loop without them, on the calling thread, with the
+// workers stopped.
+func (r *Runtime) EmptyPollNs(n uint64) (float64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started || len(r.workers) == 0 {
+		return 0, fmt.Errorf("dataplane: EmptyPollNs needs an allocated runtime whose workers are stopped")
+	}
+	w := r.workers[0]
+	C.sdp_bench_cmd_poll(w, C.uint64_t(n/10), 1) // warm up
+	with := uint64(C.sdp_bench_cmd_poll(w, C.uint64_t(n), 1))
+	without := uint64(C.sdp_bench_cmd_poll(w, C.uint64_t(n), 0))
+	if with == 0 {
+		return 0, fmt.Errorf("dataplane: EmptyPollNs: the command ring is not empty")
+	}
+	return (float64(with) - float64(without)) / float64(n) / r.tscHz * 1e9, nil
+}
+
 // Bench runs the loop on lcore for d: the bare rx → free loop when cc is
 // nil, else rx → classify → free.
 func Bench(lcore uint, port *dpdk.Port, cc *CClassifier, d time.Duration) (BenchResult, error) {

@@ -32,4 +32,11 @@ int sdp_bench_fill_pool(struct rte_mempool *pool, const uint8_t *buf,
 uint32_t sdp_bench_preload(struct sdp_classifier *c, const uint32_t *keys,
 			   uint32_t n, uint32_t now_ms);
 
+struct sdp_worker;
+
+/* Cycles of n iterations of an empty loop that, with poll set, checks the
+ * command ring for work exactly as the worker's loop does once per
+ * iteration. The worker must be stopped and its ring empty (0 otherwise). */
+uint64_t sdp_bench_cmd_poll(struct sdp_worker *w, uint64_t n, int poll);
+
 #endif

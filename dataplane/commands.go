@@ -31,8 +31,16 @@ var (
 	// ErrNotRunning: the worker is not running, so nobody runs commands.
 	ErrNotRunning = errors.New("dataplane: worker not running")
 	// ErrBusy: the worker's ring had no free slot until the deadline: it
-	// has fallen behind by SDP_CMD_SLOTS commands.
+	// has fallen behind by CommandSlots commands.
 	ErrBusy = errors.New("dataplane: command ring full")
+)
+
+// The command channel's bounds (cmd.h).
+const (
+	CommandSlots         = C.SDP_CMD_SLOTS      // commands in flight per worker
+	CommandsPerIteration = C.SDP_CMD_PER_ITER   // commands a worker completes per loop iteration, at most
+	DumpScanSlots        = C.SDP_CMD_SCAN_SLOTS // flow-table slots a dump scans per loop iteration, at most
+	DumpChunkFlows       = C.SDP_CMD_DUMP_MAX   // flows one dump command returns, at most
 )
 
 // DefaultCommandTimeout bounds a command whose context has no deadline,
@@ -222,7 +230,7 @@ type Flow = report.Flow
 
 // Flows returns up to max flows from the running workers' tables. Each
 // worker copies its table out itself (it alone touches it), in chunks of
-// at most SDP_CMD_DUMP_MAX flows, scanning at most SDP_CMD_SCAN_SLOTS table
+// at most DumpChunkFlows flows, scanning at most DumpScanSlots table
 // slots per loop iteration, so a dump of a million flows never holds up
 // the packets for long. The dump is not a snapshot: a flow inserted or
 // removed meanwhile may be missing, and one moved by a deletion across the
@@ -238,7 +246,7 @@ func (r *Runtime) Flows(max int) ([]Flow, error) {
 		cursor := uint32(0)
 		for len(out) < max {
 			c := command{args: C.struct_sdp_cmd_args{op: C.SDP_CMD_DUMP,
-				cursor: C.uint32_t(cursor), max: C.uint32_t(min(max-len(out), C.SDP_CMD_DUMP_MAX))}}
+				cursor: C.uint32_t(cursor), max: C.uint32_t(min(max-len(out), DumpChunkFlows))}}
 			err := r.run(context.Background(), i, &c)
 			if errors.Is(err, ErrNotRunning) {
 				break

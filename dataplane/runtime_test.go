@@ -292,7 +292,7 @@ func TestRuntimeCommands(t *testing.T) {
 	if late == 0 {
 		t.Errorf("no waiter gave up: the abandon path was not exercised")
 	}
-	for k := 0; k < 3*cmdSlots; k++ {
+	for k := 0; k < 3*CommandSlots; k++ {
 		if err := r.Remove(ctx, rtTuple(100+k)); err != nil {
 			t.Fatalf("Remove %d after the abandoned commands: %v", k, err)
 		}
@@ -309,9 +309,6 @@ func TestRuntimeCommands(t *testing.T) {
 		t.Errorf("Flows of a stopped worker: %d flows, %v", len(fs), err)
 	}
 }
-
-// cmdSlots mirrors SDP_CMD_SLOTS for the tests.
-const cmdSlots = 8
 
 // nonvoluntarySwitches is how often the scheduler took the CPU away from
 // thread tid while it could run.
