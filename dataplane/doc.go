@@ -16,4 +16,17 @@
 // Go publishes this node's ownership bitmap with Runtime.Publish: a new
 // table is swapped in by pointer and the old one freed once every running
 // worker has reported the new epoch (its quiescent point, once per loop).
+//
+// Go changes and reads a worker's flow table only through the worker's
+// command ring (cmd.h): Runtime.Install, Remove and Withdraw (what
+// connection handoff uses to adopt or let go of a flow) and Runtime.Flows
+// (a dump in chunks). The worker runs at most CommandsPerIteration
+// commands and scans at most DumpScanSlots slots per loop iteration, so
+// no command holds up the packets for long. Each call waits for its
+// completion until its context's deadline; a call that gives up leaves the
+// command to run later, and the ring, which owns all command memory, is
+// freed only by Runtime.Free after the workers stopped.
+//
+// Runtime.Stats reports each worker's counters, flows by state and its
+// longest loop iteration (ResetMaxIter starts a new measurement).
 package dataplane
