@@ -63,9 +63,9 @@ func benchDataplane(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var loop bench.LoopReport
+	var loop dpbench.LoopReport
 	if c.Bool("loop") {
-		loop, err = bench.RunLoop(bench.DataplaneOptions{
+		loop, err = dpbench.RunLoop(dpbench.DataplaneOptions{
 			Duration: c.Duration("duration"), Flows: c.Int("flows"), Small: c.Int("templates"),
 			Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
 		})

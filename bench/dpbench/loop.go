@@ -1,4 +1,4 @@
-package bench
+package dpbench
 
 import (
 	"encoding/binary"
