@@ -110,7 +110,7 @@ struct sdp_classifier {
 	uint8_t cluster_mac[6];
 	uint8_t node_mac[6];   /* NIC MAC, also the tap's */
 	struct sdp_timers timers;
-	const struct sdp_owner_table *owner; /* set by the worker once per loop iteration */
+	const struct sdp_owner_table *owner; /* the worker reloads it once per loop iteration */
 	struct sdp_flow_table flows;
 	struct sdp_counters ctr;
 };
