@@ -50,6 +50,8 @@ func (n *Node) writeMetrics(w io.Writer) {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_dataplane_polls_total{worker="%d"}`, wk.Lcore), wk.Polls)
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_dataplane_idle_sleep_seconds_total{worker="%d"}`, wk.Lcore), wk.SleptUS/1e6)
 		metrics.WriteGaugeUint64(w, fmt.Sprintf(`shoal_dataplane_worker_epoch{worker="%d"}`, wk.Lcore), wk.Epoch)
+		metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_dataplane_max_iteration_seconds{worker="%d"}`, wk.Lcore), wk.MaxIterUS/1e6)
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_dataplane_commands_total{worker="%d"}`, wk.Lcore), wk.Commands)
 	}
 	for name, p := range st.Ports {
 		writeStruct(w, "shoal_port_packets_total", fmt.Sprintf(`port=%q,counter=`, name), p, true)
