@@ -1,0 +1,344 @@
+package tcprepair
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shoal-lb/shoal/handoff/peek"
+	"github.com/shoal-lb/shoal/handoff/wire"
+)
+
+// Addresses of the two-node test, in the benchmark range 198.18.0.0/15 but
+// apart from the lab's 198.18.0.0/24.
+const (
+	clientIP  = "198.19.200.10"
+	clientMAC = "02:00:c6:13:c8:0a"
+	vip       = "198.19.200.100"
+	vipMAC    = "02:00:c6:13:c8:64"
+)
+
+// twoNodes is a client and two servers, A and B, holding the same address
+// and MAC, each on a veth into a bridge in its own namespace. Only one
+// server's bridge port is up at a time: moving the path is taking one port
+// down and the other up, which stands in for the data planes handing the
+// flow over.
+type twoNodes struct {
+	br, client string
+	node       [2]string // A, B
+	rsts       map[string]func() (int, int)
+	fins       [2]func() (int, int)
+}
+
+func newTwoNodes(t *testing.T) *twoNodes {
+	t.Helper()
+	n := &twoNodes{br: newNS(t, "br"), client: newNS(t, "c"), node: [2]string{newNS(t, "a"), newNS(t, "b")}, rsts: map[string]func() (int, int){}}
+	run(t, "ip", "-n", n.br, "link", "add", "br0", "type", "bridge")
+	run(t, "ip", "-n", n.br, "link", "set", "br0", "up")
+	port := func(ns, name, ip, mac string) {
+		run(t, "ip", "-n", n.br, "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		run(t, "ip", "-n", n.br, "link", "set", name, "master", "br0")
+		run(t, "ip", "-n", ns, "link", "set", "eth0", "address", mac)
+		run(t, "ip", "-n", ns, "addr", "add", ip+"/24", "dev", "eth0")
+		run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
+	}
+	port(n.client, "pc", clientIP, clientMAC)
+	port(n.node[0], "p0", vip, vipMAC)
+	port(n.node[1], "p1", vip, vipMAC)
+	// Static neighbours: no ARP exchange can teach the bridge or the
+	// client anything behind the test's back.
+	run(t, "ip", "-n", n.client, "neigh", "replace", vip, "lladdr", vipMAC, "dev", "eth0", "nud", "permanent")
+	for i, ns := range n.node {
+		run(t, "ip", "-n", ns, "neigh", "replace", clientIP, "lladdr", clientMAC, "dev", "eth0", "nud", "permanent")
+		n.rsts[ns] = countRSTs(t, ns)
+		n.fins[i] = countFlag(t, ns, "fin")
+	}
+	n.rsts[n.client] = countRSTs(t, n.client)
+	run(t, "ip", "-n", n.br, "link", "set", "pc", "up")
+	n.pathTo(t, 0)
+	return n
+}
+
+// pathTo makes node i the one the bridge reaches, and waits until the path
+// really carries frames: the node's end reports carrier (its qdisc is
+// active) and the bridge port forwards. The data plane's adoption of the
+// flow will stand where this stands.
+func (n *twoNodes) pathTo(t *testing.T, i int) {
+	t.Helper()
+	port := fmt.Sprintf("p%d", i)
+	run(t, "ip", "-n", n.br, "link", "set", fmt.Sprintf("p%d", 1-i), "down")
+	run(t, "ip", "-n", n.br, "link", "set", port, "up")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		node := run(t, "ip", "-n", n.node[i], "-o", "link", "show", "eth0")
+		br := run(t, "ip", "-n", n.br, "-d", "-o", "link", "show", port)
+		if strings.Contains(node, "state UP") && strings.Contains(br, "state forwarding") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("path to node %d not up after 5 s:\n%s\n%s", i, node, br)
+		}
+	}
+}
+
+func (n *twoNodes) assertNoResets(t *testing.T) {
+	t.Helper()
+	for ns, read := range n.rsts {
+		if in, out := read(); in != 0 || out != 0 {
+			t.Errorf("namespace %s: %d resets received, %d sent", ns, in, out)
+		}
+	}
+}
+
+// handoff moves conn from node `from` to node `to` the way the nodes will:
+// freeze and dump on the origin, a HANDOFF frame, open and restore on the
+// destination, an ACCEPT frame back. It returns the origin's frozen socket
+// (still open: closing it before the path moves would let the origin's
+// kernel answer the client's next segment with a reset), the restored
+// socket (not yet released), the state, and the time from the freeze to
+// the restored socket and to the ACCEPT opened at the origin.
+func handoff(t *testing.T, n *twoNodes, eps [2]*wire.Endpoint, from, to int, conn *net.TCPConn, id uint64) (*Frozen, *Restored, wire.TCPState, time.Duration, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	frozen, err := Freeze(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := frozen.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dumped := time.Since(start)
+	frame, err := eps[from].Seal(fmt.Sprint(to), id, &wire.Handoff{Client: frozen.Remote(), VIP: frozen.Local(), Reason: wire.ReasonGroup, Group: "test", State: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The destination's side.
+	m, err := eps[to].Open(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := time.Since(start)
+	h := m.Body.(*wire.Handoff)
+	var r *Restored
+	var restoreOnly time.Duration
+	if err := inNS(n.node[to], func() (err error) {
+		t0 := time.Now()
+		r, err = Restore(h.VIP, h.Client, &h.State, Options{})
+		restoreOnly = time.Since(t0)
+		return
+	}); err != nil {
+		t.Fatal(err)
+	}
+	restored := time.Since(start)
+	t.Logf("handoff %d: %d+%d queued bytes; freeze+dump %v, seal+open %v, restore %v (+%v joining the namespace, a test artifact)",
+		id, len(st.SendQueue), len(st.RecvQueue), dumped, opened-dumped, restoreOnly, restored-opened-restoreOnly)
+	ack, err := eps[to].Seal(m.Sender, m.HandoffID, &wire.Accept{RestoreMicros: uint32(restored.Microseconds())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The origin's side again.
+	if a, err := eps[from].Open(ack); err != nil || a.HandoffID != id || a.Type != wire.TypeAccept {
+		t.Fatalf("ACCEPT: %+v, %v", a, err)
+	}
+	return frozen, r, st, restored, time.Since(start)
+}
+
+// movePath moves the path to node `to`, then closes the origin's frozen
+// socket: the order the origin's data plane and front server must keep.
+func movePath(t *testing.T, n *twoNodes, to int, frozen *Frozen) {
+	t.Helper()
+	n.pathTo(t, to)
+	if err := frozen.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHandoffBetweenNodes moves a connection in the middle of a download
+// from node A to node B, which holds the same address and MAC in another
+// namespace, and finishes the download from B: the client reads one
+// byte-identical stream and no reset crosses any namespace.
+func TestHandoffBetweenNodes(t *testing.T) {
+	needRoot(t)
+	n := newTwoNodes(t)
+	key, err := wire.DeriveKey([]byte("shoal test cluster key, 32 byte"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := [2]*wire.Endpoint{wire.NewEndpoint(key, "0", 0, nil), wire.NewEndpoint(key, "1", 0, nil)}
+	lnA := listen(t, n.node[0], vip+":80")
+	lnB := listen(t, n.node[1], vip+":80") // B's front server holds the port the restored socket binds too
+
+	t.Run("mid-download", func(t *testing.T) {
+		const total = 48 << 20
+		client := dial(t, n.client, vip+":80")
+		connA, err := lnA.AcceptTCP()
+		if err != nil {
+			t.Fatal(err)
+		}
+		request := []byte("GET /obj/48m HTTP/1.1\r\nHost: " + vip + "\r\n\r\n")
+		pipelined := []byte("GET /next HTTP/1.1\r\nHost: " + vip + "\r\n\r\n")
+		if _, err := client.Write(append(slices.Clone(request), pipelined...)); err != nil {
+			t.Fatal(err)
+		}
+		// A reads the request head the way the front server will: peeked,
+		// so it is still in the receive queue when the connection moves.
+		if h, _, err := (peek.Peeker{}).PeekHTTP(connA); err != nil || h.Path != "/obj/48m" {
+			t.Fatalf("peek: %+v, %v", h, err)
+		}
+
+		// The client reads at about 64 MB/s, so A's writes back up and the
+		// send queue holds unacknowledged and unsent data when A freezes.
+		type result struct {
+			n      int
+			maxGap time.Duration
+			err    error
+		}
+		done := make(chan result, 1)
+		go func() {
+			var res result
+			buf := make([]byte, 64<<10)
+			last := time.Now()
+			client.SetReadDeadline(time.Now().Add(60 * time.Second))
+			for {
+				k, err := client.Read(buf)
+				if k > 0 {
+					if !bytes.Equal(buf[:k], stream(res.n, k)) {
+						res.err = fmt.Errorf("stream differs in the %d bytes at offset %d", k, res.n)
+						break
+					}
+					res.n += k
+					if gap := time.Since(last); gap > res.maxGap {
+						res.maxGap = gap
+					}
+					last = time.Now()
+				}
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						res.err = err
+					}
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			done <- res
+		}()
+
+		var written atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for off := 0; ; off += 64 << 10 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k, err := connA.Write(stream(off, 64<<10))
+				written.Add(int64(k))
+				if err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(300 * time.Millisecond)
+		close(stop)
+		connA.SetWriteDeadline(time.Now()) // unblock a Write waiting for buffer space
+		wg.Wait()
+		connA.SetWriteDeadline(time.Time{})
+		sentByA := int(written.Load())
+
+		frozen, r, st, restored, accepted := handoff(t, n, eps, 0, 1, connA, 1)
+		movePath(t, n, 1, frozen)
+		t0 := time.Now()
+		connB, err := r.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		released := time.Since(t0)
+		defer connB.Close()
+
+		if got := readFull(t, connB, len(request)+len(pipelined)); !bytes.Equal(got, append(slices.Clone(request), pipelined...)) {
+			t.Fatalf("B read %q, want the request and the pipelined one", got)
+		}
+		if _, err := connB.Write(stream(sentByA, total-sentByA)); err != nil {
+			t.Fatal(err)
+		}
+		connB.CloseWrite()
+		res := <-done
+		if res.err != nil {
+			t.Fatalf("client: %v after %d bytes", res.err, res.n)
+		}
+		if res.n != total {
+			t.Fatalf("client read %d bytes, want %d", res.n, total)
+		}
+		n.assertNoResets(t)
+		if _, out := n.fins[0](); out != 0 {
+			t.Errorf("A sent %d FINs; its frozen socket must close silently", out)
+		}
+		if _, out := n.fins[1](); out == 0 {
+			t.Error("B sent no FIN: the FIN counter does not count")
+		}
+		ti := tcpInfo(t, connB)
+		t.Logf("moved after A wrote %d bytes: send queue %d (%d unsent), receive queue %d", sentByA, len(st.SendQueue), st.Unsent, len(st.RecvQueue))
+		t.Logf("freeze→restored %v, freeze→ACCEPT at the origin %v, release %v; client's longest wait between reads %v; B retransmitted %d segments",
+			restored, accepted, released, res.maxGap, ti.Total_retrans)
+	})
+
+	// The common case: the connection moves right after the peek, before
+	// any reply, back and forth between A and B.
+	t.Run("after-the-peek", func(t *testing.T) {
+		const rounds = 20
+		lns := [2]*net.TCPListener{lnA, lnB}
+		var lat []time.Duration
+		origin := 0
+		n.pathTo(t, origin)
+		for i := 0; i < rounds; i++ {
+			client := dial(t, n.client, vip+":80")
+			conn, err := lns[origin].AcceptTCP()
+			if err != nil {
+				t.Fatal(err)
+			}
+			request := fmt.Appendf(nil, "GET /app.cgi?round=%d HTTP/1.1\r\nHost: %s\r\nCookie: shoal_session=n%d\r\n\r\n", i, vip, 1-origin)
+			client.Write(request)
+			if _, _, err := (peek.Peeker{}).PeekHTTP(conn); err != nil {
+				t.Fatal(err)
+			}
+			dest := 1 - origin
+			frozen, r, st, restored, _ := handoff(t, n, eps, origin, dest, conn, uint64(100+i))
+			if !bytes.Equal(st.RecvQueue, request) || len(st.SendQueue) != 0 {
+				t.Fatalf("round %d: dumped %d/%d queued bytes", i, len(st.RecvQueue), len(st.SendQueue))
+			}
+			lat = append(lat, restored)
+			movePath(t, n, dest, frozen)
+			moved, err := r.Release()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readFull(t, moved, len(request)); !bytes.Equal(got, request) {
+				t.Fatalf("round %d: destination read %q", i, got)
+			}
+			reply := fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Shoal-Node: %d\r\nX-Shoal-Handoff: %d\r\n\r\nok", dest, origin)
+			moved.Write(reply)
+			if got := readFull(t, client, len(reply)); !bytes.Equal(got, reply) {
+				t.Fatalf("round %d: client read %q", i, got)
+			}
+			moved.Close()
+			client.Close()
+			origin = dest
+		}
+		n.assertNoResets(t)
+		slices.Sort(lat)
+		t.Logf("freeze→restored over %d handoffs of a peeked request: min %v, p50 %v, p90 %v, max %v",
+			rounds, lat[0], lat[rounds/2], lat[rounds*9/10], lat[rounds-1])
+	})
+}

@@ -1,0 +1,296 @@
+package tcprepair
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-lb/shoal/handoff/wire"
+)
+
+// stream is a deterministic byte stream: stream(off, n) is bytes off..off+n.
+func stream(off, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		x := uint64(off + i)
+		b[i] = byte(x*0x9E3779B97F4A7C15>>56) ^ byte(x)
+	}
+	return b
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	return unmap(netip.MustParseAddrPort(a.String()))
+}
+
+func readFull(t *testing.T, c net.Conn, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatalf("read %d bytes: %v", n, err)
+	}
+	return b
+}
+
+// TestMoveOnLoopback moves the server end of a loopback connection to a
+// new socket in the same namespace, with data queued both ways: bytes the
+// server wrote but the client had not read (part of them never sent, as the
+// client's window was full), and bytes the client wrote that the server
+// had not read. After the move both directions carry on intact, and no
+// reset is seen.
+func TestMoveOnLoopback(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "lo")
+	rsts := countRSTs(t, ns)
+	ln := listen(t, ns, "127.0.0.1:8080")
+	client := dial(t, ns, "127.0.0.1:8080")
+	server, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	// The client shrinks its receive buffer so the server's writes back up
+	// into unsent data.
+	client.SetReadBuffer(64 << 10)
+	request := []byte("GET /big HTTP/1.1\r\nHost: x\r\n\r\nPING\n")
+	if _, err := client.Write(request); err != nil {
+		t.Fatal(err)
+	}
+	const first = 3 << 20
+	server.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+	written, _ := server.Write(stream(0, first)) // blocks when everything is full; the deadline stops it
+	for sockInt(t, server, unix.SIOCINQ) < len(request) {
+		time.Sleep(time.Millisecond)
+	}
+
+	frozen, err := Freeze(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := frozen.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(st.RecvQueue, request) {
+		t.Fatalf("dumped receive queue %q, want the unread request %q", st.RecvQueue, request)
+	}
+	if len(st.SendQueue) == 0 || st.Unsent == 0 || !bytes.Equal(st.SendQueue, stream(written-len(st.SendQueue), len(st.SendQueue))) {
+		t.Fatalf("dumped send queue of %d bytes (%d unsent): want the tail of the %d written, some unsent", len(st.SendQueue), st.Unsent, written)
+	}
+	if !st.SACK || !st.Timestamps || !st.WindowScaling || st.MSS == 0 {
+		t.Fatalf("options not dumped: %+v", st)
+	}
+	t.Logf("dumped: send queue %d bytes (%d unsent), receive queue %d, MSS %d, wscale %d/%d, window %+v",
+		len(st.SendQueue), st.Unsent, len(st.RecvQueue), st.MSS, st.SndWscale, st.RcvWscale, st.Window)
+	local, remote := frozen.Local(), frozen.Remote()
+	if err := frozen.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var r *Restored
+	if err := inNS(ns, func() (err error) { r, err = Restore(local, remote, &st, Options{}); return }); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel holds what was restored: dump it again before release.
+	again, err := dump(r.fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := len(st.SendQueue) - int(st.Unsent)
+	if again.SendSeq != st.SendSeq || again.RecvSeq != st.RecvSeq || !bytes.Equal(again.SendQueue, st.SendQueue[:sent]) ||
+		!bytes.Equal(again.RecvQueue, st.RecvQueue) || again.MSS != st.MSS || again.SACK != st.SACK ||
+		again.Timestamps != st.Timestamps || again.SndWscale != st.SndWscale || again.RcvWscale != st.RcvWscale || again.Window != st.Window {
+		t.Fatalf("restored state differs:\n got %+v\nwant %+v", summary(again), summary(st))
+	}
+	if d := again.TSVal - st.TSVal; d > 1_000_000 {
+		t.Fatalf("timestamp clock jumped by %d (from %d to %d)", d, st.TSVal, again.TSVal)
+	}
+	moved, err := r.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer moved.Close()
+
+	if got := readFull(t, moved, len(request)); !bytes.Equal(got, request) {
+		t.Fatalf("the moved socket read %q, want %q", got, request)
+	}
+	const rest = 2 << 20
+	go func() {
+		moved.Write(stream(written, rest))
+		moved.Write([]byte("server bye"))
+	}()
+	if got := readFull(t, client, written+rest); !bytes.Equal(got, stream(0, written+rest)) {
+		t.Fatal("the client's stream differs from what the server wrote before and after the move")
+	}
+	if got := readFull(t, client, 10); string(got) != "server bye" {
+		t.Fatalf("client read %q", got)
+	}
+	client.Write([]byte("client bye"))
+	if got := readFull(t, moved, 10); string(got) != "client bye" {
+		t.Fatalf("moved socket read %q", got)
+	}
+	if in, out := rsts(); in != 0 || out != 0 {
+		t.Fatalf("resets on loopback: %d in, %d out", in, out)
+	}
+}
+
+func summary(s wire.TCPState) wire.TCPState {
+	s.SendQueue, s.RecvQueue = s.SendQueue[:min(len(s.SendQueue), 8)], s.RecvQueue[:min(len(s.RecvQueue), 8)]
+	return s
+}
+
+// TestRestoreHighSequenceNumbers builds a connection from nothing: two
+// restored sockets whose states mirror each other, with sequence numbers
+// just below 2^32 one way and just below 2^31 the other, then moves 1 MiB
+// each way across the wrap. setsockopt(TCP_QUEUE_SEQ) takes a C int:
+// values above 2^31 must go in by their bits.
+func TestRestoreHighSequenceNumbers(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "seq")
+	rsts := countRSTs(t, ns)
+	a := netip.MustParseAddrPort("127.0.0.1:41000")
+	b := netip.MustParseAddrPort("127.0.0.1:42000")
+	const seqA, seqB = 0xffffff00, 0x7ffffff0
+	// Window scales differ by direction, so a swap of the two would show.
+	state := func(snd, rcv uint32, ts uint32, sndScale, rcvScale uint8) wire.TCPState {
+		return wire.TCPState{SendSeq: snd, RecvSeq: rcv, MSS: 1460, SACK: true, Timestamps: true, WindowScaling: true,
+			SndWscale: sndScale, RcvWscale: rcvScale, TSVal: ts,
+			Window: wire.Window{SndWl1: rcv, SndWnd: 65536, MaxWindow: 65536, RcvWnd: 65536, RcvWup: rcv}}
+	}
+	stA, stB := state(seqA, seqB, 0xfffffff0, 7, 9), state(seqB, seqA, 0x10, 9, 7)
+	var ra, rb *Restored
+	if err := inNS(ns, func() (err error) {
+		if ra, err = Restore(a, b, &stA, Options{}); err != nil {
+			return err
+		}
+		rb, err = Restore(b, a, &stB, Options{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		r    *Restored
+		want *wire.TCPState
+	}{{ra, &stA}, {rb, &stB}} {
+		st, err := dump(c.r.fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.SendSeq != c.want.SendSeq || st.RecvSeq != c.want.RecvSeq || st.SndWscale != c.want.SndWscale ||
+			st.RcvWscale != c.want.RcvWscale || st.MSS != c.want.MSS || st.Window != c.want.Window {
+			t.Fatalf("restored %+v, want %+v", st, *c.want)
+		}
+	}
+	ca, err := ra.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	cb, err := rb.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	const n = 1 << 20
+	go ca.Write(stream(0, n))
+	go cb.Write(stream(7, n))
+	if got := readFull(t, cb, n); !bytes.Equal(got, stream(0, n)) {
+		t.Fatal("a→b stream differs across the sequence wrap")
+	}
+	if got := readFull(t, ca, n); !bytes.Equal(got, stream(7, n)) {
+		t.Fatal("b→a stream differs")
+	}
+	if in, out := rsts(); in != 0 || out != 0 {
+		t.Fatalf("resets: %d in, %d out", in, out)
+	}
+}
+
+// TestFreezeSilencesThenThaw: while frozen, the origin neither takes in nor
+// acknowledges the peer's data (the peer's bytes stay unacknowledged in its
+// send queue); Thaw resumes the connection where it was and the peer's
+// retransmission delivers them.
+func TestFreezeSilencesThenThaw(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "thaw")
+	rsts := countRSTs(t, ns)
+	ln := listen(t, ns, "127.0.0.1:8080")
+	client := dial(t, ns, "127.0.0.1:8080")
+	server, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	frozen, err := Freeze(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("sent while the server was frozen")
+	if _, err := client.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // more than loopback's minimum RTO: a retransmission too is dropped
+	if q := sockInt(t, server, unix.SIOCINQ); q != 0 {
+		t.Fatalf("the frozen socket took in %d bytes", q)
+	}
+	if q := sockInt(t, client, unix.SIOCOUTQ); q != len(msg) {
+		t.Fatalf("client has %d unacknowledged bytes, want %d: the frozen socket acknowledged data", q, len(msg))
+	}
+	if err := frozen.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFull(t, server, len(msg)); !bytes.Equal(got, msg) {
+		t.Fatalf("after thaw read %q", got)
+	}
+	server.Write([]byte("ok"))
+	if got := readFull(t, client, 2); string(got) != "ok" {
+		t.Fatalf("client read %q", got)
+	}
+	if in, out := rsts(); in != 0 || out != 0 {
+		t.Fatalf("resets: %d in, %d out", in, out)
+	}
+}
+
+func TestDumpRefusesAClosingConnection(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "fin")
+	ln := listen(t, ns, "127.0.0.1:8080")
+	client := dial(t, ns, "127.0.0.1:8080")
+	server, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.CloseWrite()
+	for tcpInfo(t, server).State == 1 {
+		time.Sleep(time.Millisecond)
+	}
+	frozen, err := Freeze(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = frozen.Dump()
+	var re *Error
+	if !errors.As(err, &re) || re.Step != "TCP_INFO" || !strings.Contains(err.Error(), "only ESTABLISHED") {
+		t.Fatalf("Dump of a CLOSE_WAIT socket: %v, want a TCP_INFO error naming the state", err)
+	}
+	if err := frozen.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRestoreNamesAMissingAddress(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "bind")
+	st := wire.TCPState{MSS: 1460, Window: wire.Window{SndWnd: 1000, MaxWindow: 1000, RcvWnd: 1000}}
+	vip := netip.MustParseAddrPort("198.19.200.100:80")
+	client := netip.MustParseAddrPort("198.19.200.10:40000")
+	err := inNS(ns, func() error { _, err := Restore(vip, client, &st, Options{}); return err })
+	if err == nil || !strings.Contains(err.Error(), "FreeBind") {
+		t.Fatalf("restore on an address not here: %v, want a bind error that names the way out", err)
+	}
+}
