@@ -44,6 +44,9 @@ race: test
 
 fuzz: deps
 	$(GO) test -run XXX -fuzz FuzzClassifiersAgree -fuzztime 60s ./dataplane/
+	$(GO) test -run XXX -fuzz FuzzHTTPHead -fuzztime 30s ./handoff/peek/
+	$(GO) test -run XXX -fuzz FuzzClientHello -fuzztime 30s ./handoff/peek/
+	$(GO) test -run XXX -fuzz FuzzOpen -fuzztime 30s ./handoff/wire/
 
 bench: build
 	$(BIN) bench dataplane

@@ -20,6 +20,9 @@ import (
 // TCP_REPAIR (CAP_NET_ADMIN).
 func needRoot(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: namespace tests run in the full suite")
+	}
 	if !canRepair() {
 		t.Skip("needs root: TCP_REPAIR needs CAP_NET_ADMIN and the test makes network namespaces")
 	}
