@@ -37,6 +37,8 @@ PURE_PKGS = $(shell $(GO) list ./... | grep -Ev '/shoal/($(CGO_PKGS))$$')
 test: build
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) vet $(PURE_PKGS)
+	@bad=$$($(GO) list -deps $(PURE_PKGS) | grep -E '/shoal/(cgo|dataplane|node)$$' || true); \
+	if [ -n "$$bad" ]; then echo "pure packages depend on $$bad (it links DPDK)"; exit 1; fi
 	CGO_ENABLED=0 $(GO) test -count=1 -short $(PURE_PKGS)
 	$(GO) test -race -count=1 -timeout 25m ./...
 
