@@ -49,6 +49,28 @@ type Status struct {
 	Capacity    *capacity.State `json:"capacity,omitempty"`
 	FailOpen    uint64          `json:"fail_open_builds"`
 	GossipStats *gossip.Stats   `json:"gossip_stats,omitempty"`
+	ReplyPath   ReplyPathStatus `json:"reply_path"`
+}
+
+// ReplyPathStatus is how replies leave the node's kernel
+// (docs/replypath.md).
+type ReplyPathStatus struct {
+	Mode   string `json:"mode"` // "kernel" or "tap"
+	Netdev string `json:"netdev,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// ReplyPathStats are the reply path's counters in GET /v1/stats.
+type ReplyPathStats struct {
+	Mode string `json:"mode"`
+	// KernelPackets and KernelBytes left through the NIC's netdev without
+	// crossing the worker (a GSO super-packet counts once).
+	KernelPackets uint64 `json:"kernel_packets"`
+	KernelBytes   uint64 `json:"kernel_bytes"`
+	// TapTxDropped is the tap's tx_dropped in the kernel: replies thrown
+	// away because the worker did not drain the tap's queue in time. It
+	// must stay 0; SYN-ACKs are among what it loses.
+	TapTxDropped uint64 `json:"tap_tx_dropped"`
 }
 
 // MemberStatus is one member's weight and table share.
@@ -74,6 +96,7 @@ type Stats struct {
 	Flows   report.FlowCounts    `json:"flows"`
 	Workers []report.WorkerStats `json:"workers"`
 	Ports   map[string]PortStats `json:"ports"`
+	Reply   ReplyPathStats       `json:"reply_path"`
 }
 
 // PortStats are a device's own counters.

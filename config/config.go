@@ -173,6 +173,12 @@ type DataplaneConfig struct {
 	// addition to its table share. It exists to provoke transitional
 	// overlaps in tests and drills; leave it empty in production.
 	ExtraBuckets string `yaml:"extra_buckets"`
+	// ReplyPath is how replies leave the node's kernel: "kernel" sends data
+	// segments through the NIC's own kernel netdev (af_packet, af_xdp,
+	// bifurcated drivers), "tap" sends every reply through the tap and the
+	// worker (any device, vfio-pci included), "auto" (the default) is kernel
+	// where the device allows it. See docs/replypath.md.
+	ReplyPath string `yaml:"reply_path"`
 }
 
 // HTTPConfig configures the node's minimal web server.
@@ -248,6 +254,9 @@ func (c *Config) Defaults() {
 	}
 	if d.IdleSleepMaxUS == 0 {
 		d.IdleSleepMaxUS = 500
+	}
+	if d.ReplyPath == "" {
+		d.ReplyPath = "auto"
 	}
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = ":80"
@@ -492,6 +501,11 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseBuckets(d.ExtraBuckets); err != nil {
 		bad("dataplane.extra_buckets", "%v", err)
+	}
+	switch d.ReplyPath {
+	case "auto", "kernel", "tap":
+	default:
+		bad("dataplane.reply_path", "%q must be auto, kernel or tap", d.ReplyPath)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 		bad("http.listen", "%q is not host:port", c.HTTP.Listen)

@@ -23,7 +23,7 @@ func TestGoodConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Interface.Tap != "shoal0" || c.Cluster.MAC != "01:00:5e:75:c9:3e" || c.Admin.Socket != "/run/shoal/n1.sock" {
+	if c.Interface.Tap != "shoal0" || c.Cluster.MAC != "01:00:5e:75:c9:3e" || c.Admin.Socket != "/run/shoal/n1.sock" || c.Dataplane.ReplyPath != "auto" {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }
@@ -44,6 +44,7 @@ func TestBadConfig(t *testing.T) {
 		{"iface=eth0\n  tap: this-name-is-far-too-long", "iface=eth0", "interface.tap"},
 		{"address: 198.18.0.101/24\ndataplane:\n  extra_buckets: 9-3", "address: 198.18.0.101/24", "dataplane.extra_buckets"},
 		{"address: 198.18.0.101/24\ndataplane:\n  max_half_open: 99999999", "address: 198.18.0.101/24", "dataplane.max_half_open"},
+		{"address: 198.18.0.101/24\ndataplane:\n  reply_path: fast", "address: 198.18.0.101/24", "dataplane.reply_path"},
 		{"address: 198.18.0.101/24\ndpdk:\n  hugepages: maybe", "address: 198.18.0.101/24", "dpdk.hugepages"},
 		{"seed: notanumber", "seed: 7", "line"},
 	} {

@@ -84,6 +84,12 @@ type Options struct {
 	// ExtraBuckets maps a node index (1-based) to its
 	// dataplane.extra_buckets ("0-99,512"), to provoke overlaps in tests.
 	ExtraBuckets map[int]string
+	// ReplyPath is every node's dataplane.reply_path ("auto", "kernel",
+	// "tap"); empty means auto, which is kernel on the lab's af_packet
+	// veths. ReplyPaths overrides it per node index (1-based), to run both
+	// modes in one lab.
+	ReplyPath  string
+	ReplyPaths map[int]string
 	// Static gives every node the member list in its config instead of
 	// gossip.
 	Static bool
@@ -140,6 +146,17 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("extra buckets of %s: %v", NodeID(k), err))
 		}
 	}
+	if err := checkReplyPath(o.ReplyPath); err != nil {
+		errs = append(errs, fmt.Errorf("reply path: %v", err))
+	}
+	for k, m := range o.ReplyPaths {
+		if k < 1 || k > n {
+			errs = append(errs, fmt.Errorf("reply paths: node index %d is not among nodes 1..%d", k, n))
+		}
+		if err := checkReplyPath(m); err != nil {
+			errs = append(errs, fmt.Errorf("reply path of %s: %v", NodeID(k), err))
+		}
+	}
 	if o.MemoryMB < 0 {
 		errs = append(errs, fmt.Errorf("memory: %d MiB is negative", o.MemoryMB))
 	}
@@ -147,6 +164,36 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("ready timeout: %v is negative", o.ReadyTimeout))
 	}
 	return errors.Join(errs...)
+}
+
+// ParseReplyPaths sets opts' reply paths from "tap" (every node) or
+// "kernel,tap,kernel" (one per node).
+func ParseReplyPaths(s string, nodes int, opts *Options) error {
+	parts := strings.Split(s, ",")
+	if len(parts) == 1 {
+		opts.ReplyPath = strings.TrimSpace(s)
+		return checkReplyPath(opts.ReplyPath)
+	}
+	if len(parts) != nodes {
+		return fmt.Errorf("%q: %d given for %d nodes; give one, or one per node", s, len(parts), nodes)
+	}
+	opts.ReplyPaths = map[int]string{}
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if err := checkReplyPath(p); err != nil {
+			return err
+		}
+		opts.ReplyPaths[i+1] = p
+	}
+	return nil
+}
+
+func checkReplyPath(m string) error {
+	switch m {
+	case "", "auto", "kernel", "tap":
+		return nil
+	}
+	return fmt.Errorf("%q must be auto, kernel or tap", m)
 }
 
 func checkWeight(w float64) error {

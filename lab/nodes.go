@@ -117,7 +117,7 @@ func (l *Lab) NodeConfig(k int) (*config.Config, error) {
 			Address: NodeIP(k) + "/" + strconv.Itoa(Prefix),
 		},
 		DPDK:      config.DPDKConfig{MemoryMB: l.opts.MemoryMB, Hugepages: "auto"},
-		Dataplane: config.DataplaneConfig{ExtraBuckets: l.opts.ExtraBuckets[k]},
+		Dataplane: config.DataplaneConfig{ExtraBuckets: l.opts.ExtraBuckets[k], ReplyPath: l.replyPath(k)},
 		HTTP:      config.HTTPConfig{Content: ContentDir},
 		Admin:     config.AdminConfig{Socket: SocketPath(id)},
 	}
@@ -129,6 +129,14 @@ func (l *Lab) NodeConfig(k int) (*config.Config, error) {
 		return nil, fmt.Errorf("lab: config of %s: %s", id, strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	return c, nil
+}
+
+// replyPath is node k's dataplane.reply_path.
+func (l *Lab) replyPath(k int) string {
+	if m := l.opts.ReplyPaths[k]; m != "" {
+		return m
+	}
+	return l.opts.ReplyPath
 }
 
 func (l *Lab) writeConfig(k int) error {

@@ -129,3 +129,22 @@ func TestKillUnknown(t *testing.T) {
 		}
 	}
 }
+
+func TestParseReplyPaths(t *testing.T) {
+	var o Options
+	if err := ParseReplyPaths("tap", 3, &o); err != nil || o.ReplyPath != "tap" || o.ReplyPaths != nil {
+		t.Fatalf("tap: %+v %v", o, err)
+	}
+	o = Options{}
+	if err := ParseReplyPaths("kernel, tap,kernel,tap", 4, &o); err != nil || o.ReplyPaths[2] != "tap" || o.ReplyPaths[3] != "kernel" || len(o.ReplyPaths) != 4 {
+		t.Fatalf("per node: %+v %v", o, err)
+	}
+	for _, bad := range []string{"fast", "kernel,tap", "kernel,tap,warp"} {
+		if err := ParseReplyPaths(bad, 3, &Options{}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if err := (&Options{Nodes: 2, ReplyPaths: map[int]string{3: "tap"}}).Validate(); err == nil || !strings.Contains(err.Error(), "reply paths") {
+		t.Errorf("node index 3 of 2: %v", err)
+	}
+}

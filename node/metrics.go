@@ -56,6 +56,10 @@ func (n *Node) writeMetrics(w io.Writer) {
 	for name, p := range st.Ports {
 		writeStruct(w, "shoal_port_packets_total", fmt.Sprintf(`port=%q,counter=`, name), p, true)
 	}
+	metrics.WriteCounterUint64(w, "shoal_reply_kernel_packets_total", st.Reply.KernelPackets)
+	metrics.WriteCounterUint64(w, "shoal_reply_kernel_bytes_total", st.Reply.KernelBytes)
+	metrics.WriteCounterUint64(w, "shoal_tap_tx_dropped_total", st.Reply.TapTxDropped)
+	metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_reply_path{mode=%q}`, st.Reply.Mode), 1)
 	h := n.health()
 	metrics.WriteGaugeFloat64(w, "shoal_health_healthy", b2f(h.Healthy))
 	metrics.WriteGaugeFloat64(w, "shoal_health_server_running", b2f(h.ServerRunning))

@@ -16,6 +16,7 @@ import (
 	"github.com/shoal-lb/shoal/control/health"
 	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/dataplane"
+	"github.com/shoal-lb/shoal/replypath"
 )
 
 // InputError is a failure caused by the operator's input; it names the
@@ -49,6 +50,10 @@ type Node struct {
 
 	webMu sync.Mutex
 	web   *web // nil while the server is stopped (POST /v1/server, a drill)
+
+	// Set once at start by startReplyPath.
+	reply          replypath.Decision
+	replyInstalled *replypath.Installed
 }
 
 // Run runs the node until ctx is done, then tears everything down.
@@ -66,6 +71,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	if err := n.configureTap(); err != nil {
+		return err
+	}
+	if err := n.startReplyPath(onExit); err != nil {
 		return err
 	}
 	var hc cluster.Health
@@ -147,7 +155,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}()
 	snap := n.ctrl.Snapshot()
-	log.Info("node ready", "vip", cfg.Cluster.VIP, "address", cfg.Interface.Address,
+	log.Info("node ready", "vip", cfg.Cluster.VIP, "address", cfg.Interface.Address, "reply_path", n.reply.Mode,
 		"owned_buckets", snap.Owned, "table", snap.Hash, "hugepages", n.hugepages, "gossip", n.gossip != nil)
 	<-ctx.Done()
 	log.Info("node stopping")

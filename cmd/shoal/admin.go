@@ -85,6 +85,11 @@ func statusCmd(c *cli.Context) error {
 		return printJSON(s)
 	}
 	fmt.Printf("node %s  vip %s  address %s  up %.0fs  hugepages %v\n", s.NodeID, s.VIP, s.Address, s.UptimeSec, s.Hugepages)
+	fmt.Printf("reply path %s", s.ReplyPath.Mode)
+	if s.ReplyPath.Netdev != "" {
+		fmt.Printf(" via %s", s.ReplyPath.Netdev)
+	}
+	fmt.Printf(" (%s)\n", s.ReplyPath.Reason)
 	fmt.Printf("table %s  epoch %d  owned buckets %d (%.1f%%)  extra %d\n\n", s.TableHash, s.Epoch,
 		s.OwnedBuckets, 100*float64(s.OwnedBuckets)/65536, s.ExtraBuckets)
 	if s.Gossip {
@@ -133,8 +138,10 @@ func statsCmd(c *cli.Context) error {
 	printStruct(s.Total, func(i int) any { return s.Workers[i].Counters })
 	printStruct(s.Flows, func(i int) any { return s.Workers[i].Flows })
 	for name, p := range s.Ports {
-		fmt.Fprintf(tw, "port %s\trx %d tx %d missed %d nombuf %d\n", name, p.RxPackets, p.TxPackets, p.RxMissed, p.RxNoMbuf)
+		fmt.Fprintf(tw, "port %s\trx %d tx %d missed %d nombuf %d tx_errors %d\n", name, p.RxPackets, p.TxPackets, p.RxMissed, p.RxNoMbuf, p.TxErrors)
 	}
+	r := s.Reply
+	fmt.Fprintf(tw, "reply path %s\tkernel packets %d bytes %d  tap_tx_dropped %d\n", r.Mode, r.KernelPackets, r.KernelBytes, r.TapTxDropped)
 	return tw.Flush()
 }
 

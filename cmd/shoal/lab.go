@@ -38,6 +38,7 @@ func labCommand() *cli.Command {
 					&cli.UintFlag{Name: "seed", Usage: "connection hash seed (cluster.seed)"},
 					&cli.StringFlag{Name: "binary", Usage: "shoal binary that runs the nodes (default: this one)"},
 					&cli.BoolFlag{Name: "static", Usage: "static member lists instead of gossip"},
+					&cli.StringFlag{Name: "reply-path", Value: "auto", Usage: "dataplane.reply_path of every node (auto, kernel, tap), or one per node: kernel,tap,kernel"},
 					&cli.BoolFlag{Name: "network-only", Usage: "build namespaces and content but start no node"},
 					&cli.DurationFlag{Name: "timeout", Value: lab.DefaultReadyTimeout, Usage: "how long to wait for the nodes to answer"},
 				},
@@ -142,6 +143,9 @@ func labUp(c *cli.Context) error {
 		return badInput("--seed %d: must fit in 32 bits", seed)
 	}
 	opts.Seed = uint32(seed)
+	if err := lab.ParseReplyPaths(c.String("reply-path"), opts.Nodes, &opts); err != nil {
+		return badInput("--reply-path: %v", err)
+	}
 	if c.IsSet("weights") {
 		w, err := lab.ParseWeights(c.String("weights"), opts.Nodes)
 		if err != nil {
