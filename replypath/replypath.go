@@ -135,7 +135,9 @@ func (p Params) check() error {
 }
 
 // Table is the nftables table of a tap's kernel reply path (family netdev).
-func (p Params) Table() string { return "shoal_reply_" + strings.NewReplacer("-", "_", ".", "_").Replace(p.Tap) }
+func (p Params) Table() string {
+	return "shoal_reply_" + strings.NewReplacer("-", "_", ".", "_").Replace(p.Tap)
+}
 
 // Ruleset is the nftables ruleset of the kernel reply path: one egress chain
 // on the tap that moves the VIP's data segments to the NIC's netdev. It runs
