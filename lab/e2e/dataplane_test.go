@@ -122,26 +122,36 @@ func TestKeepAliveStaysOnOneNode(t *testing.T) {
 	}
 }
 
-// TestLargeObjectIntact: /obj/100m arrives byte-identical.
+// TestLargeObjectIntact: /obj/100m arrives byte-identical through either
+// reply path.
 func TestLargeObjectIntact(t *testing.T) {
-	up(t, lab.Options{Nodes: 3})
-	dir := t.TempDir()
-	file := filepath.Join(dir, "100m")
-	start := time.Now()
-	run(t, "client", "curl", "-sS", "--fail", "--max-time", "120", "-o", file, "http://"+lab.VIP+"/obj/100m")
-	elapsed := time.Since(start)
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
-	want, _ := lab.ContentSHA256("obj/100m")
-	if len(b) != 100<<20 || hex.EncodeToString(sum[:]) != want {
-		t.Fatalf("got %d bytes sha256 %x, want %d bytes %s", len(b), sum, 100<<20, want)
-	}
-	t.Logf("100 MiB in %v (%.0f MB/s)", elapsed.Round(time.Millisecond), float64(len(b))/elapsed.Seconds()/1e6)
-	if n := resets(t); n != 0 {
-		t.Errorf("%d resets reached the client", n)
+	for _, mode := range []string{"kernel", "tap"} {
+		t.Run(mode, func(t *testing.T) {
+			up(t, lab.Options{Nodes: 3, ReplyPath: mode})
+			dir := t.TempDir()
+			file := filepath.Join(dir, "100m")
+			start := time.Now()
+			out := run(t, "client", "curl", "-sS", "--fail", "--max-time", "120", "-o", file,
+				"-w", "%header{x-shoal-node}", "http://"+lab.VIP+"/obj/100m")
+			elapsed := time.Since(start)
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(b)
+			want, _ := lab.ContentSHA256("obj/100m")
+			if len(b) != 100<<20 || hex.EncodeToString(sum[:]) != want {
+				t.Fatalf("got %d bytes sha256 %x, want %d bytes %s", len(b), sum, 100<<20, want)
+			}
+			server := strings.TrimSpace(out)
+			if st := status(t, server); st.ReplyPath.Mode != mode {
+				t.Fatalf("%s runs reply path %q, want %q", server, st.ReplyPath.Mode, mode)
+			}
+			t.Logf("%s mode: 100 MiB from %s in %v (%.0f MB/s)", mode, server, elapsed.Round(time.Millisecond), float64(len(b))/elapsed.Seconds()/1e6)
+			if n := resets(t); n != 0 {
+				t.Errorf("%d resets reached the client", n)
+			}
+		})
 	}
 }
 

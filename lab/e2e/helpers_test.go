@@ -63,6 +63,11 @@ func up(t *testing.T, opts lab.Options) *lab.Lab {
 	t.Helper()
 	needLab(t)
 	opts.Binary = shoalBin
+	if opts.ReplyPath == "" {
+		// SHOAL_E2E_REPLY_PATH=tap runs the whole suite in tap mode; the
+		// default (auto) is kernel on the lab's af_packet veths.
+		opts.ReplyPath = os.Getenv("SHOAL_E2E_REPLY_PATH")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	l, err := lab.Up(ctx, opts)
