@@ -224,19 +224,20 @@ func ParseWeights(s string, nodes int) ([]float64, error) {
 	return out, nil
 }
 
-var wherePattern = regexp.MustCompile(`^(client|br|n([1-9][0-9]?))$`)
+var wherePattern = regexp.MustCompile(`^(client|br|n([1-9][0-9]?)|h[1-9])$`)
 
 // ErrUnknownPlace marks a name that is not "client", "br" or "nK" of the
 // running lab; the shoal command reports it as bad input.
 var ErrUnknownPlace = errors.New("unknown lab namespace")
 
-// ParseWhere checks that where names a lab place ("client", "br" or "nK" with
-// 1 <= K <= MaxNodes) and returns its namespace. It does not check that the
+// ParseWhere checks that where names a lab place ("client", "br", "nK" with
+// 1 <= K <= MaxNodes, or an extra host "hK" with 1 <= K <= MaxHosts) and
+// returns its namespace. It does not check that the
 // namespace exists (see CheckWhere).
 func ParseWhere(where string) (string, error) {
 	m := wherePattern.FindStringSubmatch(where)
 	if m == nil {
-		return "", fmt.Errorf("%w %q: use client, br or n1..n%d", ErrUnknownPlace, where, MaxNodes)
+		return "", fmt.Errorf("%w %q: use client, br, n1..n%d or h1..h%d", ErrUnknownPlace, where, MaxNodes, MaxHosts)
 	}
 	if m[2] != "" {
 		if k, _ := strconv.Atoi(m[2]); k > MaxNodes {

@@ -201,3 +201,34 @@ func createNetwork(ctx context.Context, n int, staticNeighbor bool) error {
 	}
 	return nil
 }
+
+// MaxHosts bounds the extra hosts AddHost makes (h1..h9).
+const MaxHosts = 9
+
+// HostID names extra host k: "hK".
+func HostID(k int) string { return "h" + strconv.Itoa(k) }
+
+// HostIP is extra host k's address: 198.18.0.(200+k).
+func HostIP(k int) string { return fmt.Sprintf("198.18.0.%d", 200+k) }
+
+// HostMAC is extra host k's veth MAC (02:00 + 198.18 + 0.(200+k)).
+func HostMAC(k int) string { return fmt.Sprintf("02:00:c6:12:00:%02x", 200+k) }
+
+// AddHost adds a plain Linux host to a running lab's bridge: namespace
+// shoal-hK, eth0 at HostIP(k)/24 with the veth's default offloads. The
+// benchmarks run their peers there (a central balancer, origin servers, a
+// server on the plain kernel path); Down removes them with the rest.
+func AddHost(ctx context.Context, k int) error {
+	if k < 1 || k > MaxHosts {
+		return fmt.Errorf("lab: host %d: hosts are h1..h%d", k, MaxHosts)
+	}
+	ns := Namespace(HostID(k))
+	if err := newNamespace(ctx, ns); err != nil {
+		return err
+	}
+	if err := addVeth(ctx, ns, HostMAC(k), HostID(k)); err != nil {
+		return err
+	}
+	_, err := run(ctx, "", "ip", "-n", ns, "addr", "add", HostIP(k)+"/"+strconv.Itoa(Prefix), "dev", Interface)
+	return err
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-lb/shoal/bench/dpbench"
+	"github.com/shoal-lb/shoal/bench/httpbench"
 	dpdk "github.com/shoal-lb/shoal/cgo"
 )
 
@@ -106,4 +107,50 @@ func benchDataplane(c *cli.Context) error {
 		l.QuietDumpSeconds, l.QuietDumpMaxIterUS, l.MaxIterBoundUS, l.QuietDumpSwitched)
 	fmt.Fprintf(tw, "empty command-ring check\t%.2f ns per iteration (%.2f%% of an iteration under this traffic)\n", l.EmptyPollNs, 100*l.EmptyPollShare)
 	return tw.Flush()
+}
+
+func init() {
+	for _, c := range commands {
+		if c.Name != "bench" {
+			continue
+		}
+		c.Subcommands = append(c.Subcommands, &cli.Command{
+			Name:  "http",
+			Usage: "shoal (3 lab nodes) vs a central HAProxy with 3 nginx vs one nginx on the plain kernel path: 1 KiB and 1 MiB, keep-alive and fresh connections",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "quick", Usage: "smoke test: short runs, few connections (CI)"},
+				&cli.DurationFlag{Name: "duration", Usage: "length of each wrk run (default 5s, quick 1s)"},
+				&cli.IntFlag{Name: "connections", Usage: "wrk connections (default 12, quick 4)"},
+				&cli.StringFlag{Name: "reply-path", Usage: "dataplane.reply_path of the shoal nodes (auto, kernel, tap)"},
+				&cli.StringFlag{Name: "out", Value: "bench/results", Usage: "directory for the JSON report and the PNG plot"},
+				&cli.StringFlag{Name: "binary", Usage: "shoal binary for the nodes (default: this one)"},
+			},
+			Action: benchHTTP,
+		})
+	}
+}
+
+func benchHTTP(c *cli.Context) error {
+	if p := c.String("reply-path"); p != "" && p != "auto" && p != "kernel" && p != "tap" {
+		return badInput("bench http: --reply-path %q must be auto, kernel or tap", p)
+	}
+	if err := httpbench.CheckTools(); err != nil {
+		return badInput("%v", err)
+	}
+	rep, err := httpbench.Run(c.Context, httpbench.Options{
+		Binary: c.String("binary"), Quick: c.Bool("quick"), Duration: c.Duration("duration"),
+		Connections: c.Int("connections"), ReplyPath: c.String("reply-path"), Log: os.Stderr,
+	})
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteTable(os.Stdout); err != nil {
+		return err
+	}
+	js, png, err := rep.WriteFiles(c.String("out"))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nwrote %s and %s\n", js, png)
+	return rep.Errors()
 }
