@@ -37,9 +37,10 @@ func outgoingFilter() ([]unix.SockFilter, error) {
 // PACKET_IGNORE_OUTGOING (and joins a fanout group, where that option
 // cannot be set afterwards), so in kernel mode every super-packet the
 // kernel sends through the netdev would be copied into the PMD's ring and
-// read by the worker only to be dropped: measured in the lab, one dropped
-// frame per reply segment and 15–25 % of the throughput. The filter drops
-// them in the kernel, before the copy.
+// read by the worker only to be dropped: one dropped frame per reply
+// segment, and in the lab about a fifth of the throughput
+// (docs/replypath.md). The filter drops them in the kernel, before the
+// copy.
 func IgnoreOutgoing(netdev string) (int, error) {
 	ifi, err := net.InterfaceByName(netdev)
 	if err != nil {

@@ -1,0 +1,144 @@
+package httpbench
+
+import (
+	"bytes"
+	"image/png"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseWrk(t *testing.T) {
+	for _, c := range []struct {
+		file     string
+		want     WrkResult
+		bytesMin float64
+	}{
+		{"wrk-keepalive.txt", WrkResult{Requests: 3667, Duration: 5050 * time.Millisecond, P50: 9810 * time.Microsecond, P99: 51640 * time.Microsecond}, 3.58 * (1 << 30)},
+		{"wrk-errors.txt", WrkResult{Requests: 2754, Duration: time.Second, P50: 830 * time.Microsecond, P99: 1200 * time.Millisecond, Errors: 10}, 3.34 * (1 << 20)},
+	} {
+		raw, err := os.ReadFile("testdata/" + c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseWrk(string(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", c.file, err)
+		}
+		if got.BytesRead != c.bytesMin {
+			t.Errorf("%s: bytes %v, want %v", c.file, got.BytesRead, c.bytesMin)
+		}
+		got.BytesRead = 0
+		if got != c.want {
+			t.Errorf("%s: got %+v, want %+v", c.file, got, c.want)
+		}
+	}
+	if _, err := ParseWrk("Running 1s test\nconnection refused\n"); err == nil {
+		t.Error("output without a summary accepted")
+	}
+	noLatency := "  10 requests in 1.00s, 10.00KB read\n"
+	if _, err := ParseWrk(noLatency); err == nil || !strings.Contains(err.Error(), "--latency") {
+		t.Errorf("output without latencies: %v", err)
+	}
+}
+
+func TestConfigs(t *testing.T) {
+	n := NginxConfig("198.18.0.202", "/run/shoal-lab/content", "/run/shoal-lab/nginx-h2")
+	for _, want := range []string{"worker_processes 1;", "listen 198.18.0.202:80", "root /run/shoal-lab/content;", "daemon off;", "access_log off;"} {
+		if !strings.Contains(n, want) {
+			t.Errorf("nginx config lacks %q:\n%s", want, n)
+		}
+	}
+	h := HAProxyConfig("198.18.0.201", []string{"198.18.0.202", "198.18.0.203", "198.18.0.204"})
+	for _, want := range []string{"nbthread 2", "bind 198.18.0.201:80", "server o3 198.18.0.204:80", "mode http"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("haproxy config lacks %q:\n%s", want, h)
+		}
+	}
+}
+
+func sampleReport() *Report {
+	r := &Report{Date: "2026-11-27T14:37:39Z", Commit: "55c082fd484d", ReplyPath: "kernel",
+		IdleCPU: map[string]float64{"n1": 2.4, "n2": 6}}
+	add := func(s, o, m string, rps, mbps, cpu float64) {
+		r.Cells = append(r.Cells, Cell{System: s, Object: o, Mode: m, Requests: 100, RPS: rps, MBps: mbps, CPUPer1000: cpu})
+	}
+	add(Shoal, "1m", "keep-alive", 1700, 1780, 1)
+	add(HAProxy, "1m", "keep-alive", 700, 750, 3)
+	add(Plain, "1m", "keep-alive", 2800, 2900, 0.4)
+	add(Shoal, "1k", "keep-alive", 10000, 12, 0.2)
+	add(HAProxy, "1k", "keep-alive", 40000, 50, 0.1)
+	add(Shoal, "1k", "fresh", 5000, 6, 0.3)
+	add(HAProxy, "1k", "fresh", 11000, 14, 0.6)
+	r.Goals = goals(r)
+	return r
+}
+
+func TestGoals(t *testing.T) {
+	r := sampleReport()
+	want := map[string]struct {
+		v   float64
+		met bool
+	}{
+		"1 MiB keep-alive MB/s, shoal / haproxy":           {1780.0 / 750, true},
+		"1 MiB keep-alive MB/s, shoal / plain":             {1780.0 / 2900, true},
+		"1 KiB keep-alive CPU-s/1000 req, shoal / haproxy": {2, false},
+		"1 KiB fresh CPU-s/1000 req, shoal / haproxy":      {0.5, true},
+		"idle CPU % of a core, n1":                         {2.4, true},
+		"idle CPU % of a core, n2":                         {6, false},
+	}
+	if len(r.Goals) != len(want) {
+		t.Fatalf("%d goals, want %d: %+v", len(r.Goals), len(want), r.Goals)
+	}
+	for _, g := range r.Goals {
+		w, ok := want[g.Name]
+		if !ok || abs(g.Value-w.v) > 1e-9 || g.Met != w.met {
+			t.Errorf("goal %q = %v met %v; want %v met %v", g.Name, g.Value, g.Met, w.v, w.met)
+		}
+	}
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+func TestReportFiles(t *testing.T) {
+	r := sampleReport()
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "NOT met") || !strings.Contains(b.String(), "haproxy") {
+		t.Errorf("table:\n%s", b.String())
+	}
+	js, pngPath, err := r.WriteFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := os.ReadFile(js); err != nil || !strings.Contains(string(raw), `"cpu_seconds_per_1000_requests"`) {
+		t.Errorf("json %s: %v", js, err)
+	}
+	f, err := os.Open(pngPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Bounds().Dx() < 600 || img.Bounds().Dy() < 400 {
+		t.Errorf("plot is %v", img.Bounds())
+	}
+	if err := r.Errors(); err != nil {
+		t.Errorf("clean report has errors: %v", err)
+	}
+	r.Cells[0].Errors = 3
+	if err := r.Errors(); err == nil {
+		t.Error("a cell with errors passed")
+	}
+}
