@@ -142,3 +142,17 @@ func TestReportFiles(t *testing.T) {
 		t.Error("a cell with errors passed")
 	}
 }
+
+func TestStatTicks(t *testing.T) {
+	name, ticks, ok := statTicks("4242 (rte-worker-1) R 1 4242 4242 0 -1 4194560 100 0 0 0 1234 56 0 0 20 0 1 0 100 0 0")
+	if !ok || name != "rte-worker-1" || ticks != 1290 {
+		t.Errorf("got %q %d %v", name, ticks, ok)
+	}
+	if _, _, ok := statTicks("garbage"); ok {
+		t.Error("garbage accepted")
+	}
+	name, _, ok = statTicks("7 (a (weird) name) S 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1 0 0")
+	if !ok || name != "a (weird) name" {
+		t.Errorf("name with parentheses: %q %v", name, ok)
+	}
+}

@@ -28,10 +28,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "object\tmode\tsystem\treq/s\tMB/s\tp50 ms\tp99 ms\terrors\tCPU-s/1000 req\t")
+	fmt.Fprintln(tw, "object\tmode\tsystem\treq/s\tMB/s\tp50 ms\tp99 ms\terrors\tCPU-s/1000 req\tof which workers\t")
 	for _, c := range r.Cells {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.1f\t%.2f\t%.2f\t%d\t%.3f\t\n",
-			c.Object, c.Mode, c.System, c.RPS, c.MBps, c.P50ms, c.P99ms, c.Errors, c.CPUPer1000)
+		wk := "-"
+		if c.System == Shoal && c.CPUSeconds > 0 {
+			wk = fmt.Sprintf("%.0f%%", 100*c.WorkerCPUSeconds/c.CPUSeconds)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.1f\t%.2f\t%.2f\t%d\t%.3f\t%s\t\n",
+			c.Object, c.Mode, c.System, c.RPS, c.MBps, c.P50ms, c.P99ms, c.Errors, c.CPUPer1000, wk)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -34,6 +34,8 @@ type Options struct {
 	ReplyPath string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+
+	start time.Time
 }
 
 // System names.
@@ -48,19 +50,22 @@ var Systems = []string{Shoal, HAProxy, Plain}
 
 // Cell is one system under one load.
 type Cell struct {
-	System      string  `json:"system"`
-	Object      string  `json:"object"` // "1k" or "1m"
-	Mode        string  `json:"mode"`   // "keep-alive" or "fresh"
-	Requests    int64   `json:"requests"`
-	Seconds     float64 `json:"seconds"`
-	RPS         float64 `json:"requests_per_sec"`
-	MBps        float64 `json:"mb_per_sec"` // 10^6 bytes per second, headers included
-	P50ms       float64 `json:"p50_ms"`
-	P99ms       float64 `json:"p99_ms"`
-	Errors      int64   `json:"errors"`
-	CPUSeconds  float64 `json:"cpu_seconds"`
-	CPUPer1000  float64 `json:"cpu_seconds_per_1000_requests"`
-	Connections int     `json:"connections"`
+	System     string  `json:"system"`
+	Object     string  `json:"object"` // "1k" or "1m"
+	Mode       string  `json:"mode"`   // "keep-alive" or "fresh"
+	Requests   int64   `json:"requests"`
+	Seconds    float64 `json:"seconds"`
+	RPS        float64 `json:"requests_per_sec"`
+	MBps       float64 `json:"mb_per_sec"` // 10^6 bytes per second, headers included
+	P50ms      float64 `json:"p50_ms"`
+	P99ms      float64 `json:"p99_ms"`
+	Errors     int64   `json:"errors"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	CPUPer1000 float64 `json:"cpu_seconds_per_1000_requests"`
+	// WorkerCPUSeconds is the part of CPUSeconds spent by shoal's DPDK
+	// worker lcores (zero for the peers).
+	WorkerCPUSeconds float64 `json:"worker_cpu_seconds"`
+	Connections      int     `json:"connections"`
 }
 
 // Goal is one target of issue 14, computed from the cells.
@@ -120,7 +125,7 @@ func CheckTools() error {
 
 func (o *Options) logf(format string, a ...any) {
 	if o.Log != nil {
-		fmt.Fprintf(o.Log, "bench http: "+format+"\n", a...)
+		fmt.Fprintf(o.Log, "bench http: %5.1fs "+format+"\n", append([]any{time.Since(o.start).Seconds()}, a...)...)
 	}
 }
 
@@ -151,6 +156,7 @@ func address(system string) string {
 
 // Run builds the lab and the peers, runs every cell and tears it all down.
 func Run(ctx context.Context, o Options) (*Report, error) {
+	o.start = time.Now()
 	if err := CheckTools(); err != nil {
 		return nil, err
 	}
@@ -213,6 +219,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	o.logf("every system answers")
 	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), Machine: machine(),
 		Quick: o.Quick, ReplyPath: replyPathOf(l)}
 	if !o.Quick {
@@ -301,7 +308,7 @@ func runCell(ctx context.Context, o Options, system, obj, mode string) (Cell, er
 		argv = append(argv, "-H", "Connection: close")
 	}
 	argv = append(argv, url)
-	before, err := cpuSeconds(ctx, namespaces(system))
+	before, wbefore, err := cpuSeconds(ctx, namespaces(system))
 	if err != nil {
 		return Cell{}, err
 	}
@@ -311,7 +318,7 @@ func runCell(ctx context.Context, o Options, system, obj, mode string) (Cell, er
 	if err := cmd.Run(); err != nil {
 		return Cell{}, fmt.Errorf("bench http: %s: %v: %s", strings.Join(argv, " "), err, errb.String())
 	}
-	after, err := cpuSeconds(ctx, namespaces(system))
+	after, wafter, err := cpuSeconds(ctx, namespaces(system))
 	if err != nil {
 		return Cell{}, err
 	}
@@ -320,7 +327,7 @@ func runCell(ctx context.Context, o Options, system, obj, mode string) (Cell, er
 		return Cell{}, fmt.Errorf("bench http: %s: %w", system, err)
 	}
 	c := Cell{System: system, Object: obj, Mode: mode, Requests: w.Requests, Seconds: w.Duration.Seconds(),
-		P50ms: ms(w.P50), P99ms: ms(w.P99), Errors: w.Errors, CPUSeconds: after - before, Connections: o.Connections}
+		P50ms: ms(w.P50), P99ms: ms(w.P99), Errors: w.Errors, CPUSeconds: after - before, WorkerCPUSeconds: wafter - wbefore, Connections: o.Connections}
 	if c.Seconds > 0 {
 		c.RPS = float64(w.Requests) / c.Seconds
 		c.MBps = w.BytesRead / c.Seconds / 1e6
@@ -336,37 +343,55 @@ func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 // clockTick is USER_HZ, the unit of /proc/PID/stat times (100 on Linux).
 const clockTick = 100
 
-// cpuSeconds sums utime+stime of every process in the lab namespaces of
-// where (all threads included).
-func cpuSeconds(ctx context.Context, where []string) (float64, error) {
-	var ticks uint64
+// cpuSeconds sums utime+stime of every thread of every process in the lab
+// namespaces of where; worker is the part spent by DPDK worker lcores
+// (threads named rte-worker-N), which poll while traffic flows.
+func cpuSeconds(ctx context.Context, where []string) (total, worker float64, err error) {
+	var ticks, wticks uint64
 	for _, w := range where {
 		ns, err := lab.ParseWhere(w)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		out, err := exec.CommandContext(ctx, "ip", "netns", "pids", ns).Output()
 		if err != nil {
-			return 0, fmt.Errorf("bench http: ip netns pids %s: %v", ns, err)
+			return 0, 0, fmt.Errorf("bench http: ip netns pids %s: %v", ns, err)
 		}
-		for _, f := range strings.Fields(string(out)) {
-			raw, err := os.ReadFile("/proc/" + f + "/stat")
-			if err != nil {
-				continue // exited meanwhile
+		for _, pid := range strings.Fields(string(out)) {
+			tasks, _ := os.ReadDir("/proc/" + pid + "/task")
+			for _, task := range tasks {
+				raw, err := os.ReadFile("/proc/" + pid + "/task/" + task.Name() + "/stat")
+				if err != nil {
+					continue // exited meanwhile
+				}
+				name, t, ok := statTicks(string(raw))
+				if !ok {
+					continue
+				}
+				ticks += t
+				if strings.HasPrefix(name, "rte-worker") {
+					wticks += t
+				}
 			}
-			s := string(raw)
-			i := strings.LastIndexByte(s, ')')
-			fields := strings.Fields(s[i+2:])
-			// After the name: state is field 3, utime 14 and stime 15.
-			if len(fields) < 13 {
-				continue
-			}
-			u, _ := strconv.ParseUint(fields[11], 10, 64)
-			st, _ := strconv.ParseUint(fields[12], 10, 64)
-			ticks += u + st
 		}
 	}
-	return float64(ticks) / clockTick, nil
+	return float64(ticks) / clockTick, float64(wticks) / clockTick, nil
+}
+
+// statTicks reads the command name and utime+stime from a stat line.
+func statTicks(s string) (string, uint64, bool) {
+	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || close < open || close+2 > len(s) {
+		return "", 0, false
+	}
+	fields := strings.Fields(s[close+2:])
+	// After the name: state is field 3, utime 14 and stime 15.
+	if len(fields) < 13 {
+		return "", 0, false
+	}
+	u, _ := strconv.ParseUint(fields[11], 10, 64)
+	st, _ := strconv.ParseUint(fields[12], 10, 64)
+	return s[open+1 : close], u + st, true
 }
 
 // idleCPU samples each shoal node's CPU over d with no load: percent of
@@ -375,7 +400,7 @@ func idleCPU(ctx context.Context, d time.Duration) (map[string]float64, error) {
 	ids := namespaces(Shoal)
 	before := map[string]float64{}
 	for _, id := range ids {
-		v, err := cpuSeconds(ctx, []string{id})
+		v, _, err := cpuSeconds(ctx, []string{id})
 		if err != nil {
 			return nil, err
 		}
@@ -386,7 +411,7 @@ func idleCPU(ctx context.Context, d time.Duration) (map[string]float64, error) {
 	el := time.Since(t0).Seconds()
 	out := map[string]float64{}
 	for _, id := range ids {
-		v, err := cpuSeconds(ctx, []string{id})
+		v, _, err := cpuSeconds(ctx, []string{id})
 		if err != nil {
 			return nil, err
 		}
