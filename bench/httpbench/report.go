@@ -40,6 +40,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if len(r.IdleCPU) > 0 {
+		fmt.Fprint(w, "\nidle, % of a core (whole node process / its worker lcore):")
+		for _, id := range []string{"n1", "n2", "n3"} {
+			fmt.Fprintf(w, "  %s %.1f / %.1f", id, r.IdleCPU[id], r.IdleWorkerCPU[id])
+		}
+		fmt.Fprintln(w)
+	}
 	if len(r.Goals) > 0 {
 		fmt.Fprintln(w, "\ngoals (issue 14):")
 		for _, g := range r.Goals {

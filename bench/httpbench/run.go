@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -87,7 +88,10 @@ type Report struct {
 	ReplyPath string             `json:"shoal_reply_path"`
 	Cells     []Cell             `json:"cells"`
 	IdleCPU   map[string]float64 `json:"idle_cpu_percent_per_node,omitempty"`
-	Goals     []Goal             `json:"goals"`
+	// IdleWorkerCPU is the part of IdleCPU spent by the node's worker
+	// lcore; the rest is gossip, health checks and the Go runtime.
+	IdleWorkerCPU map[string]float64 `json:"idle_worker_cpu_percent_per_node,omitempty"`
+	Goals         []Goal             `json:"goals"`
 }
 
 // Machine describes where the run happened.
@@ -223,11 +227,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), Machine: machine(),
 		Quick: o.Quick, ReplyPath: replyPathOf(l)}
 	if !o.Quick {
-		idle, err := idleCPU(ctx, 3*time.Second)
+		idle, worker, err := idleCPU(ctx, 5*time.Second)
 		if err != nil {
 			return nil, err
 		}
-		rep.IdleCPU = idle
+		rep.IdleCPU, rep.IdleWorkerCPU = idle, worker
 	}
 	for _, obj := range []string{"1k", "1m"} {
 		for _, mode := range []string{"keep-alive", "fresh"} {
@@ -394,30 +398,32 @@ func statTicks(s string) (string, uint64, bool) {
 	return s[open+1 : close], u + st, true
 }
 
-// idleCPU samples each shoal node's CPU over d with no load: percent of
-// one core.
-func idleCPU(ctx context.Context, d time.Duration) (map[string]float64, error) {
+// idleCPU samples each shoal node's CPU over d with no load, in percent
+// of one core: the whole process, and its DPDK worker lcore alone.
+func idleCPU(ctx context.Context, d time.Duration) (total, worker map[string]float64, err error) {
 	ids := namespaces(Shoal)
-	before := map[string]float64{}
+	type sample struct{ t, w float64 }
+	before := map[string]sample{}
 	for _, id := range ids {
-		v, _, err := cpuSeconds(ctx, []string{id})
+		t, w, err := cpuSeconds(ctx, []string{id})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		before[id] = v
+		before[id] = sample{t, w}
 	}
 	t0 := time.Now()
 	time.Sleep(d)
 	el := time.Since(t0).Seconds()
-	out := map[string]float64{}
+	total, worker = map[string]float64{}, map[string]float64{}
 	for _, id := range ids {
-		v, _, err := cpuSeconds(ctx, []string{id})
+		t, w, err := cpuSeconds(ctx, []string{id})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out[id] = 100 * (v - before[id]) / el
+		total[id] = 100 * (t - before[id].t) / el
+		worker[id] = 100 * (w - before[id].w) / el
 	}
-	return out, nil
+	return total, worker, nil
 }
 
 func commit() string {
@@ -486,7 +492,13 @@ func goals(r *Report) []Goal {
 		h, okH := r.Cell(HAProxy, "1k", mode)
 		ratio("1 KiB "+mode+" CPU-s/1000 req, shoal / haproxy", s, h, okS, okH, 1, "at most", cpu)
 	}
-	for id, v := range r.IdleCPU {
+	ids := make([]string, 0, len(r.IdleCPU))
+	for id := range r.IdleCPU {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		v := r.IdleCPU[id]
 		out = append(out, Goal{Name: "idle CPU % of a core, " + id, Value: v, Limit: 5, Kind: "at most", Met: v < 5})
 	}
 	return out
