@@ -40,7 +40,10 @@ func tapTxDropped(t *testing.T, id string) uint64 {
 // queue drops a packet, by `ip -s link` and by shoal stats. The kernel
 // reply path carries the data.
 func TestFreshConnectionsDuringDownloads(t *testing.T) {
-	l := up(t, lab.Options{Nodes: 3})
+	// Kernel mode explicitly: in tap mode this test fails (the tap drops
+	// hundreds of frames per node, SYN-ACKs among them), which is why the
+	// kernel reply path exists.
+	l := up(t, lab.Options{Nodes: 3, ReplyPath: "kernel"})
 	ids := l.NodeIDs()
 	const downloads, probes = 6, 40
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -143,7 +146,7 @@ func TestFreshConnectionsDuringDownloads(t *testing.T) {
 		t.Logf("%s: reply path %s, kernel sent %d packets / %d MB, tap tx dropped %d (stats) %d (ip -s link), tap port tx errors %d",
 			id, st.ReplyPath.Mode, s.Reply.KernelPackets, s.Reply.KernelBytes/1e6, s.Reply.TapTxDropped, ipDrops, s.Ports["tap"].TxErrors)
 		if st.ReplyPath.Mode != "kernel" || s.Reply.Mode != "kernel" {
-			t.Errorf("%s runs reply path %q, want kernel (af_packet, auto)", id, st.ReplyPath.Mode)
+			t.Errorf("%s runs reply path %q, want kernel", id, st.ReplyPath.Mode)
 		}
 		if ipDrops != 0 || s.Reply.TapTxDropped != 0 {
 			t.Errorf("%s: the tap dropped packets: %d by ip -s link, %d by shoal stats", id, ipDrops, s.Reply.TapTxDropped)
