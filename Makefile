@@ -11,7 +11,7 @@ HUGEPAGES ?= 1024
 DEB_PACKAGES := libdpdk-dev dpdk pkg-config gcc make iproute2 nftables ethtool curl wrk haproxy nginx-light
 GO_SOURCES := $(shell find . -name '*.go' -o -name '*.c' -o -name '*.h' | grep -v '^./bin/')
 
-.PHONY: deps build test race fuzz bench demo lint clean
+.PHONY: deps build test race fuzz bench bench-http demo lint clean
 
 # deps installs what is missing (Debian packages, as root) and reserves
 # hugepages; without them DPDK falls back to --no-huge at about half speed,
@@ -52,6 +52,11 @@ fuzz: deps
 
 bench: build
 	$(BIN) bench dataplane
+
+# bench-http compares shoal with a central HAProxy and the plain kernel
+# path in the lab (about 90 s); it writes bench/results/http-DATE.{json,png}.
+bench-http: build
+	$(BIN) bench http
 
 demo: build
 	$(BIN) demo
