@@ -8,7 +8,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin/shoal
 HUGEPAGES ?= 1024
-DEB_PACKAGES := libdpdk-dev dpdk pkg-config gcc make iproute2 nftables ethtool curl wrk
+DEB_PACKAGES := libdpdk-dev dpdk pkg-config gcc make iproute2 nftables ethtool curl wrk chromium fonts-dejavu-core
 GO_SOURCES := $(shell find . -name '*.go' -o -name '*.c' -o -name '*.h' | grep -v '^./bin/')
 
 .PHONY: deps build test race fuzz bench demo lint clean
@@ -33,12 +33,15 @@ PURE_PKGS = $(shell $(GO) list ./... | grep -Ev '/shoal/($(CGO_PKGS))$$')
 
 # test runs vet, the pure packages' tests without cgo, and every test with
 # the race detector. The lab tests need root, hugepages or --no-huge, and
-# namespaces; elsewhere they skip with a reason.
+# namespaces; elsewhere they skip with a reason. Tests keep their artefacts
+# (the status page's screenshots) under bin/test-artifacts/_artifacts/.
+ARTIFACTS := $(CURDIR)/bin/test-artifacts
 test: build
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) vet $(PURE_PKGS)
 	CGO_ENABLED=0 $(GO) test -count=1 -short $(PURE_PKGS)
-	$(GO) test -race -count=1 -timeout 25m ./...
+	mkdir -p $(ARTIFACTS)
+	$(GO) test -race -count=1 -timeout 25m -artifacts -outputdir $(ARTIFACTS) ./...
 
 race: test
 
