@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoal-lb/shoal/api"
+	"github.com/shoal-lb/shoal/deploy"
 	"github.com/shoal-lb/shoal/lab"
 	"github.com/shoal-lb/shoal/lab/browser"
 )
@@ -74,7 +75,8 @@ func domCheck(t *testing.T, dom string) (rows map[string]int, tables map[string]
 }
 
 // TestStatusPage: each node's status page is reachable from the client
-// namespace on its admin TCP listener, read-only without the token. A
+// namespace on its admin TCP listener, read-only without the token; its
+// /metrics serves every metric the dashboard and alert rules use. A
 // headless Chromium draws n1's page: every member, and bar segments that
 // add up to 65,536 buckets as n1's table has them. After a drain of n2
 // (POST /v1/drain with the token) n1's event stream brings a snapshot
@@ -103,6 +105,21 @@ func TestStatusPage(t *testing.T) {
 		if code, body := adminReq(t, hc, "POST", 2, api.PathDrain, `{"on": true}`, tok); code != 401 {
 			t.Fatalf("POST /v1/drain with token %q: %d %s, want 401", tok, code, body)
 		}
+	}
+
+	// The dashboard and the alert rules (package deploy) name only metrics
+	// and label values that a node's /metrics serves; a scraper needs no
+	// token.
+	code, body := adminReq(t, hc, "GET", 1, api.PathMetrics, "", "")
+	if code != 200 {
+		t.Fatalf("GET /metrics without a token: %d", code)
+	}
+	sel, err := deploy.Selectors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range deploy.Missing(sel, deploy.ParseMetrics(body)) {
+		t.Errorf("deploy/: %s", m)
 	}
 
 	// n1's event stream, read by Go from the client namespace.
