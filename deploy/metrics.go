@@ -9,7 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-//go:embed grafana/shoal-dashboard.json prometheus/shoal-alerts.yaml
+//go:embed grafana/shoal-dashboard.json prometheus/shoal-alerts.yaml systemd/shoal@.service
 var files embed.FS
 
 // Matcher is one label matcher of a selector: Label Op "Value".

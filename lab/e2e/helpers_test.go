@@ -62,7 +62,9 @@ func needLab(t *testing.T) {
 func up(t *testing.T, opts lab.Options) *lab.Lab {
 	t.Helper()
 	needLab(t)
-	opts.Binary = shoalBin
+	if opts.Binary == "" {
+		opts.Binary = shoalBin
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	l, err := lab.Up(ctx, opts)
