@@ -1,4 +1,4 @@
-# shoal: make deps | build | test | race | fuzz | bench | demo | lint
+# shoal: make deps | build | test | race | fuzz | bench | demo | lint | docs
 #
 # Every target that needs system packages depends on deps, so `make demo`
 # and `make test` work on a fresh Debian 12 machine run as root.
@@ -11,7 +11,7 @@ HUGEPAGES ?= 1024
 DEB_PACKAGES := libdpdk-dev dpdk pkg-config gcc make iproute2 nftables ethtool curl wrk chromium fonts-dejavu-core
 GO_SOURCES := $(shell find . -name '*.go' -o -name '*.c' -o -name '*.h' | grep -v '^./bin/')
 
-.PHONY: deps build test race fuzz bench demo lint clean
+.PHONY: deps build test race fuzz bench demo lint docs clean
 
 # deps installs what is missing (Debian packages, as root) and reserves
 # hugepages; without them DPDK falls back to --no-huge at about half speed,
@@ -57,6 +57,14 @@ demo: build
 lint: deps
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# docs regenerates the CLI reference from the command definitions: the man
+# page and docs/cli.md (TestDocsUpToDate fails when they are stale).
+# Install: cp docs/shoal.1 /usr/local/share/man/man1/; shoal completion bash
+# > /etc/bash_completion.d/shoal.
+docs: $(BIN)
+	$(BIN) docs man > docs/shoal.1
+	$(BIN) docs markdown > docs/cli.md
 
 clean:
 	rm -rf bin
