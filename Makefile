@@ -8,10 +8,11 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin/shoal
 HUGEPAGES ?= 1024
-DEB_PACKAGES := libdpdk-dev dpdk pkg-config gcc make iproute2 nftables ethtool curl wrk chromium fonts-dejavu-core
+DEB_PACKAGES := libdpdk-dev dpdk pkg-config gcc make iproute2 nftables ethtool curl wrk chromium fonts-dejavu-core \
+	docker.io docker-compose debootstrap
 GO_SOURCES := $(shell find . -name '*.go' -o -name '*.c' -o -name '*.h' | grep -v '^./bin/')
 
-.PHONY: deps build test race fuzz bench demo lint docs clean
+.PHONY: deps build test race fuzz bench demo lint docs image clean
 
 # deps installs what is missing (Debian packages, as root) and reserves
 # hugepages; without them DPDK falls back to --no-huge at about half speed,
@@ -25,10 +26,10 @@ $(BIN): $(GO_SOURCES) go.mod go.sum
 	$(GO) build -o $(BIN) ./cmd/shoal
 
 # CGO_PKGS are the only packages that may link DPDK: the binding, the data
-# plane, the node wiring, the binary, the data-plane benchmark and the lab's
-# end-to-end tests (which run the real binary). Every other package builds
-# and passes its tests with CGO_ENABLED=0.
-CGO_PKGS := cgo|dataplane|node|cmd/shoal|bench/dpbench|lab/e2e
+# plane, the node wiring, the binary, the data-plane benchmark, the lab's
+# end-to-end tests and the container test (which run the real binary).
+# Every other package builds and passes its tests with CGO_ENABLED=0.
+CGO_PKGS := cgo|dataplane|node|cmd/shoal|bench/dpbench|lab/e2e|docker
 PURE_PKGS = $(shell $(GO) list ./... | grep -Ev '/shoal/($(CGO_PKGS))$$')
 
 # test runs vet, the pure packages' tests without cgo, and every test with
@@ -57,6 +58,13 @@ demo: build
 lint: deps
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# image builds shoal:latest for Docker (docker/README.md): a debootstrapped
+# Debian 12 base with the DPDK runtime libraries, built once (about 1.5
+# minutes) and cached, then the binary on top (seconds). It needs a running
+# Docker engine (dockerd).
+image: build
+	./scripts/image.sh shoal:latest
 
 # docs regenerates the CLI reference from the command definitions: the man
 # page and docs/cli.md (TestDocsUpToDate fails when they are stale).
