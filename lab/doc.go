@@ -19,8 +19,10 @@
 // through the nodes unless Options.StaticNeighbor pins it to the cluster MAC.
 //
 // State lives in StateDir (/run/shoal-lab): nK.yaml (node config), nK.pid,
-// nK.log, nK.sock (admin API) and content/ (ContentDir), the deterministic
-// files every node serves (see Objects, ContentBytes, ContentSHA256).
+// nK.log, nK.sock (admin API), admin.token (TokenPath: the bearer token of
+// every node's TCP admin API and status page on NodeIP:AdminPort) and
+// content/ (ContentDir), the deterministic files every node serves (see
+// Objects, ContentBytes, ContentSHA256).
 //
 // Contract:
 //   - Up first removes any previous lab (a crashed run leaves one behind),

@@ -355,6 +355,9 @@ func (l *Lab) build(ctx context.Context) error {
 	if l.opts.NetworkOnly {
 		return nil
 	}
+	if err := writeToken(); err != nil {
+		return err
+	}
 	for k := 1; k <= l.opts.Nodes; k++ {
 		if err := l.writeConfig(k); err != nil {
 			return err

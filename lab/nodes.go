@@ -119,7 +119,8 @@ func (l *Lab) NodeConfig(k int) (*config.Config, error) {
 		DPDK:      config.DPDKConfig{MemoryMB: l.opts.MemoryMB, Hugepages: "auto"},
 		Dataplane: config.DataplaneConfig{ExtraBuckets: l.opts.ExtraBuckets[k], ReplyPath: l.replyPath(k)},
 		HTTP:      config.HTTPConfig{Content: ContentDir},
-		Admin:     config.AdminConfig{Socket: SocketPath(id)},
+		Admin: config.AdminConfig{Socket: SocketPath(id),
+			Listen: fmt.Sprintf("%s:%d", NodeIP(k), AdminPort), TokenFile: TokenPath},
 	}
 	if l.opts.Configure != nil {
 		l.opts.Configure(id, c)

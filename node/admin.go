@@ -17,6 +17,7 @@ import (
 	"github.com/shoal-lb/shoal/control/groups"
 	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/dataplane"
+	"github.com/shoal-lb/shoal/ui"
 )
 
 // The admin API: HTTP over the unix socket admin.socket (mode 0600: root
@@ -28,6 +29,7 @@ type admin struct {
 	srv  *http.Server
 	tcp  *http.Server // optional, bearer token
 	path string
+	ui   *ui.UI
 }
 
 func startAdmin(n *Node) (*admin, error) {
@@ -87,18 +89,11 @@ func startAdmin(n *Node) (*admin, error) {
 		writeJSON(w, n.agent.State())
 	})
 	mux.HandleFunc("GET "+api.PathRanges, func(w http.ResponseWriter, r *http.Request) {
-		t := n.ctrl.Snapshot().Table
-		if g := r.URL.Query().Get("group"); g != "" {
-			gt, ok := n.Groups().Table(g)
-			if !ok {
-				http.Error(w, fmt.Sprintf("no group %q", g), http.StatusNotFound)
-				return
-			}
-			t = gt
-		}
-		out := api.Ranges{TableHash: t.Hash, Intervals: []api.Interval{}}
-		for _, iv := range t.Intervals() {
-			out.Intervals = append(out.Intervals, api.Interval{From: iv.From, To: iv.To, Owner: iv.Owner})
+		g := r.URL.Query().Get("group")
+		out, ok := n.ranges(g)
+		if !ok {
+			http.Error(w, fmt.Sprintf("no group %q", g), http.StatusNotFound)
+			return
 		}
 		writeJSON(w, out)
 	})
@@ -136,7 +131,10 @@ func startAdmin(n *Node) (*admin, error) {
 	})
 	mux.HandleFunc("GET "+api.PathHealth, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.health()) })
 	mux.HandleFunc("GET "+api.PathGroups, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.groupStatus()) })
-	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}, path: path}
+	// The status page and its live feed (package ui), read-only.
+	page := ui.New(uiSource{n})
+	page.Mount(mux)
+	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}, path: path, ui: page}
 	go a.srv.Serve(ln)
 	if n.cfg.Admin.Listen != "" {
 		tok, err := n.cfg.AdminToken()
@@ -155,11 +153,17 @@ func startAdmin(n *Node) (*admin, error) {
 	return a, nil
 }
 
-// bearer admits only requests carrying the token; the comparison takes the
-// same time whatever the guess.
+// bearer guards the TCP listener: reads (GET, HEAD: the status page, its
+// events, /v1/* and /metrics) are open, except the flow list, which names
+// clients; every change, and everything else, needs the token. The
+// comparison takes the same time whatever the guess.
 func bearer(token string, next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path != api.PathFlows {
+			next.ServeHTTP(w, r)
+			return
+		}
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
 			http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
@@ -170,6 +174,9 @@ func bearer(token string, next http.Handler) http.Handler {
 }
 
 func (a *admin) stop() {
+	// Event streams never go idle, so Shutdown would not wait for them:
+	// end them first, so none reads the node while it is torn down.
+	a.ui.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	a.srv.Shutdown(ctx)
@@ -184,6 +191,27 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// ranges is GET /v1/ranges: the cluster table (group "") or a group's;
+// false when there is no such group.
+func (n *Node) ranges(group string) (api.Ranges, bool) {
+	t := n.ctrl.Snapshot().Table
+	if t == nil {
+		return api.Ranges{Intervals: []api.Interval{}}, group == ""
+	}
+	if group != "" {
+		gt, ok := n.Groups().Table(group)
+		if !ok {
+			return api.Ranges{}, false
+		}
+		t = gt
+	}
+	out := api.Ranges{TableHash: t.Hash, Intervals: []api.Interval{}}
+	for _, iv := range t.Intervals() {
+		out.Intervals = append(out.Intervals, api.Interval{From: iv.From, To: iv.To, Owner: iv.Owner})
+	}
+	return out, true
 }
 
 // status is GET /v1/status.

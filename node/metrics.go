@@ -85,6 +85,7 @@ func (n *Node) writeMetrics(w io.Writer) {
 	metrics.WriteGaugeUint64(w, "shoal_members", uint64(len(s.Members)))
 	for _, m := range s.Members {
 		metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_member_share{member=%q}`, m.ID), m.Share)
+		metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_member_weight{member=%q}`, m.ID), m.Weight)
 		metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_member_availability{member=%q}`, m.ID), m.Availability)
 		metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_member_capacity{member=%q}`, m.ID), m.Capacity)
 	}

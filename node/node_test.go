@@ -3,7 +3,11 @@ package node
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/shoal-lb/shoal/api"
 )
 
 func TestLooksLikePCI(t *testing.T) {
@@ -15,17 +19,76 @@ func TestLooksLikePCI(t *testing.T) {
 	}
 }
 
+// TestBearer: on the TCP listener reads are open (the status page, its
+// events, /v1/* but the flow list, /metrics); every change, the flow list
+// and any other method need the right token.
 func TestBearer(t *testing.T) {
 	h := bearer("0123456789abcdef", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
-	for auth, want := range map[string]int{"": 401, "Bearer nope": 401, "Bearer 0123456789abcdef": 204} {
+	const good, bad = "Bearer 0123456789abcdef", "Bearer 0123456789abcdeX"
+	for _, c := range []struct {
+		method, path, auth string
+		want               int
+	}{
+		{"GET", "/", "", 204},
+		{"GET", "/ui/app.js", "", 204},
+		{"GET", api.PathEvents, "", 204},
+		{"GET", api.PathStatus, "", 204},
+		{"HEAD", api.PathStatus, "", 204},
+		{"GET", api.PathMetrics, "", 204},
+		{"GET", api.PathFlows, "", 401},
+		{"GET", api.PathFlows, bad, 401},
+		{"GET", api.PathFlows, good, 204},
+		{"POST", api.PathDrain, "", 401},
+		{"POST", api.PathDrain, bad, 401},
+		{"POST", api.PathDrain, "0123456789abcdef", 401},
+		{"POST", api.PathDrain, good, 204},
+		{"POST", api.PathWeight, "", 401},
+		{"POST", api.PathServer, "", 401},
+		{"PUT", api.PathStatus, "", 401},
+		{"DELETE", "/", "", 401},
+	} {
 		rec := httptest.NewRecorder()
-		req := httptest.NewRequest("GET", "/v1/status", nil)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
+		req := httptest.NewRequest(c.method, c.path, nil)
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
 		}
 		h.ServeHTTP(rec, req)
-		if rec.Code != want {
-			t.Errorf("%q: %d, want %d", auth, rec.Code, want)
+		if rec.Code != c.want {
+			t.Errorf("%s %s with %q: %d, want %d", c.method, c.path, c.auth, rec.Code, c.want)
+		}
+		if rec.Code == 401 && rec.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("%s %s: 401 without WWW-Authenticate", c.method, c.path)
+		}
+	}
+}
+
+// TestSysctlInForce: where /proc/sys is read-only, the tap's settings count
+// as done when the kernel already applies them: the larger of all and the
+// device for arp_ignore and arp_announce, the device's own value otherwise.
+func TestSysctlInForce(t *testing.T) {
+	root := t.TempDir() + "/"
+	set := func(rel, v string) {
+		if err := os.MkdirAll(filepath.Dir(root+rel), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(root+rel, []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("ipv4/conf/shoal0/arp_ignore", "0")
+	set("ipv4/conf/all/arp_ignore", "1")
+	set("ipv4/conf/shoal0/arp_announce", "0")
+	set("ipv4/conf/all/arp_announce", "0")
+	set("ipv6/conf/shoal0/disable_ipv6", "1")
+	for rel, want := range map[string]bool{
+		"ipv4/conf/shoal0/arp_ignore":   true,  // all=1 wins
+		"ipv4/conf/shoal0/arp_announce": false, // 0 and 0: not 2
+		"ipv6/conf/shoal0/disable_ipv6": true,
+		"ipv4/conf/nope/arp_ignore":     true, // all=1 still applies
+	} {
+		w := map[string]string{"arp_ignore": "1", "arp_announce": "2", "disable_ipv6": "1"}[filepath.Base(rel)]
+		if got := sysctlInForce(root, rel, w); got != want {
+			t.Errorf("%s = %s: in force %v, want %v", rel, w, got, want)
 		}
 	}
 }

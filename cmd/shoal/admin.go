@@ -21,25 +21,36 @@ import (
 
 // The control commands talk to a node's admin API on its unix socket.
 
-var adminFlags = []cli.Flag{
-	&cli.StringFlag{Name: "socket", Usage: "admin socket of the node (default: the lab node of this namespace, or the only socket in /run/shoal)"},
-	&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+// adminFlags are the flags of every control command; the --json usage
+// names what is printed (docs/operations.md shows the shapes).
+func adminFlags(json string, extra ...cli.Flag) []cli.Flag {
+	return append(extra,
+		&cli.StringFlag{Name: "socket", Usage: "admin socket of the node (default: the lab node of this namespace, or the only socket in /run/shoal)"},
+		&cli.BoolFlag{Name: "json", Usage: "print JSON: " + json})
 }
 
 func init() {
 	commands = append(commands,
-		&cli.Command{Name: "status", Usage: "show the node's identity, table and members", Flags: adminFlags, Action: statusCmd},
-		&cli.Command{Name: "stats", Usage: "show the data plane's counters", Flags: adminFlags, Action: statsCmd},
+		&cli.Command{Name: "status", Usage: "show the node's identity, table and members",
+			Flags: adminFlags("the answer of GET /v1/status (an object: node_id, table_hash, epoch, owned_buckets, members, ...)"), Action: statusCmd},
+		&cli.Command{Name: "stats", Usage: "show the data plane's counters",
+			Flags: adminFlags("the answer of GET /v1/stats (an object: total, flows, workers, ports)"), Action: statsCmd},
 		&cli.Command{Name: "drain", Usage: "give this node's share of new connections away (established ones stay)",
-			Flags: append([]cli.Flag{&cli.BoolFlag{Name: "undo", Usage: "take the share back"}}, adminFlags...), Action: drainCmd},
+			Flags: adminFlags("the capacity state after the change (an object: capacity, availability, draining, ...)",
+				&cli.BoolFlag{Name: "undo", Usage: "take the share back"}), Action: drainCmd},
 		&cli.Command{Name: "weight", Usage: "override this node's advertised availability", ArgsUsage: "N | --reset",
-			Flags: append([]cli.Flag{&cli.BoolFlag{Name: "reset", Usage: "remove the override"}}, adminFlags...), Action: weightCmd},
+			Flags: adminFlags("the capacity state after the change (an object: capacity, availability, override, ...)",
+				&cli.BoolFlag{Name: "reset", Usage: "remove the override"}), Action: weightCmd},
 		&cli.Command{Name: "ranges", Usage: "show the range table (or a group's) as owner intervals",
-			Flags: append([]cli.Flag{&cli.StringFlag{Name: "group", Usage: "a group's table instead of the cluster's"}}, adminFlags...), Action: rangesCmd},
+			Flags: adminFlags("the answer of GET /v1/ranges (an object: table_hash, intervals of {from, to, owner})",
+				&cli.StringFlag{Name: "group", Usage: "a group's table instead of the cluster's"}), Action: rangesCmd},
 		&cli.Command{Name: "flows", Usage: "list the flows in the workers' tables",
-			Flags: append([]cli.Flag{&cli.IntFlag{Name: "max", Value: 100, Usage: "at most this many flows"}}, adminFlags...), Action: flowsCmd},
-		&cli.Command{Name: "health", Usage: "show this node's checks and every member's health", Flags: adminFlags, Action: healthCmd},
-		&cli.Command{Name: "groups", Usage: "show the server groups, their rules and members", Flags: adminFlags, Action: groupsCmd},
+			Flags: adminFlags("the answer of GET /v1/flows (an array of {client, vip, state, bucket, expires_in_ms, worker})",
+				&cli.IntFlag{Name: "max", Value: 100, Usage: "at most this many flows"}), Action: flowsCmd},
+		&cli.Command{Name: "health", Usage: "show this node's checks and every member's health",
+			Flags: adminFlags("the answer of GET /v1/health (an object: healthy, server_running, checks, slow_start_factor, members)"), Action: healthCmd},
+		&cli.Command{Name: "groups", Usage: "show the server groups, their rules and members",
+			Flags: adminFlags("the answer of GET /v1/groups (an array: name, paths, cookies, policy, table_hash, members, local)"), Action: groupsCmd},
 	)
 }
 

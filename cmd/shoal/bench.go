@@ -25,7 +25,7 @@ func init() {
 				&cli.DurationFlag{Name: "duration", Value: time.Second, Usage: "length of each run"},
 				&cli.IntFlag{Name: "flows", Value: 1 << 20, Usage: "established flows in the table"},
 				&cli.IntFlag{Name: "templates", Value: 1 << 16, Usage: "distinct frames replayed in the foreign-drop and SYN runs"},
-				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per scenario"},
+				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, one per scenario (scenario, mpps, limit_mpps, ratio_to_limit, ns_per_packet, classify_ns_per_packet, ...), then with --loop one for the worker loop (mpps, max_iter_us, dump_max_iter_us, empty_ring_poll_ns, ...)"},
 				&cli.BoolFlag{Name: "loop", Value: true, Usage: "also run the real worker loop: longest iteration while shoal flows dumps the table, cost of the command-ring check"},
 			},
 			Action: benchDataplane,

@@ -29,7 +29,7 @@ func init() {
 			&cli.StringFlag{Name: "sim", Value: "64,256", Usage: `simulated cluster sizes, comma-separated; "" skips the simulation`},
 			&cli.DurationFlag{Name: "sim-timeout", Value: 60 * time.Second, Usage: "bound on each wait of the simulation"},
 			&cli.DurationFlag{Name: "sim-probe-interval", Usage: "simulation only: gossip probe interval (probe timeout half of it) instead of the LAN default 200ms"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per measurement"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, one per measurement: part, scenario, members, metric, unit, samples, p50, p99, max, ..."},
 			&cli.BoolFlag{Name: "verbose", Usage: "show the lab's own steps on stderr"},
 		},
 		Action: benchConverge,

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -178,7 +179,7 @@ func labUp(c *cli.Context) error {
 	}
 	fmt.Printf("lab up: VIP %s, client %s (shoal lab exec client -- CMD)\n", lab.VIP, lab.ClientIP)
 	for i, id := range l.NodeIDs() {
-		fmt.Printf("  %s  %s  weight %g  log %s\n", id, lab.NodeIP(i+1), l.Options().Weights[i], lab.LogPath(id))
+		fmt.Printf("  %s  %s  weight %g  status page %s  log %s\n", id, lab.NodeIP(i+1), l.Options().Weights[i], lab.AdminURL(i+1), lab.LogPath(id))
 	}
 	return nil
 }
@@ -231,16 +232,23 @@ func labStatus(c *cli.Context) error {
 	}
 	fmt.Printf("namespaces: %s\n", strings.Join(s.Namespaces, " "))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tNAMESPACE\tPID\tSTATE")
+	fmt.Fprintln(tw, "NODE\tNAMESPACE\tPID\tSTATE\tSTATUS PAGE (from the client namespace)")
 	for _, n := range s.Nodes {
-		ns, pid, state := "missing", "-", "down"
+		ns, pid, state, url := "missing", "-", "down", "-"
 		if n.Namespace {
 			ns = lab.Namespace(n.ID)
 		}
 		if n.PID != 0 {
 			pid, state = fmt.Sprint(n.PID), "running"
+			k, _ := strconv.Atoi(strings.TrimPrefix(n.ID, "n"))
+			url = lab.AdminURL(k)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.ID, ns, pid, state)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.ID, ns, pid, state, url)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Printf("status pages are read-only; changes need the token in %s\n", lab.TokenPath)
+	fmt.Printf("e.g. shoal lab exec client -- chromium --headless --no-sandbox --screenshot=/tmp/n1.png %s\n", lab.AdminURL(1))
+	return nil
 }

@@ -26,17 +26,37 @@ func badInput(format string, a ...any) error {
 	return usageError{fmt.Errorf(format, a...)}
 }
 
-func main() {
-	app := &cli.App{
-		Name:     "shoal",
-		Usage:    "leaderless load-balancing cluster for web servers",
-		Commands: commands,
+// cloneCommands copies the command tree: running an App fills in its
+// commands (help subcommands, parents), so each App gets its own.
+func cloneCommands(cs []*cli.Command) []*cli.Command {
+	out := make([]*cli.Command, len(cs))
+	for i, c := range cs {
+		cc := *c
+		cc.Subcommands = cloneCommands(c.Subcommands)
+		out[i] = &cc
+	}
+	return out
+}
+
+// newApp is the command line: every command, shell completion on.
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "shoal",
+		Usage: "leaderless load-balancing cluster for web servers",
+		Description: "shoal runs a cluster node (shoal node), talks to a running node's admin API " +
+			"(status, stats, ranges, groups, flows, health, drain, weight), runs the namespace lab, " +
+			"the demo and the benchmarks. Documentation: docs/ in the source tree.",
+		Commands:             cloneCommands(commands),
+		EnableBashCompletion: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	if err := app.Run(os.Args); err != nil {
+}
+
+func main() {
+	if err := newApp().Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "shoal: %v\n", err)
 		var u usageError
 		if errors.As(err, &u) {

@@ -62,7 +62,9 @@ func needLab(t *testing.T) {
 func up(t *testing.T, opts lab.Options) *lab.Lab {
 	t.Helper()
 	needLab(t)
-	opts.Binary = shoalBin
+	if opts.Binary == "" {
+		opts.Binary = shoalBin
+	}
 	if opts.ReplyPath == "" {
 		// SHOAL_E2E_REPLY_PATH=tap runs the whole suite in tap mode; the
 		// default (auto) is kernel on the lab's af_packet veths.
