@@ -7,12 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"time"
 
 	dpdk "github.com/shoal-lb/shoal/cgo"
 	"github.com/shoal-lb/shoal/dataplane"
+	"github.com/shoal-lb/shoal/sysctl"
 )
 
 // startDataplane initialises the EAL, opens the NIC and the tap, and
@@ -165,7 +165,7 @@ func (n *Node) configureTap() error {
 			// A container runtime mounts /proc/sys read-only; the
 			// setting may already hold (the all/default sysctls, set
 			// with --sysctl, see docker/README.md).
-			if sysctlInForce("/proc/sys/net/", kv[0], kv[1]) {
+			if sysctl.InForce("/proc/sys/net/", kv[0], kv[1]) {
 				continue
 			}
 			return fmt.Errorf("tap %s: %w; where /proc/sys is read-only (a container), set net.ipv4.conf.all.arp_ignore=1, net.ipv4.conf.all.arp_announce=2 and net.ipv6.conf.default.disable_ipv6=1 instead", tap, err)
@@ -181,30 +181,6 @@ func (n *Node) configureTap() error {
 		}
 	}
 	return nil
-}
-
-// sysctlInForce reports whether the per-interface sysctl rel (under root,
-// /proc/sys/net/) already has the value want in effect: the kernel applies
-// the larger of conf/all and conf/<dev> for arp_ignore and arp_announce,
-// and a new interface takes disable_ipv6 from conf/default.
-func sysctlInForce(root, rel, want string) bool {
-	read := func(p string) int {
-		b, err := os.ReadFile(root + p)
-		if err != nil {
-			return -1
-		}
-		v, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil {
-			return -1
-		}
-		return v
-	}
-	w, _ := strconv.Atoi(want)
-	have := read(rel)
-	if parts := strings.Split(rel, "/"); len(parts) == 4 && (parts[3] == "arp_ignore" || parts[3] == "arp_announce") {
-		have = max(have, read(parts[0]+"/conf/all/"+parts[3]))
-	}
-	return have == w
 }
 
 // FlowCounts is the number of this node's flows that are not yet

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/shoal-lb/shoal/sysctl"
 )
 
 // Installed is a kernel reply path in place in this network namespace.
@@ -45,8 +47,14 @@ func Apply(p Params) (*Installed, error) {
 			return nil, fmt.Errorf("replypath: %w", err)
 		}
 		if err := os.WriteFile(s.Path(), []byte(s.Value), 0o644); err != nil {
+			// A container runtime mounts /proc/sys read-only; the
+			// setting may already hold through conf/all (set with
+			// --sysctl, see docker/README.md).
+			if sysctl.InForce("/proc/sys/net/", s.Key, s.Value) {
+				continue
+			}
 			in.restore()
-			return nil, fmt.Errorf("replypath: %w", err)
+			return nil, fmt.Errorf("replypath: %w; where /proc/sys is read-only (a container), set net.ipv4.conf.all.arp_ignore=1 and net.ipv4.conf.all.arp_announce=2 instead", err)
 		}
 		in.saved = append(in.saved, Sysctl{s.Key, strings.TrimSpace(string(old))})
 	}
