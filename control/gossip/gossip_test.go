@@ -416,34 +416,34 @@ func startRawPeer(t *testing.T, name string, meta []byte, seed string) *rawPeer 
 func TestBadMetaPeer(t *testing.T) {
 	nodes := cluster(t, 2)
 	seed := nodes[0].LocalAddr()
-	good, err := EncodeMeta(Meta{NodeID: "v2", Capacity: 10})
+	good, err := EncodeMeta(Meta{NodeID: "v3", Capacity: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v2 := append([]byte{2}, good[1:]...)
-	p := startRawPeer(t, "v2", v2, seed)
+	v3 := append([]byte{3}, good[1:]...)
+	p := startRawPeer(t, "v3", v3, seed)
 
 	for _, nd := range nodes {
-		waitFor(t, nd.cfg.NodeID+" to reject v2's meta", func() bool {
+		waitFor(t, nd.cfg.NodeID+" to reject v3's meta", func() bool {
 			st := nd.Stats()
 			return st.MetaRejected[ReasonVersion] >= 1 && st.MembersExcluded == 1
 		})
 		if got := memberIDs(nd.Gossip); !slices.Equal(got, ids(2)) {
-			t.Fatalf("%s lists %v, want the version-2 peer excluded", nd.cfg.NodeID, got)
+			t.Fatalf("%s lists %v, want the version-3 peer excluded", nd.cfg.NodeID, got)
 		}
 	}
 	// A second bad meta with the same problem is counted but not logged again.
-	v2b := append([]byte(nil), v2...)
-	v2b[1] = 9 // epoch changes
-	p.meta.Store(v2b)
+	v3b := append([]byte(nil), v3...)
+	v3b[1] = 9 // epoch changes
+	p.meta.Store(v3b)
 	if err := p.ml.UpdateNode(deadline); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "n1 to count the second version-2 meta", func() bool { return nodes[0].Stats().MetaRejected[ReasonVersion] >= 2 })
-	if got := nodes[0].rec.count(`ignoring member "v2"`, "version 2"); got != 1 {
+	waitFor(t, "n1 to count the second version-3 meta", func() bool { return nodes[0].Stats().MetaRejected[ReasonVersion] >= 2 })
+	if got := nodes[0].rec.count(`ignoring member "v3"`, "version 3"); got != 1 {
 		t.Fatalf("n1 logged the bad peer %d times, want once:\n%s", got, nodes[0].rec.dump())
 	}
-	if nodes[0].rec.count(`ignoring member "v2" at 127.0.0.1:`) != 1 {
+	if nodes[0].rec.count(`ignoring member "v3" at 127.0.0.1:`) != 1 {
 		t.Fatal("the log line does not name the peer's address")
 	}
 
@@ -452,7 +452,7 @@ func TestBadMetaPeer(t *testing.T) {
 	if err := p.ml.UpdateNode(deadline); err != nil {
 		t.Fatal(err)
 	}
-	waitMembers(t, nodes[0], "n1", "n2", "v2")
+	waitMembers(t, nodes[0], "n1", "n2", "v3")
 }
 
 func TestClampedAndMismatchedPeers(t *testing.T) {

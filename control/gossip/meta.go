@@ -10,9 +10,18 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// MetaVersion is the meta wire format version this code writes and the
-// newest one it reads.
-const MetaVersion uint8 = 1
+// Meta wire format versions. This code reads both and writes the oldest one
+// that carries the meta's fields (see EncodeMeta).
+const (
+	// MetaVersion1 has no table algorithm field: its sender builds range
+	// tables with algorithm version 1 only.
+	MetaVersion1 uint8 = 1
+	// MetaVersion2 appends the highest range-table algorithm version the
+	// sender can build.
+	MetaVersion2 uint8 = 2
+	// MetaVersion is the newest version this code reads and writes.
+	MetaVersion = MetaVersion2
+)
 
 // MaxCapacity bounds Capacity and Availability. It is far above any real
 // node's weight, so a value beyond it is a bug or an attack, never a
@@ -51,10 +60,21 @@ var healthCodes = []string{HealthHealthy, HealthUnhealthy, HealthDraining}
 //	..     1     group count g (0..255)
 //	..     g×    group: length n (1..255), then n bytes of UTF-8
 //
+// Version 2 is version 1 with the version byte 2 and one more byte at the
+// end:
+//
+//	..     1     table algorithm: the highest range-table algorithm version
+//	             the sender can build (1..255; control/ranges)
+//
 // A reader rejects a version it does not know rather than guessing, so a
-// format change must bump the version. testdata/meta_v1.golden pins it.
+// format change must bump the version. A version-1 meta says the sender
+// builds algorithm 1 only. testdata/meta_v1.golden and meta_v2.golden pin
+// both versions.
 type Meta struct {
-	Version      uint8   // format version; this code writes 1 (0 means "current")
+	// Version is the format version; 0 means the oldest one that carries
+	// the fields (1 unless TableAlgorithm is above 1). Decoded metas hold
+	// the version they arrived in.
+	Version      uint8
 	NodeID       string  // equals the memberlist node name
 	Capacity     float64 // configured capacity (weight), 0..MaxCapacity
 	Availability float64 // current available capacity, quantized by the sender, 0..Capacity
@@ -62,6 +82,32 @@ type Meta struct {
 	Groups       []string
 	TableHash    string // hash of the range table the sender runs
 	Epoch        uint64
+	// TableAlgorithm is the highest range-table algorithm version the
+	// sender can build; 0, as in every version-1 meta, means 1.
+	TableAlgorithm uint8
+}
+
+// TableAlgorithmMax is the highest range-table algorithm version the sender
+// can build: TableAlgorithm, or 1 when the meta predates the field.
+func (m Meta) TableAlgorithmMax() int { return max(1, int(m.TableAlgorithm)) }
+
+// wireVersion is the format EncodeMeta writes for m.
+func wireVersion(m Meta) (uint8, error) {
+	switch m.Version {
+	case 0:
+		if m.TableAlgorithm > 1 {
+			return MetaVersion2, nil
+		}
+		return MetaVersion1, nil
+	case MetaVersion1:
+		if m.TableAlgorithm > 1 {
+			return 0, metaErr(ReasonVersion, "meta version 1 cannot carry table algorithm %d; use version 2", m.TableAlgorithm)
+		}
+		return MetaVersion1, nil
+	case MetaVersion2:
+		return MetaVersion2, nil
+	}
+	return 0, metaErr(ReasonVersion, "cannot encode version %d; this code writes versions 1 and 2", m.Version)
 }
 
 // Reason names why a peer's meta was rejected or altered; Stats counts by it.
@@ -107,13 +153,21 @@ func metaErr(r Reason, format string, args ...any) error {
 	return &MetaError{Reason: r, Detail: fmt.Sprintf(format, args...)}
 }
 
-// EncodeMeta encodes m in the current wire format. It refuses what a strict
-// reader would reject, so a node never gossips a meta its peers drop.
+// EncodeMeta encodes m. It refuses what a strict reader would reject, so a
+// node never gossips a meta its peers drop. With Version 0 it writes the
+// oldest format that carries m: version 1 unless TableAlgorithm is above 1,
+// so a node held to table algorithm 1 (cluster.table_algorithm_max) stays
+// readable by nodes that know only version 1, which is how a rolling
+// upgrade starts (docs/protocol.md).
 func EncodeMeta(m Meta) ([]byte, error) {
-	if m.Version != 0 && m.Version != MetaVersion {
-		return nil, metaErr(ReasonVersion, "cannot encode version %d; this code writes version %d", m.Version, MetaVersion)
+	v, err := wireVersion(m)
+	if err != nil {
+		return nil, err
 	}
-	m.Version = MetaVersion
+	m.Version = v
+	if m.Version == MetaVersion2 && m.TableAlgorithm == 0 {
+		m.TableAlgorithm = 1
+	}
 	if err := validate(m); err != nil {
 		return nil, err
 	}
@@ -130,7 +184,6 @@ func EncodeMeta(m Meta) ([]byte, error) {
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(m.Capacity))
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(m.Availability))
 	b = append(b, byte(health))
-	var err error
 	if b, err = appendField(b, "node ID", m.NodeID, 1); err != nil {
 		return nil, err
 	}
@@ -142,6 +195,9 @@ func EncodeMeta(m Meta) ([]byte, error) {
 		if b, err = appendField(b, fmt.Sprintf("group %d", i), g, 1); err != nil {
 			return nil, err
 		}
+	}
+	if m.Version == MetaVersion2 {
+		b = append(b, m.TableAlgorithm)
 	}
 	if len(b) > MetaMaxSize {
 		return nil, metaErr(ReasonOversize, "encoded meta is %d bytes, limit %d: fewer or shorter groups", len(b), MetaMaxSize)
@@ -257,8 +313,8 @@ func parseMeta(b []byte) (Meta, error) {
 	if len(b) == 0 {
 		return Meta{}, metaErr(ReasonMalformed, "empty meta (peer is not a shoal node, or too old)")
 	}
-	if b[0] != MetaVersion {
-		return Meta{}, metaErr(ReasonVersion, "peer speaks meta version %d, this node understands only version %d; upgrade this node", b[0], MetaVersion)
+	if b[0] != MetaVersion1 && b[0] != MetaVersion2 {
+		return Meta{}, metaErr(ReasonVersion, "peer speaks meta version %d, this node understands versions 1 and 2; upgrade this node", b[0])
 	}
 	const fixed = 26
 	if len(b) < fixed {
@@ -283,8 +339,13 @@ func parseMeta(b []byte) (Meta, error) {
 			m.Groups = append(m.Groups, r.field(fmt.Sprintf("group %d", i), 1))
 		}
 	}
+	if m.Version == MetaVersion2 {
+		if m.TableAlgorithm = r.byte("table algorithm"); r.err == nil && m.TableAlgorithm == 0 {
+			r.err = metaErr(ReasonMalformed, "table algorithm 0 in a version-2 meta (want 1..255)")
+		}
+	}
 	if r.err == nil && r.off != len(b) {
-		r.err = metaErr(ReasonMalformed, "%d trailing bytes after the last group", len(b)-r.off)
+		r.err = metaErr(ReasonMalformed, "%d trailing bytes after the last field", len(b)-r.off)
 	}
 	if r.err != nil {
 		return Meta{}, r.err

@@ -28,6 +28,14 @@ var goldenMeta = Meta{
 	Epoch:        7,
 }
 
+// goldenMetaV2 is the meta pinned by testdata/meta_v2.golden: goldenMeta
+// from a node that can build range-table algorithm 2.
+var goldenMetaV2 = func() Meta {
+	m := goldenMeta
+	m.Version, m.TableAlgorithm = MetaVersion2, 2
+	return m
+}()
+
 // The golden file holds one hex-encoded meta per line; '#' starts a comment.
 func readGolden(t *testing.T, name string) []byte {
 	t.Helper()
@@ -83,12 +91,98 @@ func TestMetaGolden(t *testing.T) {
 	}
 }
 
+// TestMetaGoldenV2 pins version 2: version 1's fields, then the table
+// algorithm byte.
+func TestMetaGoldenV2(t *testing.T) {
+	got, err := EncodeMeta(Meta{NodeID: goldenMeta.NodeID, Capacity: goldenMeta.Capacity, Availability: goldenMeta.Availability,
+		Health: goldenMeta.Health, Groups: goldenMeta.Groups, TableHash: goldenMeta.TableHash, Epoch: goldenMeta.Epoch, TableAlgorithm: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		var s strings.Builder
+		s.WriteString("# gossip Meta wire format version 2 (see meta.go); hex, comments after '#'\n")
+		field := func(comment string, b []byte) { s.WriteString(hex.EncodeToString(b) + " # " + comment + "\n") }
+		field("version", got[0:1])
+		field("epoch 7", got[1:9])
+		field("capacity 100.0", got[9:17])
+		field("availability 62.5", got[17:25])
+		field("health 2 = draining", got[25:26])
+		field("node ID \"n1\"", got[26:29])
+		field("table hash \"9f86d081\"", got[29:38])
+		field("2 groups: \"static\", \"video\"", got[38:len(got)-1])
+		field("table algorithm 2", got[len(got)-1:])
+		if err := os.WriteFile(filepath.Join("testdata", "meta_v2.golden"), []byte(s.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := readGolden(t, "meta_v2.golden")
+	if !bytes.Equal(got, want) {
+		t.Fatalf("EncodeMeta changed the frozen format:\n got %x\nwant %x", got, want)
+	}
+	v1 := readGolden(t, "meta_v1.golden")
+	if !bytes.Equal(want[1:len(want)-1], v1[1:]) || want[0] != 2 {
+		t.Fatalf("version 2 is not version 1 plus one byte:\nv2 %x\nv1 %x", want, v1)
+	}
+	dec, err := DecodeMeta(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(dec, goldenMetaV2) || dec.TableAlgorithmMax() != 2 {
+		t.Fatalf("DecodeMeta(golden v2) = %+v, want %+v", dec, goldenMetaV2)
+	}
+}
+
+// TestMetaVersionChoice: a node that builds only algorithm 1 writes
+// version-1 metas byte for byte, so nodes that know only version 1 (which
+// reject any other version) keep reading it during a rolling upgrade; a
+// version-1 meta counts as algorithm 1.
+func TestMetaVersionChoice(t *testing.T) {
+	v1 := readGolden(t, "meta_v1.golden")
+	for _, algo := range []uint8{0, 1} {
+		m := goldenMeta
+		m.Version, m.TableAlgorithm = 0, algo
+		got, err := EncodeMeta(m)
+		if err != nil || !bytes.Equal(got, v1) {
+			t.Fatalf("table algorithm %d: %x, %v; want the version-1 golden bytes", algo, got, err)
+		}
+	}
+	dec, err := DecodeMeta(v1)
+	if err != nil || dec.TableAlgorithm != 0 || dec.TableAlgorithmMax() != 1 {
+		t.Fatalf("version-1 meta: %+v %v, want table algorithm max 1", dec, err)
+	}
+	// Version 2 asked for explicitly carries algorithm 1 too.
+	m := goldenMeta
+	m.Version, m.TableAlgorithm = MetaVersion2, 0
+	b, err := EncodeMeta(m)
+	if err != nil || b[0] != 2 || b[len(b)-1] != 1 {
+		t.Fatalf("explicit version 2: %x %v", b, err)
+	}
+	if dec, err := DecodeMeta(b); err != nil || dec.TableAlgorithm != 1 || dec.Version != 2 {
+		t.Fatalf("decoded %+v %v", dec, err)
+	}
+	// Version 1 cannot say "algorithm 2".
+	m = goldenMeta
+	m.TableAlgorithm = 2
+	if _, err := EncodeMeta(m); !errors.Is(err, ErrMetaVersion) {
+		t.Fatalf("version 1 with table algorithm 2: err = %v, want ErrMetaVersion", err)
+	}
+	// A version-2 meta whose algorithm byte is 0 is malformed.
+	bad := readGolden(t, "meta_v2.golden")
+	bad[len(bad)-1] = 0
+	if _, err := DecodeMeta(bad); !errors.Is(err, ErrMetaMalformed) || !strings.Contains(err.Error(), "table algorithm") {
+		t.Fatalf("algorithm 0: err = %v", err)
+	}
+}
+
 func TestMetaRoundTrip(t *testing.T) {
 	long := strings.Repeat("x", maxField)
 	for _, m := range []Meta{
 		{NodeID: "a"},
 		{NodeID: "node-β", Capacity: MaxCapacity, Availability: MaxCapacity, Health: HealthUnhealthy, Epoch: math.MaxUint64},
 		{NodeID: long, TableHash: strings.Repeat("f", 64), Groups: []string{"g", long[:100]}},
+		{NodeID: "b", TableAlgorithm: 2},
+		{NodeID: "c", TableAlgorithm: 255, Groups: []string{"x"}},
 	} {
 		b, err := EncodeMeta(m)
 		if err != nil {
@@ -98,7 +192,10 @@ func TestMetaRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("DecodeMeta: %v", err)
 		}
-		m.Version = MetaVersion
+		m.Version = MetaVersion1
+		if m.TableAlgorithm > 1 {
+			m.Version = MetaVersion2
+		}
 		if m.Health == "" {
 			m.Health = HealthHealthy
 		}
@@ -125,24 +222,24 @@ func setFloat(b []byte, off int, v float64) []byte {
 const capOff, availOff = 9, 17
 
 func TestDecodeMetaRejectsNewerVersion(t *testing.T) {
-	b := goldenBytes(t)
-	b[0] = 2
+	b := readGolden(t, "meta_v2.golden")
+	b[0] = 3
 	_, err := DecodeMeta(b)
 	if !errors.Is(err, ErrMetaVersion) {
-		t.Fatalf("version 2: err = %v, want ErrMetaVersion", err)
+		t.Fatalf("version 3: err = %v, want ErrMetaVersion", err)
 	}
-	if !strings.Contains(err.Error(), "version 2") {
+	if !strings.Contains(err.Error(), "version 3") {
 		t.Fatalf("error %q does not name the peer's version", err)
 	}
 	if _, _, err := DecodeMetaSanitized(b); !errors.Is(err, ErrMetaVersion) {
-		t.Fatalf("sanitized path accepted version 2: %v", err)
+		t.Fatalf("sanitized path accepted version 3: %v", err)
 	}
 	b[0] = 0
 	if _, err := DecodeMeta(b); !errors.Is(err, ErrMetaVersion) {
 		t.Fatalf("version 0: err = %v", err)
 	}
-	if _, err := EncodeMeta(Meta{Version: 2, NodeID: "a"}); !errors.Is(err, ErrMetaVersion) {
-		t.Fatalf("EncodeMeta version 2: err = %v", err)
+	if _, err := EncodeMeta(Meta{Version: 3, NodeID: "a"}); !errors.Is(err, ErrMetaVersion) {
+		t.Fatalf("EncodeMeta version 3: err = %v", err)
 	}
 }
 
@@ -213,13 +310,15 @@ func TestMetaOversize(t *testing.T) {
 
 func TestDecodeMetaMalformed(t *testing.T) {
 	b := goldenBytes(t)
-	for n := range len(b) {
-		if _, err := DecodeMeta(b[:n]); err == nil {
-			t.Fatalf("DecodeMeta accepted a truncation to %d bytes", n)
+	for _, g := range [][]byte{b, readGolden(t, "meta_v2.golden")} {
+		for n := range len(g) {
+			if _, err := DecodeMeta(g[:n]); err == nil {
+				t.Fatalf("DecodeMeta accepted a truncation of %x to %d bytes", g, n)
+			}
 		}
-	}
-	if _, err := DecodeMeta(append(bytes.Clone(b), 0)); !errors.Is(err, ErrMetaMalformed) {
-		t.Fatalf("trailing byte: err = %v", err)
+		if _, err := DecodeMeta(append(bytes.Clone(g), 1)); !errors.Is(err, ErrMetaMalformed) {
+			t.Fatalf("trailing byte after %x: err = %v", g, err)
+		}
 	}
 	bad := bytes.Clone(b)
 	bad[25] = 9
@@ -243,6 +342,8 @@ func TestDecodeMetaMalformed(t *testing.T) {
 func FuzzDecodeMeta(f *testing.F) {
 	g, _ := EncodeMeta(goldenMeta)
 	f.Add(g)
+	g2, _ := EncodeMeta(goldenMetaV2)
+	f.Add(g2)
 	f.Add([]byte{1})
 	f.Add([]byte{2, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
