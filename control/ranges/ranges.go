@@ -23,6 +23,8 @@ type Member struct {
 
 // Table is an immutable range table.
 type Table struct {
+	// Algorithm is the builder version that made the table (AlgoV1, AlgoV2).
+	Algorithm int
 	// Members sorted by ID; Owner values index this slice.
 	Members []Member
 	// Owner of each bucket, or NoOwner.
@@ -31,9 +33,16 @@ type Table struct {
 	Hash string
 }
 
-// Build computes the table for a set of members. Members with a weight
-// that is zero, negative or not finite own nothing.
+// Build computes the version-1 table for a set of members (BuildV with
+// AlgoV1). Members with a weight that is zero, negative or not finite own
+// nothing.
 func Build(seed uint32, members []Member) (*Table, error) {
+	return BuildV(AlgoV1, seed, members)
+}
+
+// sortedMembers copies members sorted by ID and checks that IDs are unique
+// and that there are few enough for a uint16 owner index.
+func sortedMembers(members []Member) ([]Member, error) {
 	ms := append([]Member(nil), members...)
 	sort.Slice(ms, func(i, j int) bool { return ms[i].ID < ms[j].ID })
 	for i := 1; i < len(ms); i++ {
@@ -44,7 +53,12 @@ func Build(seed uint32, members []Member) (*Table, error) {
 	if len(ms) >= NoOwner {
 		return nil, fmt.Errorf("ranges: %d members is more than %d", len(ms), NoOwner-1)
 	}
-	t := &Table{Members: ms}
+	return ms, nil
+}
+
+// buildV1 is weighted rendezvous hashing, bucket by bucket.
+func buildV1(seed uint32, t *Table) {
+	ms := t.Members
 	idSeeds := make([]uint64, len(ms))
 	for i, m := range ms {
 		idSeeds[i] = memberSeed(seed, m.ID)
@@ -63,8 +77,6 @@ func Build(seed uint32, members []Member) (*Table, error) {
 		}
 		t.Owner[b] = uint16(best)
 	}
-	t.Hash = t.contentHash()
-	return t, nil
 }
 
 // memberSeed is FNV-1a 64 over the seed (4 bytes, big endian) and the ID.
@@ -90,17 +102,24 @@ func splitmix64(x uint64) uint64 {
 func unit(h uint64) float64 { return (float64(h>>11) + 0.5) / (1 << 53) }
 
 // contentHash is the first 8 bytes of SHA-256 over the sorted member IDs
-// and the owner of every bucket (by ID), in hex.
-func (t *Table) contentHash() string {
+// and the owner of every bucket (by ID), in hex: the version-1 hash.
+// Version 2 and later prefix the algorithm name (contentHashV2).
+func (t *Table) contentHash() string { return t.hashWith("") }
+
+// hashWith hashes prefix, the member IDs each followed by a NUL byte, and
+// the owners as 2-byte big-endian values.
+func (t *Table) hashWith(prefix string) string {
 	h := sha256.New()
+	h.Write([]byte(prefix))
 	for _, m := range t.Members {
-		fmt.Fprintf(h, "%s\x00", m.ID)
+		h.Write([]byte(m.ID))
+		h.Write([]byte{0})
 	}
-	var b [2]byte
-	for _, o := range t.Owner {
-		binary.BigEndian.PutUint16(b[:], o)
-		h.Write(b[:])
+	buf := make([]byte, 2*Buckets)
+	for b, o := range t.Owner {
+		binary.BigEndian.PutUint16(buf[2*b:], o)
 	}
+	h.Write(buf)
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
