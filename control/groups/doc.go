@@ -4,9 +4,9 @@
 //
 // Contract: group definitions (names, rules, policy) are cluster-wide and
 // must be identical on every node; memberships travel in the gossiped node
-// metadata. Build turns (definitions, members) into one range table per
-// group, each a pure function like the cluster table (control/ranges) with
-// a per-group seed, so every node computes the same destination for the
-// same request. The handoff layer asks Destination through the Chooser
+// metadata. BuildV turns (table algorithm version, definitions, members)
+// into one range table per group, each a pure function like the cluster
+// table (control/ranges, the same version) with a per-group seed, so every
+// node computes the same destination for the same request. The handoff layer asks Destination through the Chooser
 // interface; it never sees tables.
 package groups

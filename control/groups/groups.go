@@ -121,14 +121,27 @@ func Seed(clusterSeed uint32, group string) uint32 {
 
 // Tables are the group tables of one membership view. Immutable.
 type Tables struct {
+	version int
 	defs    []Group
 	tables  map[string]*ranges.Table
 	members map[string][]Member // by group, sorted by ID
 }
 
-// Build computes every group's table from the members' memberships.
+// Build computes every group's table with table algorithm version 1
+// (BuildV with ranges.AlgoV1).
 func Build(clusterSeed uint32, defs []Group, members []Member) (*Tables, error) {
-	t := &Tables{defs: defs, tables: map[string]*ranges.Table{}, members: map[string][]Member{}}
+	return BuildV(ranges.AlgoV1, clusterSeed, defs, members)
+}
+
+// BuildV computes every group's table from the members' memberships with
+// the given table algorithm version (ranges.BuildV), the one the cluster
+// table uses, so that every node agrees on group destinations as it agrees
+// on buckets.
+func BuildV(version int, clusterSeed uint32, defs []Group, members []Member) (*Tables, error) {
+	if version < ranges.AlgoV1 || version > ranges.AlgoLatest {
+		return nil, fmt.Errorf("groups: table algorithm version %d unknown: this build knows %d to %d", version, ranges.AlgoV1, ranges.AlgoLatest)
+	}
+	t := &Tables{version: version, defs: defs, tables: map[string]*ranges.Table{}, members: map[string][]Member{}}
 	for _, g := range defs {
 		var ms []ranges.Member
 		var gm []Member
@@ -142,7 +155,7 @@ func Build(clusterSeed uint32, defs []Group, members []Member) (*Tables, error) 
 			}
 		}
 		sort.Slice(gm, func(i, j int) bool { return gm[i].ID < gm[j].ID })
-		tb, err := ranges.Build(Seed(clusterSeed, g.Name), ms)
+		tb, err := ranges.BuildV(version, Seed(clusterSeed, g.Name), ms)
 		if err != nil {
 			return nil, fmt.Errorf("group %q: %w", g.Name, err)
 		}
@@ -193,3 +206,6 @@ func (t *Tables) Members(group string) []Member { return t.members[group] }
 
 // Defs returns the definitions the tables were built from.
 func (t *Tables) Defs() []Group { return t.defs }
+
+// Version returns the table algorithm version the tables were built with.
+func (t *Tables) Version() int { return t.version }

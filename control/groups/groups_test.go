@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/shoal-lb/shoal/control/ranges"
 )
 
 var defs = []Group{
@@ -95,5 +97,37 @@ func TestGroupSeedsDiffer(t *testing.T) {
 	}
 	if fmt.Sprint(Seed(1, "x")) == fmt.Sprint(Seed(2, "x")) {
 		t.Fatal("group seed ignores the cluster seed")
+	}
+}
+
+// TestBuildVersion: group tables use the table algorithm version they are
+// given; version 2 gives every member of a group its exact quota.
+func TestBuildVersion(t *testing.T) {
+	v1, err := Build(7, defs, members())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := BuildV(ranges.AlgoV2, 7, defs, members())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1.Version() != ranges.AlgoV1 || v2.Version() != ranges.AlgoV2 {
+		t.Fatalf("versions %d, %d", v1.Version(), v2.Version())
+	}
+	for _, g := range defs {
+		a, _ := v1.Table(g.Name)
+		b, _ := v2.Table(g.Name)
+		if a.Algorithm != ranges.AlgoV1 || b.Algorithm != ranges.AlgoV2 || (len(v2.Members(g.Name)) > 0 && a.Hash == b.Hash) {
+			t.Fatalf("group %s: tables v%d %s, v%d %s", g.Name, a.Algorithm, a.Hash, b.Algorithm, b.Hash)
+		}
+	}
+	html, _ := v2.Table("html")
+	if c := html.Count(); c["n1"] != ranges.Buckets/4 || c["n2"] != 3*ranges.Buckets/4 {
+		t.Fatalf("html shares with version 2: %v, want exactly 1:3", c)
+	}
+	for _, d := range [][]Group{defs, nil} {
+		if _, err := BuildV(9, 7, d, members()); err == nil || !strings.Contains(err.Error(), "version 9") {
+			t.Fatalf("version 9, %d groups: err = %v", len(d), err)
+		}
 	}
 }
