@@ -34,11 +34,11 @@ const (
 // repetition), their p50 and p99, and what to read it against. Percentiles
 // are nearest-rank: with fewer than 100 samples p99 is the maximum.
 type Figure struct {
-	Part     string    `json:"part"`     // "lab" or "sim"
+	Part     string    `json:"part"`     // "lab", "sim" or "tables"
 	Scenario string    `json:"scenario"` // crash, leave, table-build, memberlist
 	Members  int       `json:"members"`  // cluster size the figure is about
 	Metric   string    `json:"metric"`
-	Unit     string    `json:"unit"` // "ms", "connections", "B/s/node", "members"
+	Unit     string    `json:"unit"` // "ms", "connections", "B/s/node", "members", "buckets", "%", "× minimum"
 	Samples  []float64 `json:"samples"`
 	P50      float64   `json:"p50"`
 	P99      float64   `json:"p99"` // nearest rank: the max below 100 samples
@@ -85,6 +85,12 @@ func fmtValue(v float64, unit string) string {
 		return strconv.FormatFloat(v, 'f', 1, 64) + " ms"
 	case "B/s/node":
 		return strconv.FormatFloat(v, 'f', 0, 64) + " B/s"
+	case "× minimum":
+		return strconv.FormatFloat(v, 'f', 3, 64) + "×"
+	case "%":
+		return strconv.FormatFloat(v, 'f', 2, 64) + "%"
+	case "buckets":
+		return strconv.FormatFloat(v, 'f', 2, 64)
 	default:
 		return strconv.FormatFloat(v, 'f', -1, 64)
 	}

@@ -5,19 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"syscall"
 	"time"
 
 	"github.com/shoal-lb/shoal/control/gossip"
-	"github.com/shoal-lb/shoal/control/ranges"
 )
 
 // SimOptions drive the simulation of larger clusters: no root, no data
 // plane, every memberlist instance in this process on 127.0.0.1.
 type SimOptions struct {
 	Members []int         // cluster sizes, e.g. 64, 256
-	Builds  int           // ranges.Build calls timed per size (5)
 	Changes int           // meta changes timed per size (3)
 	Window  time.Duration // steady window for the gossip byte rate (3 s)
 	// Timeout bounds each wait: for every node to see N members, and for
@@ -38,9 +35,6 @@ var simKey = []byte("shoal-sim-key-16")
 // SimResult is what one simulated cluster size reached.
 type SimResult struct {
 	Members int
-	// BuildMs: one ranges.Build of Members members with random weights,
-	// per call.
-	BuildMs []float64
 
 	Started    int           // memberlist instances running
 	StartPhase time.Duration // starting them one after the other, each joining the first
@@ -73,9 +67,6 @@ type SimResult struct {
 }
 
 func (o *SimOptions) setDefaults() {
-	if o.Builds <= 0 {
-		o.Builds = 5
-	}
 	if o.Changes <= 0 {
 		o.Changes = 3
 	}
@@ -113,33 +104,12 @@ func RunSim(ctx context.Context, o SimOptions) ([]SimResult, error) {
 	}
 	for _, n := range o.Members {
 		r := SimResult{Members: n}
-		r.BuildMs = timeBuilds(n, o.Builds)
-		o.Log("sim %d: ranges.Build median %.1f ms", n, Percentile(r.BuildMs, 0.5))
 		if err := simGossip(ctx, o, &r); err != nil {
 			return out, err
 		}
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-// timeBuilds times builds calls of ranges.Build for n members with random
-// weights (a fixed random source, so every run builds the same tables).
-func timeBuilds(n, builds int) []float64 {
-	rng := rand.New(rand.NewPCG(uint64(n), 0x5eed))
-	ms := make([]ranges.Member, n)
-	for i := range ms {
-		ms[i] = ranges.Member{ID: simID(i), Weight: 0.5 + 3.5*rng.Float64()}
-	}
-	var out []float64
-	for range builds {
-		t := time.Now()
-		if _, err := ranges.Build(uint32(rng.Uint32()), ms); err != nil {
-			panic(err) // unique IDs, finite weights: cannot fail
-		}
-		out = append(out, msSince(t))
-	}
-	return out
 }
 
 func simID(i int) string { return fmt.Sprintf("s%04d", i+1) }
@@ -378,7 +348,6 @@ func SimFigures(res []SimResult) []Figure {
 		add := func(scenario, metric, unit string, samples []float64, missing int, note string) {
 			figs = append(figs, newFigure("sim", scenario, n, metric, unit, samples, missing, "", note))
 		}
-		add("table-build", "ranges.Build, random weights", "ms", r.BuildMs, 0, "per build")
 		add("memberlist", "start instances one by one, each joining the first", "ms",
 			[]float64{ms(r.StartPhase)}, 0, fmt.Sprintf("%d of %d started", r.Started, n))
 		var form []float64

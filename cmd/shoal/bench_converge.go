@@ -27,6 +27,7 @@ func init() {
 			&cli.IntFlag{Name: "rate", Value: 300, Usage: "new connections per second from the lab client"},
 			&cli.BoolFlag{Name: "lab", Value: true, Usage: "run the lab part (needs root); --lab=false skips it"},
 			&cli.StringFlag{Name: "sim", Value: "64,256", Usage: `simulated cluster sizes, comma-separated; "" skips the simulation`},
+			&cli.StringFlag{Name: "tables", Value: "3,16,64,256", Usage: `member counts for the table-build rows (as shoal bench tables), comma-separated; "" skips them`},
 			&cli.DurationFlag{Name: "sim-timeout", Value: 60 * time.Second, Usage: "bound on each wait of the simulation"},
 			&cli.DurationFlag{Name: "sim-probe-interval", Usage: "simulation only: gossip probe interval (probe timeout half of it) instead of the LAN default 200ms"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, one per measurement: part, scenario, members, metric, unit, samples, p50, p99, max, ..."},
@@ -52,9 +53,13 @@ func benchConverge(c *cli.Context) error {
 	if rate < 1 || rate > 5000 {
 		return badInput("bench converge: --rate %d must be between 1 and 5000", rate)
 	}
-	sizes, err := parseSizes(c.String("sim"))
+	sizes, err := parseSizes(c.String("sim"), bench.MaxSimMembers)
 	if err != nil {
 		return badInput("bench converge: --sim: %v", err)
+	}
+	tableSizes, err := parseSizes(c.String("tables"), bench.MaxTableMembers)
+	if err != nil {
+		return badInput("bench converge: --tables: %v", err)
 	}
 	if d := c.Duration("sim-timeout"); d < time.Second || d > 30*time.Minute {
 		return badInput("bench converge: --sim-timeout %v must be between 1s and 30m", d)
@@ -73,6 +78,14 @@ func benchConverge(c *cli.Context) error {
 	defer stop()
 
 	var figs []bench.Figure
+	// The table builds first, while nothing else of this run uses the CPU.
+	if len(tableSizes) > 0 {
+		tf, err := tableFigures(bench.TablesOptions{Sizes: tableSizes, Log: logf})
+		if err != nil {
+			return err
+		}
+		figs = append(figs, tf...)
+	}
 	if doLab {
 		bin, err := os.Executable()
 		if err != nil {
@@ -122,6 +135,9 @@ func benchConverge(c *cli.Context) error {
 		fmt.Printf("       then restarted; %d run(s) of each; status of n1 and n3 polled every 10 ms; p99 below 100 samples is their max\n", runs)
 		fmt.Printf("  %s\n", bench.Anchors)
 	}
+	if len(tableSizes) > 0 {
+		fmt.Printf("  %s\n", tablesLine)
+	}
 	if len(sizes) > 0 {
 		tuning := "LAN tuning"
 		if p := c.Duration("sim-probe-interval"); p > 0 {
@@ -133,8 +149,8 @@ func benchConverge(c *cli.Context) error {
 	return bench.WriteFigures(os.Stdout, figs)
 }
 
-// parseSizes reads "64,256"; "" (or "none") means no simulation.
-func parseSizes(s string) ([]int, error) {
+// parseSizes reads "64,256"; "" (or "none") means none.
+func parseSizes(s string, most int) ([]int, error) {
 	s = strings.TrimSpace(s)
 	if s == "" || s == "none" {
 		return nil, nil
@@ -142,8 +158,8 @@ func parseSizes(s string) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 2 || n > bench.MaxSimMembers {
-			return nil, fmt.Errorf("%q: want cluster sizes between 2 and %d", f, bench.MaxSimMembers)
+		if err != nil || n < 2 || n > most {
+			return nil, fmt.Errorf("%q: want cluster sizes between 2 and %d", f, most)
 		}
 		out = append(out, n)
 	}
