@@ -35,9 +35,12 @@ type TablesOptions struct {
 	Log      func(format string, a ...any)
 }
 
-// Change kinds measured: one member's weight redrawn, a member joining, a
-// member leaving.
-var changeKinds = []string{"weight", "join", "leave"}
+// Change kinds measured: one member's weight redrawn, one member's weight
+// raised by 10% (an availability step), a member joining, a member leaving.
+var changeKinds = []string{"weight", "step", "join", "leave"}
+
+var changeNames = map[string]string{"weight": "one weight redrawn", "step": "one weight +10%",
+	"join": "a member joins", "leave": "a member leaves"}
 
 // TableResult is what one algorithm did at one member count.
 type TableResult struct {
@@ -107,8 +110,8 @@ func RunTables(o TablesOptions) ([]TableResult, error) {
 			if err != nil {
 				return out, err
 			}
-			o.Log("tables: v%d, %d members: build %.2f ms median, share off by %.2f buckets at most, movement %.3f× / %.3f× / %.3f× (weight, join, leave)",
-				v, n, Percentile(r.BuildMs, 0.5), slices.Max(r.ErrBuckets), r.aggregate("weight"), r.aggregate("join"), r.aggregate("leave"))
+			o.Log("tables: v%d, %d members: build %.2f ms median, share off by %.2f buckets at most, movement %.3f× / %.3f× / %.3f× / %.3f× (weight redrawn, +10%%, join, leave)",
+				v, n, Percentile(r.BuildMs, 0.5), slices.Max(r.ErrBuckets), r.aggregate("weight"), r.aggregate("step"), r.aggregate("join"), r.aggregate("leave"))
 			out = append(out, r)
 		}
 	}
@@ -163,9 +166,12 @@ func measureTables(v, n int, o TablesOptions) (TableResult, error) {
 		}
 		reweighted := slices.Clone(base)
 		reweighted[rng.IntN(n)].Weight = randomWeight(rng)
+		stepped := slices.Clone(base)
+		stepped[rng.IntN(n)].Weight *= 1.1
 		k := rng.IntN(n)
 		changed := map[string][]ranges.Member{
 			"weight": reweighted,
+			"step":   stepped,
 			"join":   append(slices.Clone(base), randomTableMembers(rng, 1, &next)...),
 			"leave":  append(slices.Clone(base[:k]), base[k+1:]...),
 		}
@@ -240,7 +246,7 @@ func TableFigures(res []TableResult) []Figure {
 	}
 	for _, kind := range changeKinds {
 		rows = append(rows, func(r TableResult) {
-			add(r, "movement, "+map[string]string{"weight": "one weight changes", "join": "a member joins", "leave": "a member leaves"}[kind],
+			add(r, "movement, "+changeNames[kind],
 				"× minimum", r.Ratios[kind], GoalMovement,
 				fmt.Sprintf("all changes: %.3f× (%d / %d buckets)", r.aggregate(kind), r.Moved[kind], r.Minimum[kind]))
 		})

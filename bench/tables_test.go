@@ -10,7 +10,7 @@ import (
 // TestRunTables: both algorithms on small member sets, the same sets for
 // both. Version 1 moves exactly the minimum and misses the quotas by many
 // buckets; version 2 hits them and moves a little more (bounds from the
-// ranges package's own tests, loosened for two changes).
+// ranges package's own tests, loosened for two changes of each kind).
 func TestRunTables(t *testing.T) {
 	res, err := RunTables(TablesOptions{Sizes: []int{3, 16}, Builds: 2, Changes: 2, Log: t.Logf})
 	if err != nil {
@@ -20,7 +20,7 @@ func TestRunTables(t *testing.T) {
 		t.Fatalf("%d results, want 2 sizes × 2 versions", len(res))
 	}
 	for _, r := range res {
-		if len(r.BuildMs) != 2 || r.BuildMs[0] <= 0 || len(r.ErrBuckets) != 2*4 {
+		if len(r.BuildMs) != 2 || r.BuildMs[0] <= 0 || len(r.ErrBuckets) != 2*5 {
 			t.Fatalf("v%d, %d members: builds %v, %d share samples", r.Version, r.Members, r.BuildMs, len(r.ErrBuckets))
 		}
 		for _, kind := range changeKinds {
@@ -38,14 +38,14 @@ func TestRunTables(t *testing.T) {
 				t.Errorf("v2, %d members: a share is %.2f buckets off", r.Members, maxOf(r.ErrBuckets))
 			}
 			for _, kind := range changeKinds {
-				if a := r.aggregate(kind); a > 1.1 {
+				if a := r.aggregate(kind); a > 1.2 {
 					t.Errorf("v2, %d members, %s: %.3f× the minimum", r.Members, kind, a)
 				}
 			}
 		}
 	}
 	figs := TableFigures(res)
-	if len(figs) != 2*2*6 {
+	if len(figs) != 2*2*7 {
 		t.Fatalf("%d figures", len(figs))
 	}
 	if !strings.HasPrefix(figs[0].Metric, "v1 build") || !strings.HasPrefix(figs[1].Metric, "v2 build") || figs[0].Members != 3 {

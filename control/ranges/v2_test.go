@@ -106,23 +106,34 @@ func TestV2AnyInputOrder(t *testing.T) {
 	}
 }
 
-// v2MovementBound is the most v2 may move on one change, relative to the
-// minimum, summed over the random instances of a size class (Σ moved /
-// Σ minimum), keyed by the class's largest size: the figures measured for
-// docs/protocol.md with a margin. With 24 instances a class they were
-// 1.003, 1.024, 1.11 and 1.46 at worst; with the 4 of -short and -race,
-// 1.004, 1.016, 1.13 and 1.87. (Version 1 moves exactly the minimum but
-// misses the quotas.)
+// v2MovementBound is the most v2 may move on one change (a weight redrawn,
+// a join, a leave), relative to the minimum, summed over the random
+// instances of a size class (Σ moved / Σ minimum), keyed by the class's
+// largest size: the figures measured for docs/protocol.md with a margin.
+// With 24 instances a class they were at worst 1.004, 1.019, 1.108 and
+// 1.532; with the 4 of -short and -race, 1.001, 1.024, 1.111 and 1.675.
+// (Version 1 moves exactly the minimum but misses the quotas.)
 func v2MovementBound(hi int) float64 {
 	if instances() < 24 {
-		return map[int]float64{4: 1.02, 16: 1.05, 64: 1.20, 256: 2.0}[hi]
+		return map[int]float64{4: 1.02, 16: 1.05, 64: 1.2, 256: 1.8}[hi]
 	}
 	return map[int]float64{4: 1.02, 16: 1.05, 64: 1.15, 256: 1.6}[hi]
 }
 
-// TestV2Movement: one member's weight change, a join and a leave move
-// close to the minimum the quotas force (docs/protocol.md has the
-// figures), and a rebuild with nothing changed moves nothing.
+// v2StepBound is the same for a weight raised by 10%, which moves few
+// buckets, so the corrections weigh more: measured 1.021, 1.069, 1.281 and
+// 2.503 (24 instances), 1.030, 1.088, 1.321 and 2.565 (4).
+func v2StepBound(hi int) float64 {
+	if instances() < 24 {
+		return map[int]float64{4: 1.05, 16: 1.15, 64: 1.45, 256: 2.8}[hi]
+	}
+	return map[int]float64{4: 1.05, 16: 1.12, 64: 1.4, 256: 2.8}[hi]
+}
+
+// TestV2Movement: one member's weight change (redrawn, or raised by 10%),
+// a join and a leave move close to the minimum the quotas force
+// (docs/protocol.md has the figures), and a rebuild with nothing changed
+// moves nothing.
 func TestV2Movement(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 16))
 	next := 0
@@ -142,6 +153,9 @@ func TestV2Movement(t *testing.T) {
 			w := slices.Clone(base)
 			w[r.IntN(n)].Weight = 0.1 + 99.9*r.Float64()
 			changes["weight"] = w
+			step := slices.Clone(base)
+			step[r.IntN(n)].Weight *= 1.1
+			changes["weight+10%"] = step
 			changes["join"] = append(slices.Clone(base), randomMembers(r, 1, &next)...)
 			if n > 1 {
 				k := r.IntN(n)
@@ -160,12 +174,16 @@ func TestV2Movement(t *testing.T) {
 			}
 		}
 		bound := v2MovementBound(class.hi)
-		for _, kind := range []string{"weight", "join", "leave"} {
+		for _, kind := range []string{"weight", "weight+10%", "join", "leave"} {
 			if minimum[kind] == 0 {
 				continue
 			}
+			bound := bound
+			if kind == "weight+10%" {
+				bound = v2StepBound(class.hi)
+			}
 			ratio := float64(moved[kind]) / float64(minimum[kind])
-			t.Logf("%d-%d members, %-6s: moved %6d, minimum %6d: %.3f× (worst instance %.2f×)",
+			t.Logf("%d-%d members, %-10s: moved %6d, minimum %6d: %.3f× (worst instance %.2f×)",
 				class.lo, class.hi, kind, moved[kind], minimum[kind], ratio, worst[kind])
 			if ratio > bound {
 				t.Errorf("%d-%d members, %s: moved %.3f× the minimum, bound %.2f×", class.lo, class.hi, kind, ratio, bound)
