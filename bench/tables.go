@@ -138,8 +138,10 @@ func randomWeight(rng *rand.Rand) float64 { return 1 + 3*rng.Float64() }
 
 func measureTables(v, n int, o TablesOptions) (TableResult, error) {
 	r := TableResult{Version: v, Members: n, Moved: map[string]int{}, Minimum: map[string]int{}, Ratios: map[string][]float64{}}
-	// The same random source for every version: the same member sets.
+	// The same random sources for every version: the same member sets,
+	// and the changes do not depend on how many builds are timed.
 	rng := rand.New(rand.NewPCG(uint64(n), 0x7ab1e5))
+	timing := rand.New(rand.NewPCG(uint64(n), 0x7ab1e6))
 	next := 0
 	build := func(seed uint32, ms []ranges.Member) (*ranges.Table, error) {
 		t, err := ranges.BuildV(v, seed, ms)
@@ -148,9 +150,9 @@ func measureTables(v, n int, o TablesOptions) (TableResult, error) {
 		}
 		return t, err
 	}
-	timed := randomTableMembers(rng, n, &next)
+	timed := randomTableMembers(timing, n, &next)
 	for range o.Builds {
-		seed := rng.Uint32()
+		seed := timing.Uint32()
 		t0 := time.Now()
 		if _, err := ranges.BuildV(v, seed, timed); err != nil {
 			return r, err
