@@ -30,16 +30,19 @@ type Flow = report.Flow
 
 // Status is GET /v1/status.
 type Status struct {
-	NodeID       string         `json:"node_id"`
-	VIP          string         `json:"vip"`
-	Address      string         `json:"address"`
-	UptimeSec    float64        `json:"uptime_sec"`
-	Hugepages    bool           `json:"hugepages"`
-	Epoch        uint64         `json:"epoch"`
-	TableHash    string         `json:"table_hash"`
-	OwnedBuckets int            `json:"owned_buckets"`
-	ExtraBuckets int            `json:"extra_buckets"`
-	Members      []MemberStatus `json:"members"`
+	NodeID    string  `json:"node_id"`
+	VIP       string  `json:"vip"`
+	Address   string  `json:"address"`
+	UptimeSec float64 `json:"uptime_sec"`
+	Hugepages bool    `json:"hugepages"`
+	Epoch     uint64  `json:"epoch"`
+	TableHash string  `json:"table_hash"`
+	// TableAlgorithm is the range-table algorithm the table was built
+	// with: the newest every member offers (docs/protocol.md).
+	TableAlgorithm int            `json:"table_algorithm"`
+	OwnedBuckets   int            `json:"owned_buckets"`
+	ExtraBuckets   int            `json:"extra_buckets"`
+	Members        []MemberStatus `json:"members"`
 	// Gossip mode only.
 	Gossip      bool            `json:"gossip"`
 	Agreement   bool            `json:"agreement"`
@@ -87,6 +90,9 @@ type MemberStatus struct {
 	Health       string  `json:"health,omitempty"`
 	TableHash    string  `json:"table_hash,omitempty"`
 	Agrees       bool    `json:"agrees"`
+	// TableAlgorithmMax is the newest range-table algorithm the member
+	// offers in its gossiped meta.
+	TableAlgorithmMax int `json:"table_algorithm_max,omitempty"`
 }
 
 // Stats is GET /v1/stats.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoal-lb/shoal/control/groups"
 	"github.com/shoal-lb/shoal/control/health"
+	"github.com/shoal-lb/shoal/control/ranges"
 )
 
 // Config is one node's configuration file. Every field is named in errors by
@@ -116,6 +117,12 @@ type ClusterConfig struct {
 	// Members is the static member list with configured capacities. The
 	// range table is built from it until gossip replaces it.
 	Members []MemberConfig `yaml:"members"`
+	// TableAlgorithmMax is the newest range-table algorithm this node
+	// offers; 0 (the default) means the newest it can build. The cluster
+	// builds with the newest version every member offers, so setting 1 on
+	// every node before an upgrade, and removing it once all run the new
+	// binary, is a rolling upgrade with no disagreement (docs/protocol.md).
+	TableAlgorithmMax int `yaml:"table_algorithm_max"`
 }
 
 // MemberConfig is one member's identity and configured capacity.
@@ -350,6 +357,9 @@ func (c *Config) Validate() error {
 	vip, err := netip.ParseAddr(c.Cluster.VIP)
 	if err != nil || !vip.Is4() {
 		bad("cluster.vip", "%q is not an IPv4 address", c.Cluster.VIP)
+	}
+	if a := c.Cluster.TableAlgorithmMax; a < 0 || a > ranges.AlgoLatest {
+		bad("cluster.table_algorithm_max", "%d must be between 1 and %d (0: the newest)", a, ranges.AlgoLatest)
 	}
 	if _, err := net.ParseMAC(c.Cluster.MAC); err != nil {
 		bad("cluster.mac", "%q is not a MAC address", c.Cluster.MAC)

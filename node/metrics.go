@@ -77,6 +77,7 @@ func (n *Node) writeMetrics(w io.Writer) {
 	}
 	s := n.status()
 	metrics.WriteGaugeUint64(w, "shoal_table_epoch", s.Epoch)
+	metrics.WriteGaugeUint64(w, "shoal_table_algorithm", uint64(s.TableAlgorithm))
 	metrics.WriteGaugeUint64(w, "shoal_table_owned_buckets", uint64(s.OwnedBuckets))
 	metrics.WriteGaugeFloat64(w, "shoal_table_age_seconds", s.TableAge)
 	metrics.WriteGaugeFloat64(w, "shoal_table_agreement", b2f(s.Agreement))

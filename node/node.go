@@ -94,7 +94,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	deps := cluster.Deps{Publisher: n.runtime, Capacity: agent, Health: hc, Flows: n, Log: log}
 	ccfg := cluster.Config{
 		NodeID: cfg.NodeID, Seed: cfg.Cluster.Seed, Groups: cfg.Groups, MemberOf: cfg.MemberOf, Extra: extra,
-		SlowStart: cfg.SlowStartWindow(), SlowStartInitial: cfg.Health.SlowStart.InitialFraction, Step: cfg.Capacity.Step,
+		TableAlgorithmMax: cfg.Cluster.TableAlgorithmMax,
+		SlowStart:         cfg.SlowStartWindow(), SlowStartInitial: cfg.Health.SlowStart.InitialFraction, Step: cfg.Capacity.Step,
 		LeaveAgree:    time.Duration(cfg.Leave.AgreeTimeoutMS) * time.Millisecond,
 		LeaveHalfOpen: 2 * time.Second,
 		LeaveDrain:    time.Duration(cfg.Leave.DrainTimeoutSec) * time.Second,

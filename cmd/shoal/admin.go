@@ -101,7 +101,7 @@ func statusCmd(c *cli.Context) error {
 		fmt.Printf(" via %s", s.ReplyPath.Netdev)
 	}
 	fmt.Printf(" (%s)\n", s.ReplyPath.Reason)
-	fmt.Printf("table %s  epoch %d  owned buckets %d (%.1f%%)  extra %d\n\n", s.TableHash, s.Epoch,
+	fmt.Printf("table %s  algorithm %d  epoch %d  owned buckets %d (%.1f%%)  extra %d\n\n", s.TableHash, s.TableAlgorithm, s.Epoch,
 		s.OwnedBuckets, 100*float64(s.OwnedBuckets)/65536, s.ExtraBuckets)
 	if s.Gossip {
 		fmt.Printf("agreement %v", s.Agreement)

@@ -40,6 +40,11 @@ type Config struct {
 	SlowStart        time.Duration
 	SlowStartInitial float64
 	Step             float64
+	// TableAlgorithmMax is the newest range-table algorithm this node
+	// offers (0: ranges.AlgoLatest). The cluster builds with the newest
+	// version every member offers; holding a node back to 1 is the first
+	// pass of a rolling upgrade (docs/protocol.md).
+	TableAlgorithmMax int
 	// MaxHold bounds a make-before-break hold (0: DefaultMaxHold).
 	MaxHold time.Duration
 	// LeaveAgree bounds the wait for every peer to run the table without
@@ -134,6 +139,9 @@ type Controller struct {
 func New(cfg Config, d Deps) *Controller {
 	if cfg.MaxHold <= 0 {
 		cfg.MaxHold = DefaultMaxHold
+	}
+	if cfg.TableAlgorithmMax <= 0 || cfg.TableAlgorithmMax > ranges.AlgoLatest {
+		cfg.TableAlgorithmMax = ranges.AlgoLatest
 	}
 	if d.Clock == nil {
 		d.Clock = SystemClock{}
@@ -230,14 +238,23 @@ func (c *Controller) rebuild() {
 	}
 	c.failOpen = allZero
 	gm := make([]groups.Member, len(view))
+	offered := make([]int, len(view))
 	for i, m := range view {
 		gm[i] = groups.Member{ID: m.Meta.NodeID, Availability: ms[i].Weight, Groups: m.Meta.Groups}
+		offered[i] = m.Meta.TableAlgorithmMax()
+		if m.Meta.NodeID == c.cfg.NodeID {
+			offered[i] = c.cfg.TableAlgorithmMax
+		}
 	}
-	c.applyGroups(gm)
+	// The newest algorithm every member can build: a cluster switches
+	// when its last old member leaves or upgrades, and the new table's
+	// hash makes the switch an ordinary make-before-break change.
+	algo := ranges.Negotiate(offered)
+	c.applyGroups(algo, gm)
 	// An unhealthy node holds nothing: its server would refuse what it
 	// accepts, which is worse for a client than the SYN retransmission a
 	// gap costs.
-	changed, err := c.apply(ms, c.healthy())
+	changed, err := c.apply(algo, ms, c.healthy())
 	if err != nil {
 		c.d.Log.Error("range table", "err", err)
 		return
@@ -254,7 +271,8 @@ func (c *Controller) rebuild() {
 	want := c.localMeta()
 	have := c.d.Membership.LocalMeta()
 	if changed || want.Availability != have.Availability || want.Health != have.Health ||
-		want.TableHash != have.TableHash || want.Capacity != have.Capacity || want.Epoch != have.Epoch {
+		want.TableHash != have.TableHash || want.Capacity != have.Capacity || want.Epoch != have.Epoch ||
+		want.TableAlgorithm != have.TableAlgorithm {
 		if err := c.d.Membership.UpdateMeta(want); err != nil && !errors.Is(err, gossip.ErrShutdown) {
 			c.d.Log.Warn("gossip: meta update", "err", err)
 		}
@@ -278,7 +296,8 @@ func (c *Controller) localMeta() gossip.Meta {
 	}
 	snap := c.Snapshot()
 	return gossip.Meta{NodeID: c.cfg.NodeID, Capacity: capv, Availability: st.Availability,
-		Health: health, TableHash: snap.Hash, Epoch: snap.Epoch, Groups: c.cfg.MemberOf}
+		Health: health, TableHash: snap.Hash, Epoch: snap.Epoch, Groups: c.cfg.MemberOf,
+		TableAlgorithm: uint8(c.cfg.TableAlgorithmMax)}
 }
 
 // InitialMeta is the meta to start gossip with, before any table exists.
@@ -286,17 +305,19 @@ func (c *Controller) InitialMeta() gossip.Meta { return c.localMeta() }
 
 // ApplyStatic builds the tables of a node without gossip from its
 // configured members; there are no peers to wait for, so nothing is held.
+// There is no negotiation either: every node of a static cluster must be
+// configured with the same table_algorithm_max.
 func (c *Controller) ApplyStatic(ms []ranges.Member, gm []groups.Member) error {
 	c.step.Lock()
 	defer c.step.Unlock()
-	c.applyGroups(gm)
-	_, err := c.apply(ms, false)
+	c.applyGroups(c.cfg.TableAlgorithmMax, gm)
+	_, err := c.apply(c.cfg.TableAlgorithmMax, ms, false)
 	return err
 }
 
 // applyGroups rebuilds the group tables from the members' memberships.
-func (c *Controller) applyGroups(ms []groups.Member) {
-	t, err := groups.Build(c.cfg.Seed, c.cfg.Groups, ms)
+func (c *Controller) applyGroups(algo int, ms []groups.Member) {
+	t, err := groups.BuildV(algo, c.cfg.Seed, c.cfg.Groups, ms)
 	if err != nil {
 		c.d.Log.Error("group tables", "err", err)
 		return
@@ -316,8 +337,8 @@ func (c *Controller) Groups() *groups.Tables { return c.groups.Load() }
 // table too), so a bucket moving away is briefly owned twice, which the
 // data plane's overlap guard settles, instead of owned by nobody, which
 // costs a client a SYN retransmission (one second).
-func (c *Controller) apply(ms []ranges.Member, hold bool) (bool, error) {
-	t, err := ranges.Build(c.cfg.Seed, ms)
+func (c *Controller) apply(algo int, ms []ranges.Member, hold bool) (bool, error) {
+	t, err := ranges.BuildV(algo, c.cfg.Seed, ms)
 	if err != nil {
 		return false, fmt.Errorf("cluster.members: %w", err)
 	}
@@ -348,7 +369,7 @@ func (c *Controller) apply(ms []ranges.Member, hold bool) (bool, error) {
 	if first && len(c.cfg.Extra) > 0 {
 		c.d.Log.Warn("dataplane.extra_buckets set: this node accepts buckets outside its share (overlap drill)", "extra", len(c.cfg.Extra))
 	}
-	c.d.Log.Info("range table published", "epoch", epoch, "hash", t.Hash, "owned", own.Count(),
+	c.d.Log.Info("range table published", "epoch", epoch, "hash", t.Hash, "algorithm", algo, "owned", own.Count(),
 		"held_until_peers_agree", publish.Count()-own.Count(), "members", len(ms))
 	return true, nil
 }
@@ -406,6 +427,7 @@ type Snapshot struct {
 	Hash           string // the advertised hash: the cluster table's, or over it and every group table's
 	Epoch          uint64
 	FailOpenBuilds uint64
+	Algorithm      int // the range-table algorithm of Table (0 before the first build)
 }
 
 // Snapshot returns the current state.
@@ -416,6 +438,7 @@ func (c *Controller) Snapshot() Snapshot {
 		Holding: c.holding, TableSince: c.tableSince, Epoch: c.epoch, FailOpenBuilds: c.failOpenBuilds.Load()}
 	if c.table != nil {
 		s.Hash = advertisedHash(c.table, c.groups.Load())
+		s.Algorithm = c.table.Algorithm
 	}
 	return s
 }

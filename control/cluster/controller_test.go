@@ -47,7 +47,12 @@ func newRig(t *testing.T, cfg Config, agent *capacity.Agent, peers ...gossip.Met
 // share is what n1 owns in the table every node builds from ms.
 func share(t *testing.T, ms ...ranges.Member) ranges.Ownership {
 	t.Helper()
-	tb, err := ranges.Build(seed, ms)
+	return shareV(t, ranges.AlgoLatest, ms...)
+}
+
+func shareV(t *testing.T, algo int, ms ...ranges.Member) ranges.Ownership {
+	t.Helper()
+	tb, err := ranges.BuildV(algo, seed, ms)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,5 +369,52 @@ func TestStatic(t *testing.T) {
 	}
 	if err := c.ApplyStatic([]ranges.Member{{ID: "n1", Weight: 1}, {ID: "n1", Weight: 1}}, nil); err == nil {
 		t.Fatal("a member listed twice was accepted")
+	}
+}
+
+// TestAlgorithmNegotiation: the cluster builds with the newest table
+// algorithm every member offers; when the last old member upgrades, every
+// node switches, make-before-break.
+func TestAlgorithmNegotiation(t *testing.T) {
+	old := meta("n2", 1, 1)
+	old.TableAlgorithm = 0 // a meta from before the field: algorithm 1
+	r := newRig(t, Config{}, nil, old, meta("n3", 1, 1))
+	r.c.Step()
+	ms := []ranges.Member{{ID: "n1", Weight: 1}, {ID: "n2", Weight: 1}, {ID: "n3", Weight: 1}}
+	if s := r.c.Snapshot(); s.Algorithm != ranges.AlgoV1 || *r.pub.last() != shareV(t, ranges.AlgoV1, ms...) {
+		t.Fatalf("with an old member: algorithm %d, want 1 and its share", s.Algorithm)
+	}
+	if m := r.view.LocalMeta(); m.TableAlgorithm != ranges.AlgoLatest {
+		t.Fatalf("n1 offers algorithm %d, want %d", m.TableAlgorithm, ranges.AlgoLatest)
+	}
+	r.view.agree(r.c.Snapshot().Hash)
+	r.c.Step()
+	// n2 upgrades.
+	r.view.set(meta("n2", 1, 1))
+	r.c.Step()
+	s := r.c.Snapshot()
+	v1, v2 := shareV(t, ranges.AlgoV1, ms...), shareV(t, ranges.AlgoLatest, ms...)
+	union := v1
+	union.Union(&v2)
+	if s.Algorithm != ranges.AlgoLatest || *r.pub.last() != union || !s.Holding {
+		t.Fatalf("after the upgrade: algorithm %d, holding %v, published %d buckets, want %d (v1 ∪ v2)", s.Algorithm, s.Holding, r.pub.last().Count(), union.Count())
+	}
+	r.view.agree(s.Hash)
+	r.c.Step()
+	if *r.pub.last() != v2 {
+		t.Fatalf("after agreement: %d buckets, want the v2 share %d", r.pub.last().Count(), v2.Count())
+	}
+}
+
+// TestHeldBack: a node configured with table_algorithm_max 1 holds the
+// whole cluster at 1 and says so in its meta.
+func TestHeldBack(t *testing.T) {
+	r := newRig(t, Config{TableAlgorithmMax: 1}, nil, meta("n2", 1, 1))
+	r.c.Step()
+	if s := r.c.Snapshot(); s.Algorithm != ranges.AlgoV1 {
+		t.Fatalf("algorithm %d, want 1", s.Algorithm)
+	}
+	if m := r.view.LocalMeta(); m.TableAlgorithm != 1 {
+		t.Fatalf("n1 offers %d, want 1", m.TableAlgorithm)
 	}
 }

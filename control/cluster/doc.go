@@ -7,7 +7,7 @@
 // the same tables, and publishes this node's share to the data plane:
 //
 //	view ──► weights (unhealthy: 0; none available: fail open to capacities)
-//	     ──► ranges.Build ──► share ∪ old share (hold) ──► Publisher
+//	     ──► ranges.BuildV(negotiated version) ──► share ∪ old share (hold) ──► Publisher
 //	     ──► advertise the table hash ──► peers agree? ──► share alone (release)
 //
 // Contract:

@@ -195,5 +195,6 @@ func newAgent(capv float64, loadAware bool) *capacity.Agent {
 }
 
 func meta(id string, capv, avail float64) gossip.Meta {
-	return gossip.Meta{NodeID: id, Capacity: capv, Availability: avail, Health: gossip.HealthHealthy}
+	return gossip.Meta{NodeID: id, Capacity: capv, Availability: avail, Health: gossip.HealthHealthy,
+		TableAlgorithm: ranges.AlgoLatest}
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/shoal-lb/shoal/bench/loadgen"
 	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/control/groups"
+	"github.com/shoal-lb/shoal/control/ranges"
 	"github.com/shoal-lb/shoal/lab"
 )
 
@@ -338,5 +340,64 @@ func TestGroupTablesAgree(t *testing.T) {
 	}
 	if _, ok := shares["html"]["n3"]; ok {
 		t.Error("n3 is in html's table but not a member")
+	}
+}
+
+// TestMixedTableAlgorithms: a rolling upgrade of the range-table
+// algorithm. n3 is held to algorithm 1 (as a node of the previous release
+// would be): every node builds version 1 and they agree. n3 then restarts
+// without the hold under 300 new connections/s: the cluster switches to
+// the newest algorithm, make-before-break, without a failed connection or
+// a reset.
+func TestMixedTableAlgorithms(t *testing.T) {
+	var held atomic.Bool
+	held.Store(true)
+	l := up(t, lab.Options{Nodes: 3, Configure: func(id string, c *config.Config) {
+		if id == "n3" && held.Load() {
+			c.Cluster.TableAlgorithmMax = ranges.AlgoV1
+		}
+	}})
+	for _, id := range l.NodeIDs() {
+		if st := status(t, id); st.TableAlgorithm != ranges.AlgoV1 || !st.Agreement {
+			t.Fatalf("%s with n3 held back: algorithm %d, agreement %v; want 1 and agreement", id, st.TableAlgorithm, st.Agreement)
+		}
+	}
+	tb, seed := tableOf(t, l)
+	for _, r := range curlFrom(t, seq(24000, 30), "/", 4) {
+		if r.code != 200 || r.node != ownerOfPort(tb, seed, r.port) {
+			t.Fatalf("algorithm 1: port %d: code %d node %s, owner %s", r.port, r.code, r.node, ownerOfPort(tb, seed, r.port))
+		}
+	}
+	wait := load(t, 300, 12*time.Second, 6)
+	time.Sleep(2 * time.Second)
+	if err := lab.Stop("n3", 40*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	held.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	if err := l.Start(ctx, "n3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.WaitConverged(ctx, l.NodeIDs(), 3); err != nil {
+		t.Fatal(err)
+	}
+	rep := wait()
+	if rep.Failed != 0 {
+		t.Errorf("during the upgrade: %s", rep.Summary())
+	}
+	if n := resets(t); n != 0 {
+		t.Errorf("%d resets reached the client", n)
+	}
+	for _, id := range l.NodeIDs() {
+		if st := status(t, id); st.TableAlgorithm != ranges.AlgoLatest {
+			t.Errorf("%s after the upgrade: algorithm %d, want %d", id, st.TableAlgorithm, ranges.AlgoLatest)
+		}
+	}
+	tb, seed = tableOf(t, l)
+	for _, r := range curlFrom(t, seq(24100, 30), "/", 4) {
+		if r.code != 200 || r.node != ownerOfPort(tb, seed, r.port) {
+			t.Fatalf("algorithm %d: port %d: code %d node %s, owner %s", ranges.AlgoLatest, r.port, r.code, r.node, ownerOfPort(tb, seed, r.port))
+		}
 	}
 }

@@ -189,7 +189,8 @@ func tableOf(t *testing.T, l *lab.Lab) (*ranges.Table, uint32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := ranges.Build(cfg.Cluster.Seed, l.Members())
+	// The nodes build with the algorithm they negotiated.
+	tb, err := ranges.BuildV(status(t, "n1").TableAlgorithm, cfg.Cluster.Seed, l.Members())
 	if err != nil {
 		t.Fatal(err)
 	}
