@@ -30,6 +30,7 @@ static void sdp_run_packed(struct sdp_classifier *c, uint8_t *buf,
 import "C"
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -59,11 +60,19 @@ func NewCClassifier(cfg ClassifierConfig) (*CClassifier, error) {
 	return &CClassifier{c: c}, nil
 }
 
-// fillClassifier copies the configuration into a C classifier.
+// fillClassifier copies the configuration into a C classifier, with a
+// fresh random slot key: no one outside this process can predict which
+// tuples share a probe run.
 func fillClassifier(c *C.struct_sdp_classifier, cfg ClassifierConfig) {
 	vip := cfg.VIP.As4()
 	c.vip = C.uint32_t(binary.LittleEndian.Uint32(vip[:])) // memory order = wire order
 	c.seed = C.uint32_t(cfg.Seed)
+	var key [16]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		panic("dataplane: no randomness for the flow-table key: " + err.Error())
+	}
+	c.slot_key[0] = C.uint64_t(binary.LittleEndian.Uint64(key[0:]))
+	c.slot_key[1] = C.uint64_t(binary.LittleEndian.Uint64(key[8:]))
 	for i := 0; i < 6; i++ {
 		c.cluster_mac[i] = C.uint8_t(cfg.ClusterMAC[i])
 		c.node_mac[i] = C.uint8_t(cfg.NodeMAC[i])
@@ -141,6 +150,29 @@ func (cc *CClassifier) FlowState(src, dst netip.Addr, sport, dport uint16, now u
 		C.uint32_t(binary.LittleEndian.Uint32(s[:])), C.uint32_t(binary.LittleEndian.Uint32(d[:])),
 		C.uint16_t(binary.LittleEndian.Uint16(p[0:])), C.uint16_t(binary.LittleEndian.Uint16(p[2:])),
 		C.uint32_t(now)))
+}
+
+// SweepBudget runs one bounded sweep call, as the worker does once per
+// loop iteration, and returns the flows removed and the slots it touched.
+func (cc *CClassifier) SweepBudget(now uint32, budget uint32) (removed, work int) {
+	removed = int(C.sdp_flows_sweep(cc.c, C.uint32_t(now), C.uint32_t(budget)))
+	return removed, int(cc.c.flows.sweep_work)
+}
+
+// LongestRun is the longest run of occupied slots in the flow table: the
+// most slots a lookup can probe.
+func (cc *CClassifier) LongestRun() int { return int(C.sdp_flows_longest_run(cc.c)) }
+
+// slotHashC is the C slot hash of a client-side key, for the tests.
+func slotHashC(key [2]uint64, src, dst netip.Addr, sport, dport uint16) uint32 {
+	s, d := src.As4(), dst.As4()
+	var p [4]byte
+	binary.BigEndian.PutUint16(p[0:], sport)
+	binary.BigEndian.PutUint16(p[2:], dport)
+	k := [2]C.uint64_t{C.uint64_t(key[0]), C.uint64_t(key[1])}
+	return uint32(C.sdp_slot_hash_of(&k[0],
+		C.uint32_t(binary.LittleEndian.Uint32(s[:])), C.uint32_t(binary.LittleEndian.Uint32(d[:])),
+		C.uint16_t(binary.LittleEndian.Uint16(p[0:])), C.uint16_t(binary.LittleEndian.Uint16(p[2:]))))
 }
 
 func (cc *CClassifier) Counters() Counters { return countersOf(&cc.c.ctr) }

@@ -103,7 +103,10 @@ int sdp_classifier_init(struct sdp_classifier *c, uint32_t max_flows,
 	memset(&c->ctr, 0, sizeof(c->ctr));
 	if (max_flows == 0 || max_half_open == 0 || max_half_open > max_flows)
 		return -EINVAL;
-	return sdp_flows_init(&c->flows, max_flows, max_half_open);
+	int rc = sdp_flows_init(&c->flows, max_flows, max_half_open);
+	c->flows.key[0] = c->slot_key[0];
+	c->flows.key[1] = c->slot_key[1];
+	return rc;
 }
 
 void sdp_classifier_free(struct sdp_classifier *c)
@@ -157,9 +160,23 @@ enum pre_kind {
 struct pre {
 	uint8_t kind;
 	uint8_t tcp_flags;
+	uint8_t slot_ok;   /* slot holds the key's slot hash */
 	struct sdp_key key;
-	uint32_t hash;
+	uint32_t hash;     /* the connection value */
+	uint32_t slot;
 };
+
+/* The key's slot hash, computed once per frame and only when the table is
+ * probed: a foreign frame whose bucket holds none of our flows never pays
+ * for it. */
+static inline uint32_t pre_slot(const struct sdp_classifier *c, struct pre *p)
+{
+	if (!p->slot_ok) {
+		p->slot = sdp_slot_hash(c->flows.key, &p->key);
+		p->slot_ok = 1;
+	}
+	return p->slot;
+}
 
 /* Parse the frame as far as the flow key. Called once per frame per burst;
  * touches only the first 54 bytes. */
@@ -167,6 +184,7 @@ static void pre_parse_rx(const struct sdp_classifier *c, const uint8_t *f,
 			 uint16_t len, struct pre *p)
 {
 	p->kind = PRE_OTHER;
+	p->slot_ok = 0;
 	if (len < ETH_HLEN + 20 || rd16(f + 12) != ETH_P_IPV4)
 		return;
 	const uint8_t *ip = f + ETH_HLEN;
@@ -335,12 +353,13 @@ static void synack_to_rst(const struct sdp_classifier *c, uint8_t *f,
 	*len = ETH_HLEN + 40;
 }
 
-/* Find a live flow; an expired one found on the way is removed. */
+/* Find a live flow; an expired one found on the way is removed. slot is
+ * the key's slot hash. */
 static struct sdp_flow *find_live(struct sdp_classifier *c,
-				  const struct sdp_key *k, uint32_t hash,
+				  const struct sdp_key *k, uint32_t slot,
 				  uint32_t now_ms)
 {
-	struct sdp_flow *fl = sdp_flows_find(&c->flows, k, hash);
+	struct sdp_flow *fl = sdp_flows_find(&c->flows, k, slot);
 	if (fl != NULL && sdp_expired(fl, now_ms)) {
 		sdp_flows_delete(&c->flows, fl);
 		c->ctr.expired++;
@@ -350,14 +369,14 @@ static struct sdp_flow *find_live(struct sdp_classifier *c,
 }
 
 static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
-			    const struct pre *p, uint32_t now_ms)
+			    struct pre *p, uint32_t now_ms)
 {
 	struct sdp_flow_table *t = &c->flows;
 	uint16_t bucket = (uint16_t)p->hash;
 	/* No flow in the bucket: no retransmission to look up. */
 	struct sdp_flow *fl = t->bucket_flows[bucket] == 0
 				      ? NULL
-				      : find_live(c, &p->key, p->hash, now_ms);
+				      : find_live(c, &p->key, pre_slot(c, p), now_ms);
 	if (fl != NULL) {
 		if (fl->state == SDP_SYN_RCVD || fl->state == SDP_ESTABLISHED)
 			return to_kernel(c, f); /* retransmission */
@@ -377,7 +396,7 @@ static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
 		c->ctr.half_open_dropped++;
 		return SDP_DROP;
 	}
-	fl = sdp_flows_insert(t, &p->key, p->hash, bucket, SDP_SYN_RCVD);
+	fl = sdp_flows_insert(t, &p->key, pre_slot(c, p), bucket, SDP_SYN_RCVD);
 	fl->expire_ms = now_ms + c->timers.half_open_ms;
 	c->ctr.syn_accepted++;
 	return to_kernel(c, f);
@@ -402,7 +421,7 @@ static void established_seen(struct sdp_classifier *c, struct sdp_flow *fl,
 }
 
 static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
-				uint16_t *len, const struct pre *p,
+				uint16_t *len, struct pre *p,
 				uint32_t now_ms)
 {
 	uint16_t bucket = (uint16_t)p->hash;
@@ -411,7 +430,7 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 		c->ctr.fast_dropped++;
 		return SDP_DROP;
 	}
-	struct sdp_flow *fl = find_live(c, &p->key, p->hash, now_ms);
+	struct sdp_flow *fl = find_live(c, &p->key, pre_slot(c, p), now_ms);
 	if (fl == NULL || fl->state == SDP_WITHDRAWN) {
 		c->ctr.foreign_dropped++;
 		return SDP_DROP;
@@ -463,10 +482,14 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 			__builtin_prefetch(frames[i], 1, 0);
 		for (uint16_t i = 0; i < m; i++) {
 			pre_parse_rx(c, frames[i], lens[i], &pre[i]);
-			/* Only buckets holding flows are probed. */
+			/* Only buckets holding flows are probed. A SYN
+			 * earlier in the burst may add a flow to a bucket
+			 * after this test: the slot hash is then computed
+			 * when the frame is decided. */
 			if (pre[i].kind == PRE_VIP_TCP &&
 			    c->flows.bucket_flows[(uint16_t)pre[i].hash] != 0)
-				sdp_flows_prefetch(&c->flows, pre[i].hash);
+				sdp_flows_prefetch(&c->flows,
+						   pre_slot(c, &pre[i]));
 		}
 		c->ctr.rx += m;
 		for (uint16_t i = 0; i < m; i++) {
@@ -519,7 +542,8 @@ static uint8_t classify_tap_one(struct sdp_classifier *c, uint8_t *f,
 				    ld16(tcp)};
 		uint32_t hash = key_hash(&k, c->seed);
 		if (c->flows.bucket_flows[(uint16_t)hash] != 0) {
-			struct sdp_flow *fl = find_live(c, &k, hash, now_ms);
+			struct sdp_flow *fl = find_live(
+				c, &k, sdp_slot_hash(c->flows.key, &k), now_ms);
 			uint8_t fl_flags = tcp[13];
 			if (fl != NULL) {
 				switch (fl->state) {
@@ -567,10 +591,33 @@ void sdp_classify_tap(struct sdp_classifier *c, uint8_t **frames,
 		verdicts[i] = classify_tap_one(c, frames[i], lens[i], &lens[i], now_ms);
 }
 
-uint32_t sdp_flows_sweep(struct sdp_classifier *c, uint32_t now_ms,
-			 uint32_t max_slots)
+uint32_t sdp_flows_longest_run(const struct sdp_classifier *c)
 {
-	uint32_t removed = sdp_flows_sweep_table(&c->flows, now_ms, max_slots);
+	const struct sdp_flow_table *t = &c->flows;
+	uint32_t best = 0, run = 0;
+	/* Twice round, so a run across the wrap is measured whole. */
+	for (uint64_t i = 0; i < 2ull * (t->mask + 1); i++) {
+		if (t->slots[i & t->mask].state != SDP_EMPTY) {
+			if (++run > best)
+				best = run;
+		} else {
+			run = 0;
+		}
+	}
+	return best > t->mask + 1 ? t->mask + 1 : best;
+}
+
+uint32_t sdp_slot_hash_of(const uint64_t key[2], uint32_t saddr,
+			  uint32_t daddr, uint16_t sport, uint16_t dport)
+{
+	struct sdp_key k = {saddr, daddr, sport, dport};
+	return sdp_slot_hash(key, &k);
+}
+
+uint32_t sdp_flows_sweep(struct sdp_classifier *c, uint32_t now_ms,
+			 uint32_t budget)
+{
+	uint32_t removed = sdp_flows_sweep_table(&c->flows, now_ms, budget);
 	c->ctr.expired += removed;
 	return removed;
 }
@@ -579,8 +626,8 @@ int sdp_flows_state(struct sdp_classifier *c, uint32_t saddr, uint32_t daddr,
 		    uint16_t sport, uint16_t dport, uint32_t now_ms)
 {
 	struct sdp_key k = {saddr, daddr, sport, dport};
-	uint32_t hash = key_hash(&k, c->seed);
-	struct sdp_flow *fl = sdp_flows_find(&c->flows, &k, hash);
+	struct sdp_flow *fl =
+		sdp_flows_find(&c->flows, &k, sdp_slot_hash(c->flows.key, &k));
 	if (fl == NULL || sdp_expired(fl, now_ms))
 		return SDP_EMPTY;
 	return fl->state;

@@ -64,27 +64,28 @@ struct sdp_flow {
 	uint32_t daddr;
 	uint16_t sport;
 	uint16_t dport;
-	uint32_t hash;      /* the connection value (CRC32C of the key) */
-	uint32_t isn;       /* our initial sequence number, when known */
 	uint32_t expire_ms; /* wrap-safe deadline in the worker's clock */
 	uint8_t state;
 	uint8_t flags;
-	uint16_t bucket;
-	uint32_t reserved;
+	uint16_t bucket;    /* low 16 bits of the connection value */
+	uint32_t isn;       /* our initial sequence number, when known */
+	uint32_t reserved[2];
 };
 
 /* Flow table: open addressing, linear probing, backward-shift deletion, so
  * no tombstone slots ever lengthen probes. Capacity is a power of two at
- * least twice max_flows. */
+ * least twice max_flows. The slot of a flow is a keyed hash of its key
+ * (SipHash-2-4 under key[], random per table), never the connection value. */
 struct sdp_flow_table {
 	struct sdp_flow *slots;
+	uint64_t key[2];
 	uint32_t mask;
-	uint32_t shift;       /* 32 - log2(capacity), for the index hash */
 	uint32_t count;       /* flows in the table, any state */
 	uint32_t max_flows;
 	uint32_t max_half_open;
 	uint32_t by_state[SDP_NSTATES];
 	uint32_t sweep_cursor;
+	uint32_t sweep_work;    /* slots the last sweep call touched */
 	uint32_t *bucket_flows; /* flows per bucket: the fast-drop filter */
 };
 
@@ -105,6 +106,7 @@ struct sdp_timers {
 struct sdp_classifier {
 	uint32_t vip;          /* network order */
 	uint32_t seed;         /* connection-value seed */
+	uint64_t slot_key[2];  /* flow-table slot key, copied in at init */
 	uint8_t cluster_mac[6];
 	uint8_t node_mac[6];   /* NIC MAC, also the tap's */
 	struct sdp_timers timers;
@@ -136,10 +138,19 @@ void sdp_classify_tap(struct sdp_classifier *c, uint8_t **frames,
 		      uint16_t *lens, uint16_t n, uint32_t now_ms,
 		      uint8_t *verdicts);
 
-/* Remove expired flows: up to max_slots slots from the sweep cursor
- * (max_slots = 0 sweeps the whole table). Returns flows removed. */
+/* Remove expired flows, touching about budget slots from the sweep cursor
+ * (slots visited plus slots the deletions' backward shifts looked at), so
+ * one call never stalls the worker; budget = 0 sweeps the whole table.
+ * Returns flows removed. */
 uint32_t sdp_flows_sweep(struct sdp_classifier *c, uint32_t now_ms,
-			 uint32_t max_slots);
+			 uint32_t budget);
+
+/* The longest run of occupied slots: the most a lookup can probe. */
+uint32_t sdp_flows_longest_run(const struct sdp_classifier *c);
+
+/* The slot hash of a key under a slot key, for the tests. */
+uint32_t sdp_slot_hash_of(const uint64_t key[2], uint32_t saddr,
+			  uint32_t daddr, uint16_t sport, uint16_t dport);
 
 /* Look a flow up by its client-side key (network order); for tests and the
  * CLI. Returns the state, or SDP_EMPTY. */
