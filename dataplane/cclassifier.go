@@ -77,6 +77,9 @@ func fillClassifier(c *C.struct_sdp_classifier, cfg ClassifierConfig) {
 		c.cluster_mac[i] = C.uint8_t(cfg.ClusterMAC[i])
 		c.node_mac[i] = C.uint8_t(cfg.NodeMAC[i])
 	}
+	for _, p := range cfg.Ports {
+		c.ports[p>>6] |= 1 << (p & 63)
+	}
 	c.timers.half_open_ms = C.uint32_t(cfg.HalfOpen.Milliseconds())
 	c.timers.idle_ms = C.uint32_t(cfg.Idle.Milliseconds())
 	c.timers.closing_ms = C.uint32_t(cfg.Closing.Milliseconds())
@@ -188,6 +191,9 @@ func (cc *CClassifier) Close() {
 	C.free(unsafe.Pointer(cc.owner))
 	cc.c, cc.owner = nil, nil
 }
+
+// countersSizeC is the size of struct sdp_counters, for the layout test.
+func countersSizeC() int { return C.sizeof_struct_sdp_counters }
 
 // countersOf reads a C counter block; the layouts match field for field.
 func countersOf(c *C.struct_sdp_counters) Counters {

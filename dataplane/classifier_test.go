@@ -3,7 +3,9 @@ package dataplane
 import (
 	"bytes"
 	"encoding/hex"
+	"reflect"
 	"testing"
+	"unsafe"
 )
 
 type implementation struct {
@@ -94,5 +96,25 @@ func TestDifferentialFixtures(t *testing.T) {
 				t.Errorf("flows differ: C %+v, Go %+v", cc.Flows(), ref.Flows())
 			}
 		})
+	}
+}
+
+// Counters is read straight from C memory: the two layouts must match,
+// and Add must sum every field.
+func TestCountersLayout(t *testing.T) {
+	if got, want := int(unsafe.Sizeof(Counters{})), countersSizeC(); got != want {
+		t.Fatalf("Counters is %d bytes, struct sdp_counters %d", got, want)
+	}
+	var a, b Counters
+	va, vb := reflect.ValueOf(&a).Elem(), reflect.ValueOf(&b).Elem()
+	for i := 0; i < va.NumField(); i++ {
+		va.Field(i).SetUint(uint64(i + 1))
+		vb.Field(i).SetUint(100)
+	}
+	a.Add(b)
+	for i := 0; i < va.NumField(); i++ {
+		if va.Field(i).Uint() != uint64(i+101) {
+			t.Errorf("Add does not sum %s", va.Type().Field(i).Name)
+		}
 	}
 }

@@ -368,11 +368,24 @@ static struct sdp_flow *find_live(struct sdp_classifier *c,
 	return fl;
 }
 
+static inline int served(const struct sdp_classifier *c, uint16_t port_be)
+{
+	uint16_t port = rte_be_to_cpu_16(port_be);
+	return (c->ports[port >> 6] >> (port & 63)) & 1;
+}
+
 static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
 			    struct pre *p, uint32_t now_ms)
 {
 	struct sdp_flow_table *t = &c->flows;
 	uint16_t bucket = (uint16_t)p->hash;
+	/* Only the ports the cluster serves: every other port would give an
+	 * attacker 16 more bits to choose tuples with (see flows.h), and no
+	 * kernel listens there anyway. */
+	if (!served(c, p->key.dport)) {
+		c->ctr.syn_port_dropped++;
+		return SDP_DROP;
+	}
 	/* No flow in the bucket: no retransmission to look up. */
 	struct sdp_flow *fl = t->bucket_flows[bucket] == 0
 				      ? NULL

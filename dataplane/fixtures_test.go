@@ -32,6 +32,7 @@ func fxConfig() ClassifierConfig {
 		VIP: fxVIP, Seed: fxSeed, ClusterMAC: fxClusterMAC, NodeMAC: fxNodeMAC,
 		MaxFlows: 1024, MaxHalfOpen: 256,
 		HalfOpen: 10 * time.Second, Idle: 900 * time.Second, Closing: 30 * time.Second,
+		Ports: []uint16{80, 443},
 	}
 }
 
@@ -232,6 +233,26 @@ var fixtures = []fixture{
 		expect: func(t testing.TB, c Counters, fl FlowCounts) {
 			eq(t, "syn_not_ours", c.SynNotOurs, 1)
 			eq(t, "flows", fl.SynRcvd, 0)
+		},
+	},
+	{
+		name: "SYN to a port the cluster does not serve is dropped",
+		steps: func(t testing.TB) []step {
+			s := fromClient(portIn(true, 6))
+			s.syn, s.dport = true, 8080
+			tls := fromClient(2000)
+			for Bucket(ConnValue(fxSeed, fxClient, fxVIP, tls.sport, 443))%2 != 0 {
+				tls.sport++
+			}
+			tls.syn, tls.dport = true, 443
+			return []step{
+				{in: tcpFrame(t, s), verdict: Drop},
+				{in: tcpFrame(t, tls), verdict: ToKernel, out: withMAC(tcpFrame(t, tls), fxNodeMAC)},
+			}
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "syn_port_dropped", c.SynPortDropped, 1)
+			eq(t, "syn_accepted", c.SynAccepted, 1)
 		},
 	},
 	{

@@ -15,6 +15,7 @@ type Reference struct {
 	flows      map[flowKey]*refFlow
 	byState    [numStates]uint32
 	bucketRefs [65536]uint32
+	ports      map[uint16]bool
 	ctr        Counters
 }
 
@@ -47,7 +48,11 @@ func NewReference(cfg ClassifierConfig) (*Reference, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Reference{cfg: cfg, vip: cfg.VIP.As4(), flows: map[flowKey]*refFlow{}}, nil
+	r := &Reference{cfg: cfg, vip: cfg.VIP.As4(), flows: map[flowKey]*refFlow{}, ports: map[uint16]bool{}}
+	for _, p := range cfg.Ports {
+		r.ports[p] = true
+	}
+	return r, nil
 }
 
 func (r *Reference) SetOwnership(o *Ownership) {
@@ -294,6 +299,10 @@ func (r *Reference) toClosing(fl *refFlow, now uint32) {
 }
 
 func (r *Reference) syn(f []byte, k flowKey, bucket uint16, now uint32) Verdict {
+	if !r.ports[k.dport] {
+		r.ctr.SynPortDropped++
+		return Drop
+	}
 	if fl := r.findLive(k, now); fl != nil {
 		if fl.state == SynRcvd || fl.state == Established {
 			return r.toKernel(f)

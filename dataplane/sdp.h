@@ -55,6 +55,7 @@ struct sdp_counters {
 	uint64_t tx_failed;           /* frames a full TX queue refused */
 	uint64_t expired;             /* flows removed by their timers */
 	uint64_t fast_dropped;        /* foreign drops decided without a probe */
+	uint64_t syn_port_dropped;    /* SYNs to a VIP port the cluster does not serve */
 };
 
 /* One flow: 32 bytes, two per cache line. Keys are in network order, as on
@@ -109,6 +110,7 @@ struct sdp_classifier {
 	uint64_t slot_key[2];  /* flow-table slot key, copied in at init */
 	uint8_t cluster_mac[6];
 	uint8_t node_mac[6];   /* NIC MAC, also the tap's */
+	uint64_t ports[65536 / 64]; /* served VIP ports (host order bit index) */
 	struct sdp_timers timers;
 	const struct sdp_owner_table *owner; /* read once per burst */
 	struct sdp_flow_table flows;

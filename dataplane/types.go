@@ -69,6 +69,7 @@ type Counters struct {
 	TXFailed               uint64 `json:"tx_failed"`
 	Expired                uint64 `json:"expired"`
 	FastDropped            uint64 `json:"fast_dropped"`
+	SynPortDropped         uint64 `json:"syn_port_dropped"`
 }
 
 // Add sums counters, for totals across workers.
@@ -91,6 +92,7 @@ func (c *Counters) Add(o Counters) {
 	c.TXFailed += o.TXFailed
 	c.Expired += o.Expired
 	c.FastDropped += o.FastDropped
+	c.SynPortDropped += o.SynPortDropped
 }
 
 // FlowCounts is the number of flows in each state.
@@ -141,6 +143,9 @@ type ClassifierConfig struct {
 	HalfOpen    time.Duration
 	Idle        time.Duration
 	Closing     time.Duration
+	// Ports are the VIP ports the cluster serves: SYNs to any other port
+	// are dropped (syn_port_dropped).
+	Ports []uint16
 }
 
 // Validate names the first unusable field.
@@ -156,6 +161,13 @@ func (c ClassifierConfig) Validate() error {
 		return fmt.Errorf("dataplane: max flows %d / half-open %d out of range", c.MaxFlows, c.MaxHalfOpen)
 	case c.HalfOpen <= 0 || c.Idle <= 0 || c.Closing <= 0:
 		return fmt.Errorf("dataplane: timers must be positive")
+	case len(c.Ports) == 0:
+		return fmt.Errorf("dataplane: no served port: give at least one")
+	}
+	for _, p := range c.Ports {
+		if p == 0 {
+			return fmt.Errorf("dataplane: port 0 cannot be served")
+		}
 	}
 	return nil
 }

@@ -292,6 +292,7 @@ func (n *Node) startDataplane(onExit func(func())) error {
 			HalfOpen:    time.Duration(cfg.Dataplane.HalfOpenTimeoutSec) * time.Second,
 			Idle:        time.Duration(cfg.Dataplane.IdleTimeoutSec) * time.Second,
 			Closing:     time.Duration(cfg.Dataplane.ClosingTimeoutSec) * time.Second,
+			Ports:       cfg.Dataplane.ServedPorts(),
 		},
 		NIC:          nic,
 		Tap:          tap,
