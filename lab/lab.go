@@ -320,9 +320,21 @@ func (l *Lab) build(ctx context.Context) error {
 	return l.waitReady(ctx, l.ids)
 }
 
+// downLockWait bounds how long Down waits for another process's lab.
+const downLockWait = 20 * time.Minute
+
 // Down stops every lab process, deletes every shoal-* namespace and removes
-// StateDir. It is idempotent.
+// StateDir. It is idempotent. It takes the lab lock first, so it never
+// tears down a lab another live process is using.
 func Down() error {
+	// Only the lock's holder may tear the lab down: another process's lab
+	// (a test run beside this one) is waited for, never destroyed. A lab
+	// left by a process that died has a free lock.
+	ctx, cancel := context.WithTimeout(context.Background(), downLockWait)
+	defer cancel()
+	if err := acquireLock(ctx, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }); err != nil {
+		return fmt.Errorf("lab: not torn down: %w", err)
+	}
 	err := teardown(true)
 	releaseLock()
 	return err
