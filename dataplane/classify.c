@@ -114,6 +114,24 @@ void sdp_classifier_free(struct sdp_classifier *c)
 	sdp_flows_free(&c->flows);
 }
 
+/* A flow is finished once both FINs are acknowledged or a reset was
+ * seen: only stragglers remain, which the closing timer covers. */
+static inline int finished(const struct sdp_flow *fl)
+{
+	const uint8_t both = SDP_F_CFIN_ACKED | SDP_F_SFIN_ACKED;
+	return (fl->flags & SDP_F_RST) || (fl->flags & both) == both;
+}
+
+/* An IPv4 (no options) TCP packet whose lengths hold: total length within
+ * the frame, TCP header within the packet, not a fragment. */
+static inline int tcp_frame_ok(const uint8_t *ip, uint16_t len)
+{
+	uint16_t totlen = rd16(ip + 2);
+	uint8_t doff = ip[20 + 12] >> 4;
+	return totlen >= 40 && (uint32_t)ETH_HLEN + totlen <= len &&
+	       !(rd16(ip + 6) & 0x3fff) && doff >= 5 && 20u + doff * 4u <= totlen;
+}
+
 static inline int owned(const struct sdp_classifier *c, uint16_t bucket)
 {
 	const struct sdp_owner_table *o = c->owner;
@@ -391,10 +409,13 @@ static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
 				      ? NULL
 				      : find_live(c, &p->key, pre_slot(c, p), now_ms);
 	if (fl != NULL) {
-		if (fl->state == SDP_SYN_RCVD || fl->state == SDP_ESTABLISHED)
-			return to_kernel(c, f); /* retransmission */
-		/* The client reuses the tuple of a closing or withdrawn
-		 * flow: it is a new connection, decided afresh. */
+		/* A SYN on the tuple of a finished flow (both FINs
+		 * acknowledged, or reset) or of a withdrawn one is a new
+		 * connection, decided afresh. Otherwise it is a
+		 * retransmission or belongs to the live connection: the
+		 * kernel answers it. */
+		if (fl->state != SDP_WITHDRAWN && !finished(fl))
+			return to_kernel(c, f);
 		sdp_flows_delete(t, fl);
 	}
 	if (!owned(c, bucket)) {
@@ -411,6 +432,7 @@ static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
 	}
 	fl = sdp_flows_insert(t, &p->key, pre_slot(c, p), bucket, SDP_SYN_RCVD);
 	fl->expire_ms = now_ms + c->timers.half_open_ms;
+	fl->cnxt = rd32(f + ETH_HLEN + 20 + 4) + 1;
 	c->ctr.syn_accepted++;
 	return to_kernel(c, f);
 }
@@ -422,15 +444,98 @@ static void to_closing(struct sdp_classifier *c, struct sdp_flow *fl,
 	fl->expire_ms = now_ms + c->timers.closing_ms;
 }
 
-/* A segment of an established flow, either way: FIN or RST starts the
- * closing timer, anything else refreshes the idle timer. */
-static void established_seen(struct sdp_classifier *c, struct sdp_flow *fl,
-			     uint8_t flags, uint32_t now_ms)
+/* The signed distance from b to a in sequence space. */
+static inline int32_t seq_diff(uint32_t a, uint32_t b)
 {
-	if (flags & (TCP_FIN | TCP_RST))
+	return (int32_t)(a - b);
+}
+
+/* The TCP payload length of a validated IPv4/TCP frame. */
+static inline uint32_t tcp_paylen(const uint8_t *ip)
+{
+	return (uint32_t)rd16(ip + 2) - 20u - (uint32_t)(ip[20 + 12] >> 4) * 4u;
+}
+
+/* Every segment of an established or closing flow refreshes its timer:
+ * the idle timer while data may still flow one way or the other (a
+ * half-closed connection is as alive as an established one), the short
+ * closing timer once the flow is finished. */
+static inline void refresh(const struct sdp_classifier *c, struct sdp_flow *fl,
+			   uint32_t now_ms)
+{
+	fl->expire_ms = now_ms + (finished(fl) ? c->timers.closing_ms
+					       : c->timers.idle_ms);
+}
+
+/* A segment from the client of an established or closing flow (not a
+ * RST). What it teaches: the client's next sequence number, its FIN, and
+ * whether it acknowledged our FIN. A segment whose sequence number is far
+ * from the client's (more than SDP_SEQ_SLACK away) teaches nothing: no
+ * real client jumps that far, and a blind attacker must not move the
+ * window. A segment without ACK is dropped by the kernel: it teaches
+ * nothing either and refreshes nothing. */
+static void client_seen(struct sdp_classifier *c, struct sdp_flow *fl,
+			const uint8_t *ip, uint8_t flags, uint32_t now_ms)
+{
+	const uint8_t *tcp = ip + 20;
+	uint32_t seq = rd32(tcp + 4), ack = rd32(tcp + 8);
+	if (!(flags & TCP_ACK))
+		return;
+	/* Nothing follows a FIN: its acknowledgment is exact. */
+	if ((fl->flags & SDP_F_SFIN) && ack == fl->sfin + 1)
+		fl->flags |= SDP_F_SFIN_ACKED;
+	int32_t d = seq_diff(seq, fl->cnxt);
+	if (d >= -(int32_t)SDP_SEQ_SLACK && d <= (int32_t)SDP_SEQ_SLACK) {
+		uint32_t len = tcp_paylen(ip);
+		uint32_t end = seq + len + ((flags & TCP_FIN) ? 1 : 0);
+		if ((flags & TCP_FIN) && !(fl->flags & SDP_F_CFIN_ACKED)) {
+			/* After our FIN was acknowledged, an in-order FIN
+			 * is one our kernel takes: its acknowledgment, a
+			 * bare ACK, may leave by the kernel's own path
+			 * without crossing the worker. */
+			if ((fl->flags & SDP_F_SFIN_ACKED) && ack == fl->sfin + 1 &&
+			    seq == fl->cnxt)
+				fl->flags |= SDP_F_CFIN_ACKED;
+			fl->cfin = seq + len;
+			fl->flags |= SDP_F_CFIN;
+			if (fl->state != SDP_CLOSING)
+				sdp_flows_set_state(&c->flows, fl, SDP_CLOSING);
+		}
+		if (seq_diff(end, fl->cnxt) > 0)
+			fl->cnxt = end;
+	}
+	refresh(c, fl, now_ms);
+}
+
+/* A segment from our kernel of an established or closing flow: trusted,
+ * so its FIN is recorded as is and its RST ends the flow. */
+static void server_seen(struct sdp_classifier *c, struct sdp_flow *fl,
+			const uint8_t *ip, uint8_t flags, uint32_t now_ms)
+{
+	const uint8_t *tcp = ip + 20;
+	if (flags & TCP_RST) {
+		fl->flags |= SDP_F_RST;
 		to_closing(c, fl, now_ms);
-	else
-		fl->expire_ms = now_ms + c->timers.idle_ms;
+		return;
+	}
+	if ((flags & TCP_ACK) && (fl->flags & SDP_F_CFIN) &&
+	    rd32(tcp + 8) == fl->cfin + 1)
+		fl->flags |= SDP_F_CFIN_ACKED;
+	if ((flags & TCP_FIN) && !(fl->flags & SDP_F_SFIN_ACKED)) {
+		fl->sfin = rd32(tcp + 4) + tcp_paylen(ip);
+		fl->flags |= SDP_F_SFIN;
+		if (fl->state != SDP_CLOSING)
+			sdp_flows_set_state(&c->flows, fl, SDP_CLOSING);
+	}
+	refresh(c, fl, now_ms);
+}
+
+/* A RST from the client of an established or closing flow. */
+static void client_rst(struct sdp_classifier *c, struct sdp_flow *fl,
+		       const uint8_t *ip, uint32_t now_ms)
+{
+	fl->flags |= SDP_F_RST;
+	to_closing(c, fl, now_ms);
 }
 
 static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
@@ -452,6 +557,7 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 	switch (fl->state) {
 	case SDP_SYN_RCVD:
 		if (fl_flags & TCP_RST) {
+			fl->flags |= SDP_F_RST;
 			to_closing(c, fl, now_ms);
 			break;
 		}
@@ -468,14 +574,13 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 			break;
 		}
 		sdp_flows_set_state(&c->flows, fl, SDP_ESTABLISHED);
-		fl->expire_ms = now_ms + c->timers.idle_ms;
-		if (fl_flags & TCP_FIN)
-			to_closing(c, fl, now_ms);
+		client_seen(c, fl, f + ETH_HLEN, fl_flags, now_ms);
 		break;
-	case SDP_ESTABLISHED:
-		established_seen(c, fl, fl_flags, now_ms);
-		break;
-	default: /* CLOSING: deliver until the timer ends */
+	default: /* ESTABLISHED, CLOSING */
+		if (fl_flags & TCP_RST)
+			client_rst(c, fl, f + ETH_HLEN, now_ms);
+		else
+			client_seen(c, fl, f + ETH_HLEN, fl_flags, now_ms);
 		break;
 	}
 	return to_kernel(c, f);
@@ -549,7 +654,7 @@ static uint8_t classify_tap_one(struct sdp_classifier *c, uint8_t *f,
 	}
 	const uint8_t *ip = f + ETH_HLEN;
 	if (et == ETH_P_IPV4 && len >= ETH_HLEN + 40 && ip[0] == 0x45 &&
-	    ip[9] == 6 && ld32(ip + 12) == c->vip) {
+	    ip[9] == 6 && ld32(ip + 12) == c->vip && tcp_frame_ok(ip, len)) {
 		const uint8_t *tcp = ip + 20;
 		struct sdp_key k = {ld32(ip + 16), ld32(ip + 12), ld16(tcp + 2),
 				    ld16(tcp)};
@@ -576,6 +681,7 @@ static uint8_t classify_tap_one(struct sdp_classifier *c, uint8_t *f,
 					return SDP_DROP;
 				case SDP_SYN_RCVD:
 					if (fl_flags & TCP_RST) {
+						fl->flags |= SDP_F_RST;
 						to_closing(c, fl, now_ms);
 					} else if ((fl_flags & (TCP_SYN | TCP_ACK)) ==
 						   (TCP_SYN | TCP_ACK)) {
@@ -583,10 +689,8 @@ static uint8_t classify_tap_one(struct sdp_classifier *c, uint8_t *f,
 						fl->flags |= SDP_F_ISN_KNOWN;
 					}
 					break;
-				case SDP_ESTABLISHED:
-					established_seen(c, fl, fl_flags, now_ms);
-					break;
-				default:
+				default: /* ESTABLISHED, CLOSING */
+					server_seen(c, fl, ip, fl_flags, now_ms);
 					break;
 				}
 			}

@@ -170,6 +170,66 @@ func eq(t testing.TB, what string, got, want uint64) {
 	}
 }
 
+// conn builds the segments of one connection of an owned client port:
+// client ISN 100, our ISN 7000.
+type conn struct {
+	t    testing.TB
+	port uint16
+}
+
+func newConn(t testing.TB, n int) conn { return conn{t, portIn(true, n)} }
+
+// c is a client segment with ACK, seq and ack given.
+func (c conn) c(seq, ack uint32, flags string, payload int) seg {
+	s := fromClient(c.port)
+	s.seq, s.ackNum, s.ack = seq, ack, true
+	s.payload = make([]byte, payload)
+	for _, f := range flags {
+		switch f {
+		case 'F':
+			s.fin = true
+		case 'R':
+			s.rst = true
+		case 'S':
+			s.syn = true
+		case '-':
+			s.ack = false
+		}
+	}
+	return s
+}
+
+// k is our kernel's segment with ACK, seq and ack given.
+func (c conn) k(seq, ack uint32, flags string, payload int) seg {
+	s := c.c(seq, ack, flags, payload)
+	k := fromKernel(c.port)
+	k.seq, k.ackNum, k.ack, k.fin, k.rst, k.syn, k.payload = s.seq, s.ackNum, s.ack, s.fin, s.rst, s.syn, s.payload
+	return k
+}
+
+// rx is a client frame the classifier hands to the kernel (MAC rewritten).
+func (c conn) rx(at uint32, s seg) step {
+	f := tcpFrame(c.t, s)
+	return step{at: at, in: f, verdict: ToKernel, out: withMAC(f, fxNodeMAC)}
+}
+
+// drop is a client frame the classifier drops.
+func (c conn) drop(at uint32, s seg) step {
+	return step{at: at, in: tcpFrame(c.t, s), verdict: Drop}
+}
+
+// tx is a frame of our kernel going out unchanged.
+func (c conn) tx(at uint32, s seg) step {
+	return step{tap: true, at: at, in: tcpFrame(c.t, s), verdict: ToNIC}
+}
+
+// handshake: SYN at 0, SYN-ACK at 1, ACK at 2; established.
+func (c conn) handshake() []step {
+	syn := fromClient(c.port)
+	syn.syn, syn.seq = true, 100
+	return []step{c.rx(0, syn), c.tx(1, c.k(7000, 101, "S", 0)), c.rx(2, c.c(101, 7001, "", 0))}
+}
+
 var fixtures = []fixture{
 	{
 		name: "arp request for the VIP is answered with the cluster MAC",
@@ -470,6 +530,75 @@ var fixtures = []fixture{
 			eq(t, "syn_accepted", c.SynAccepted, 2)
 			eq(t, "syn_rcvd", fl.SynRcvd, 1)
 			eq(t, "closing", fl.Closing, 0)
+		},
+	},
+	{
+		name: "half-close: the client's FIN, then a download longer than the closing timer",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 40)
+			return append(c.handshake(),
+				c.rx(3, c.c(101, 7001, "", 20)),        // the request
+				c.rx(5, c.c(121, 7001, "F", 0)),        // shutdown(SHUT_WR)
+				c.tx(10, c.k(7001, 122, "", 100)),      // data, acknowledging the FIN
+				c.rx(20_000, c.c(122, 7101, "", 0)),    // the client reads slowly
+				c.tx(45_000, c.k(7101, 122, "", 100)),  // past the closing timer
+				c.rx(50_000, c.c(100, 0, "S-", 0)),     // a SYN on the live tuple: the kernel's
+				c.rx(70_000, c.c(122, 7201, "", 0)),    // still delivered
+				c.tx(70_010, c.k(7201, 122, "F", 0)),   // our FIN
+				c.rx(70_020, c.c(122, 7202, "", 0)),    // acknowledged: finished
+				c.rx(100_019, c.c(122, 7202, "", 0)),   // a straggler refreshes the closing timer
+				c.drop(130_020, c.c(122, 7202, "", 0)), // then it ends
+			)
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "expired", c.Expired, 1)
+			eq(t, "closing", fl.Closing, 0)
+			eq(t, "syn_accepted", c.SynAccepted, 1)
+		},
+	},
+	{
+		name: "server closes first; the client's in-order FIN finishes the flow",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 41)
+			return append(c.handshake(),
+				c.tx(10, c.k(7001, 101, "F", 0)),
+				c.rx(20, c.c(101, 7002, "", 0)),
+				c.rx(30, c.c(101, 7002, "F", 0)),
+				c.rx(30_029, c.c(101, 7002, "F", 0)),
+				c.drop(60_030, c.c(101, 7002, "", 0)),
+			)
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "expired", c.Expired, 1)
+			eq(t, "closing", fl.Closing, 0)
+		},
+	},
+	{
+		name: "a half-closed flow waits for its second FIN as long as an established one",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 42)
+			return append(c.handshake(),
+				c.rx(10, c.c(101, 7001, "F", 0)),
+				c.tx(20, c.k(7001, 102, "", 0)),
+				c.rx(899_000, c.c(102, 7001, "", 0)),
+			)
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "closing", fl.Closing, 1)
+			eq(t, "expired", c.Expired, 0)
+		},
+	},
+	{
+		name: "a FIN far from the client's sequence numbers is not recorded",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 43)
+			return append(c.handshake(),
+				c.rx(10, c.c(101+1<<30, 7001, "F", 0)),
+				c.rx(20, c.c(101, 7001, "", 0)),
+			)
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "established", fl.Established, 1)
 		},
 	},
 }

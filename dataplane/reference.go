@@ -27,9 +27,31 @@ type flowKey struct {
 type refFlow struct {
 	state    State
 	isnKnown bool
-	isn      uint32
+	isn      uint32 // our ISN, in SYN_RCVD
 	expire   uint32
 	bucket   uint16
+	flags    uint8  // the fXxx flags below
+	cnxt     uint32 // the client's next sequence number
+	cfin     uint32 // the client's FIN
+	sfin     uint32 // our FIN
+}
+
+// Flow flags, as in sdp.h.
+const (
+	fCFIN      = 0x02 // the client's FIN seen
+	fSFIN      = 0x04 // our FIN seen
+	fCFINAcked = 0x08 // our kernel acknowledged the client's FIN
+	fSFINAcked = 0x10 // the client acknowledged our FIN
+	fRST       = 0x20 // a reset was seen
+)
+
+// seqSlack mirrors SDP_SEQ_SLACK: how far a client segment may start from
+// the client's next sequence number and still teach the flow anything.
+const seqSlack = 1 << 20
+
+// finished: both FINs acknowledged, or a reset seen.
+func (f *refFlow) finished() bool {
+	return f.flags&fRST != 0 || f.flags&(fCFINAcked|fSFINAcked) == fCFINAcked|fSFINAcked
 }
 
 const (
@@ -259,6 +281,7 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 	switch fl.state {
 	case SynRcvd:
 		if flags&tcpRST != 0 {
+			fl.flags |= fRST
 			r.toClosing(fl, now)
 			break
 		}
@@ -273,24 +296,93 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 			break
 		}
 		r.setState(fl, Established)
-		fl.expire = now + uint32(r.cfg.Idle.Milliseconds())
-		if flags&tcpFIN != 0 {
-			r.toClosing(fl, now)
+		r.clientSeen(fl, ip, now)
+	default: // Established, Closing
+		if flags&tcpRST != 0 {
+			r.clientRST(fl, ip, now)
+		} else {
+			r.clientSeen(fl, ip, now)
 		}
-	case Established:
-		r.establishedSeen(fl, flags, now)
 	}
 	return r.toKernel(f), n
 }
 
-// establishedSeen: FIN or RST starts the closing timer, anything else
-// refreshes the idle timer.
-func (r *Reference) establishedSeen(fl *refFlow, flags byte, now uint32) {
-	if flags&(tcpFIN|tcpRST) != 0 {
-		r.toClosing(fl, now)
+// tcpPayload is the payload length of a validated IPv4/TCP packet.
+func tcpPayload(ip []byte) uint32 {
+	return uint32(binary.BigEndian.Uint16(ip[2:4])) - 20 - uint32(ip[20+12]>>4)*4
+}
+
+// refresh: the idle timer while the flow may still carry data, the
+// closing timer once it is finished.
+func (r *Reference) refresh(fl *refFlow, now uint32) {
+	if fl.finished() {
+		fl.expire = now + uint32(r.cfg.Closing.Milliseconds())
 	} else {
 		fl.expire = now + uint32(r.cfg.Idle.Milliseconds())
 	}
+}
+
+// clientSeen: a non-RST segment from the client of an established or
+// closing flow (see client_seen in classify.c).
+func (r *Reference) clientSeen(fl *refFlow, ip []byte, now uint32) {
+	tcp := ip[20:]
+	flags := tcp[13]
+	seq, ack := binary.BigEndian.Uint32(tcp[4:8]), binary.BigEndian.Uint32(tcp[8:12])
+	if flags&tcpACK == 0 {
+		return
+	}
+	if fl.flags&fSFIN != 0 && ack == fl.sfin+1 {
+		fl.flags |= fSFINAcked
+	}
+	if d := int32(seq - fl.cnxt); d >= -seqSlack && d <= seqSlack {
+		l := tcpPayload(ip)
+		end := seq + l
+		if flags&tcpFIN != 0 {
+			end++
+		}
+		if flags&tcpFIN != 0 && fl.flags&fCFINAcked == 0 {
+			if fl.flags&fSFINAcked != 0 && ack == fl.sfin+1 && seq == fl.cnxt {
+				fl.flags |= fCFINAcked
+			}
+			fl.cfin = seq + l
+			fl.flags |= fCFIN
+			if fl.state != Closing {
+				r.setState(fl, Closing)
+			}
+		}
+		if int32(end-fl.cnxt) > 0 {
+			fl.cnxt = end
+		}
+	}
+	r.refresh(fl, now)
+}
+
+// serverSeen: a segment from our kernel of an established or closing flow.
+func (r *Reference) serverSeen(fl *refFlow, ip []byte, now uint32) {
+	tcp := ip[20:]
+	flags := tcp[13]
+	if flags&tcpRST != 0 {
+		fl.flags |= fRST
+		r.toClosing(fl, now)
+		return
+	}
+	if flags&tcpACK != 0 && fl.flags&fCFIN != 0 && binary.BigEndian.Uint32(tcp[8:12]) == fl.cfin+1 {
+		fl.flags |= fCFINAcked
+	}
+	if flags&tcpFIN != 0 && fl.flags&fSFINAcked == 0 {
+		fl.sfin = binary.BigEndian.Uint32(tcp[4:8]) + tcpPayload(ip)
+		fl.flags |= fSFIN
+		if fl.state != Closing {
+			r.setState(fl, Closing)
+		}
+	}
+	r.refresh(fl, now)
+}
+
+// clientRST: a RST from the client of an established or closing flow.
+func (r *Reference) clientRST(fl *refFlow, ip []byte, now uint32) {
+	fl.flags |= fRST
+	r.toClosing(fl, now)
 }
 
 func (r *Reference) toClosing(fl *refFlow, now uint32) {
@@ -304,7 +396,7 @@ func (r *Reference) syn(f []byte, k flowKey, bucket uint16, now uint32) Verdict 
 		return Drop
 	}
 	if fl := r.findLive(k, now); fl != nil {
-		if fl.state == SynRcvd || fl.state == Established {
+		if fl.state != Withdrawn && !fl.finished() {
 			return r.toKernel(f)
 		}
 		r.delete(k, fl)
@@ -323,6 +415,7 @@ func (r *Reference) syn(f []byte, k flowKey, bucket uint16, now uint32) Verdict 
 	}
 	fl := r.insert(k, bucket, SynRcvd)
 	fl.expire = now + uint32(r.cfg.HalfOpen.Milliseconds())
+	fl.cnxt = binary.BigEndian.Uint32(f[ethHLen+20+4:]) + 1
 	r.ctr.SynAccepted++
 	return r.toKernel(f)
 }
@@ -394,7 +487,7 @@ func (r *Reference) tapOne(f []byte, now uint32, n *int) Verdict {
 		return Drop
 	}
 	ip := f[ethHLen:]
-	if et == 0x0800 && *n >= ethHLen+40 && ip[0] == 0x45 && ip[9] == 6 && [4]byte(ip[12:16]) == r.vip {
+	if et == 0x0800 && *n >= ethHLen+40 && ip[0] == 0x45 && ip[9] == 6 && [4]byte(ip[12:16]) == r.vip && tcpFrameOK(ip, *n) {
 		tcp := ip[20:]
 		k := flowKey{[4]byte(ip[16:20]), [4]byte(ip[12:16]),
 			binary.BigEndian.Uint16(tcp[2:4]), binary.BigEndian.Uint16(tcp[0:2])}
@@ -412,19 +505,29 @@ func (r *Reference) tapOne(f []byte, now uint32, n *int) Verdict {
 					return Drop
 				case SynRcvd:
 					if flags&tcpRST != 0 {
+						fl.flags |= fRST
 						r.toClosing(fl, now)
 					} else if flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK {
 						fl.isn = binary.BigEndian.Uint32(tcp[4:8])
 						fl.isnKnown = true
 					}
-				case Established:
-					r.establishedSeen(fl, flags, now)
+				default: // Established, Closing
+					r.serverSeen(fl, ip, now)
 				}
 			}
 		}
 	}
 	r.ctr.TX++
 	return ToNIC
+}
+
+// tcpFrameOK: total length within the frame, TCP header within the
+// packet, not a fragment (ip is an IPv4 header without options).
+func tcpFrameOK(ip []byte, frameLen int) bool {
+	totlen := int(binary.BigEndian.Uint16(ip[2:4]))
+	doff := int(ip[20+12] >> 4)
+	return totlen >= 40 && ethHLen+totlen <= frameLen &&
+		binary.BigEndian.Uint16(ip[6:8])&0x3fff == 0 && doff >= 5 && 20+doff*4 <= totlen
 }
 
 // synackToRST rewrites our kernel's SYN-ACK into the client's RST for it

@@ -14,6 +14,9 @@
 #define SDP_BUCKETS 65536u
 #define SDP_BURST 32u
 #define SDP_TOMBSTONE_MS 5000u
+/* How far (bytes of sequence space) a client segment may start from the
+ * client's next sequence number and still teach the flow anything. */
+#define SDP_SEQ_SLACK (1u << 20)
 
 /* Verdicts: what the worker does with a frame. */
 enum sdp_verdict {
@@ -27,12 +30,17 @@ enum sdp_state {
 	SDP_EMPTY = 0,
 	SDP_SYN_RCVD = 1,    /* SYN accepted; ISN learnt from our SYN-ACK */
 	SDP_ESTABLISHED = 2, /* the client acknowledged our SYN-ACK */
-	SDP_CLOSING = 3,     /* FIN or RST seen; kept until the timer ends */
+	SDP_CLOSING = 3,     /* a FIN or a RST seen; see the F_ flags */
 	SDP_WITHDRAWN = 4,   /* lost an overlap: drop everything both ways */
 	SDP_NSTATES = 5,
 };
 
 #define SDP_F_ISN_KNOWN 0x01
+#define SDP_F_CFIN 0x02       /* the client's FIN seen: cfin valid */
+#define SDP_F_SFIN 0x04       /* our FIN seen: sfin valid */
+#define SDP_F_CFIN_ACKED 0x08 /* our kernel acknowledged the client's FIN */
+#define SDP_F_SFIN_ACKED 0x10 /* the client acknowledged our FIN */
+#define SDP_F_RST 0x20        /* a reset was seen */
 
 /* Counters, one set per worker, summed by Go on read. Order is the ABI the
  * Go side reads; add new counters at the end only. */
@@ -69,8 +77,14 @@ struct sdp_flow {
 	uint8_t state;
 	uint8_t flags;
 	uint16_t bucket;    /* low 16 bits of the connection value */
-	uint32_t isn;       /* our initial sequence number, when known */
-	uint32_t reserved[2];
+	union {
+		uint32_t isn;  /* SYN_RCVD: our ISN, once F_ISN_KNOWN */
+		uint32_t sfin; /* later: the sequence number of our FIN */
+	};
+	uint32_t cnxt;      /* the client's next sequence number: its ISN+1
+			     * at the SYN, then the end of its furthest
+			     * plausible segment */
+	uint32_t cfin;      /* the sequence number of the client's FIN */
 };
 
 /* Flow table: open addressing, linear probing, backward-shift deletion, so
