@@ -518,6 +518,14 @@ static void server_seen(struct sdp_classifier *c, struct sdp_flow *fl,
 		to_closing(c, fl, now_ms);
 		return;
 	}
+	if (fl->flags & SDP_F_RST) {
+		/* Our kernel still speaks on the connection: it did not take
+		 * the client's reset (a challenge ACK answers one in its
+		 * window but not exact). The flow lives on. */
+		fl->flags &= (uint8_t)~SDP_F_RST;
+		if (!(fl->flags & (SDP_F_CFIN | SDP_F_SFIN)))
+			sdp_flows_set_state(&c->flows, fl, SDP_ESTABLISHED);
+	}
 	if ((flags & TCP_ACK) && (fl->flags & SDP_F_CFIN) &&
 	    rd32(tcp + 8) == fl->cfin + 1)
 		fl->flags |= SDP_F_CFIN_ACKED;
@@ -530,10 +538,19 @@ static void server_seen(struct sdp_classifier *c, struct sdp_flow *fl,
 	refresh(c, fl, now_ms);
 }
 
-/* A RST from the client of an established or closing flow. */
+/* A RST from the client of an established or closing flow. Linux takes a
+ * RST only at exactly its rcv_nxt (RFC 5961), which is at most cnxt and at
+ * least cnxt minus what is still in flight; the worker takes the RSTs in
+ * that range, within SDP_RST_WINDOW. Others change nothing and are
+ * counted; all go to the kernel, which decides for itself. */
 static void client_rst(struct sdp_classifier *c, struct sdp_flow *fl,
 		       const uint8_t *ip, uint32_t now_ms)
 {
+	uint32_t seq = rd32(ip + 20 + 4);
+	if (fl->cnxt - seq > SDP_RST_WINDOW) {
+		c->ctr.rst_ignored++;
+		return;
+	}
 	fl->flags |= SDP_F_RST;
 	to_closing(c, fl, now_ms);
 }
@@ -557,6 +574,12 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 	switch (fl->state) {
 	case SDP_SYN_RCVD:
 		if (fl_flags & TCP_RST) {
+			/* Our kernel's half-open socket takes a RST anywhere
+			 * in the window of its SYN-ACK. */
+			if (rd32(f + ETH_HLEN + 20 + 4) - fl->cnxt > SDP_RST_WINDOW) {
+				c->ctr.rst_ignored++;
+				break;
+			}
 			fl->flags |= SDP_F_RST;
 			to_closing(c, fl, now_ms);
 			break;

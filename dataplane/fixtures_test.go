@@ -601,4 +601,69 @@ var fixtures = []fixture{
 			eq(t, "established", fl.Established, 1)
 		},
 	},
+	{
+		name: "a blind RST far outside the window changes nothing",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 44)
+			return append(c.handshake(),
+				c.rx(3, c.c(101, 7001, "", 20)),
+				c.tx(4, c.k(7001, 121, "", 1000)),
+				c.rx(5, c.c(121+1<<30, 0, "R-", 0)), // delivered: the kernel ignores it too
+				c.rx(40_000, c.c(121, 8001, "", 0)),
+			)
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "rst_ignored", c.RSTIgnored, 1)
+			eq(t, "established", fl.Established, 1)
+		},
+	},
+	{
+		name: "a RST at the client's next sequence number ends the flow",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 45)
+			return append(c.handshake(),
+				c.rx(3, c.c(101, 7001, "", 20)),
+				c.rx(5, c.c(121, 0, "R-", 0)),
+				c.drop(30_005, c.c(121, 7001, "", 0)),
+			)
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "rst_ignored", c.RSTIgnored, 0)
+			eq(t, "expired", c.Expired, 1)
+		},
+	},
+	{
+		name: "a RST our kernel did not take: its next segment revives the flow",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 46)
+			return append(c.handshake(),
+				c.rx(3, c.c(101, 7001, "", 20)),
+				c.rx(5, c.c(111, 0, "R-", 0)),       // in the window, not exact
+				c.tx(6, c.k(7001, 121, "", 0)),      // the challenge ACK
+				c.rx(40_000, c.c(121, 7001, "", 0)), // past the closing timer
+			)
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "established", fl.Established, 1)
+			eq(t, "closing", fl.Closing, 0)
+		},
+	},
+	{
+		name: "in SYN_RCVD a RST counts only within our SYN-ACK's window",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 47)
+			syn := fromClient(c.port)
+			syn.syn, syn.seq = true, 100
+			return []step{
+				c.rx(0, syn),
+				c.tx(1, c.k(7000, 101, "S", 0)),
+				c.rx(2, c.c(101+70000, 0, "R-", 0)),
+				c.rx(3, c.c(101, 7001, "", 0)),
+			}
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "rst_ignored", c.RSTIgnored, 1)
+			eq(t, "established", fl.Established, 1)
+		},
+	},
 }

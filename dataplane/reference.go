@@ -47,7 +47,11 @@ const (
 
 // seqSlack mirrors SDP_SEQ_SLACK: how far a client segment may start from
 // the client's next sequence number and still teach the flow anything.
-const seqSlack = 1 << 20
+// rstWindow mirrors SDP_RST_WINDOW: how far from it a client RST may be.
+const (
+	seqSlack  = 1 << 20
+	rstWindow = 65535
+)
 
 // finished: both FINs acknowledged, or a reset seen.
 func (f *refFlow) finished() bool {
@@ -281,6 +285,10 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 	switch fl.state {
 	case SynRcvd:
 		if flags&tcpRST != 0 {
+			if binary.BigEndian.Uint32(tcp[4:8])-fl.cnxt > rstWindow {
+				r.ctr.RSTIgnored++
+				break
+			}
 			fl.flags |= fRST
 			r.toClosing(fl, now)
 			break
@@ -366,6 +374,13 @@ func (r *Reference) serverSeen(fl *refFlow, ip []byte, now uint32) {
 		r.toClosing(fl, now)
 		return
 	}
+	if fl.flags&fRST != 0 {
+		// Our kernel did not take the client's reset: the flow lives on.
+		fl.flags &^= fRST
+		if fl.flags&(fCFIN|fSFIN) == 0 {
+			r.setState(fl, Established)
+		}
+	}
 	if flags&tcpACK != 0 && fl.flags&fCFIN != 0 && binary.BigEndian.Uint32(tcp[8:12]) == fl.cfin+1 {
 		fl.flags |= fCFINAcked
 	}
@@ -379,8 +394,13 @@ func (r *Reference) serverSeen(fl *refFlow, ip []byte, now uint32) {
 	r.refresh(fl, now)
 }
 
-// clientRST: a RST from the client of an established or closing flow.
+// clientRST: a RST from the client of an established or closing flow,
+// taken only within rstWindow below the client's next sequence number.
 func (r *Reference) clientRST(fl *refFlow, ip []byte, now uint32) {
+	if fl.cnxt-binary.BigEndian.Uint32(ip[24:28]) > rstWindow {
+		r.ctr.RSTIgnored++
+		return
+	}
 	fl.flags |= fRST
 	r.toClosing(fl, now)
 }

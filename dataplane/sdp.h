@@ -17,6 +17,11 @@
 /* How far (bytes of sequence space) a client segment may start from the
  * client's next sequence number and still teach the flow anything. */
 #define SDP_SEQ_SLACK (1u << 20)
+/* A client RST changes a flow only if its sequence number is within this
+ * many bytes of the client's next sequence number: below it once the
+ * connection is established, above it in SYN_RCVD (the window our kernel
+ * advertised in its SYN-ACK, at most 65535 unscaled). */
+#define SDP_RST_WINDOW 65535u
 
 /* Verdicts: what the worker does with a frame. */
 enum sdp_verdict {
@@ -64,6 +69,7 @@ struct sdp_counters {
 	uint64_t expired;             /* flows removed by their timers */
 	uint64_t fast_dropped;        /* foreign drops decided without a probe */
 	uint64_t syn_port_dropped;    /* SYNs to a VIP port the cluster does not serve */
+	uint64_t rst_ignored;         /* client RSTs outside the window: no state change */
 };
 
 /* One flow: 32 bytes, two per cache line. Keys are in network order, as on

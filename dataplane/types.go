@@ -70,6 +70,7 @@ type Counters struct {
 	Expired                uint64 `json:"expired"`
 	FastDropped            uint64 `json:"fast_dropped"`
 	SynPortDropped         uint64 `json:"syn_port_dropped"`
+	RSTIgnored             uint64 `json:"rst_ignored"`
 }
 
 // Add sums counters, for totals across workers.
@@ -93,6 +94,7 @@ func (c *Counters) Add(o Counters) {
 	c.Expired += o.Expired
 	c.FastDropped += o.FastDropped
 	c.SynPortDropped += o.SynPortDropped
+	c.RSTIgnored += o.RSTIgnored
 }
 
 // FlowCounts is the number of flows in each state.
