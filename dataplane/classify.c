@@ -588,6 +588,17 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 			break;
 		if (!(fl->flags & SDP_F_ISN_KNOWN) ||
 		    rd32(f + ETH_HLEN + 20 + 8) != fl->isn + 1) {
+			/* Only a segment of this handshake, carrying the
+			 * client's own sequence numbers (within the window
+			 * of a SYN-ACK after its ISN+1), says the client
+			 * chose another node. Anything else (a stray or
+			 * spoofed ACK, an old segment of the tuple's
+			 * previous use) is dropped: our kernel would answer
+			 * it with a RST, and the handshake goes on. */
+			if (rd32(f + ETH_HLEN + 20 + 4) - fl->cnxt > SDP_RST_WINDOW) {
+				c->ctr.stray_dropped++;
+				return SDP_DROP;
+			}
 			/* The client acknowledged another node's SYN-ACK:
 			 * that node won the overlap. */
 			sdp_flows_set_state(&c->flows, fl, SDP_WITHDRAWN);

@@ -666,4 +666,44 @@ var fixtures = []fixture{
 			eq(t, "established", fl.Established, 1)
 		},
 	},
+	{
+		name: "a stray ACK during an open handshake withdraws nothing",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 48)
+			syn := fromClient(c.port)
+			syn.syn, syn.seq = true, 100
+			old := fromClient(c.port) // a segment of the tuple's previous use
+			old.ack, old.seq, old.ackNum, old.payload = true, 0xfffff000, 3, []byte("x")
+			return []step{
+				c.rx(0, syn),
+				c.tx(1, c.k(7000, 101, "S", 0)),
+				c.drop(500, c.c(101+1<<31, 0x5eed5eed, "", 0)),
+				c.drop(600, old),
+				c.rx(3000, c.c(101, 7001, "", 0)),
+			}
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "stray_dropped", c.StrayDropped, 2)
+			eq(t, "overlap_withdrawn", c.OverlapWithdrawn, 0)
+			eq(t, "established", fl.Established, 1)
+		},
+	},
+	{
+		name: "overlap loser that missed the client's first ACK: its next segment withdraws",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 49)
+			syn := fromClient(c.port)
+			syn.syn, syn.seq = true, 100
+			second := c.c(101+1448, 90001, "", 100)
+			return []step{
+				c.rx(0, syn),
+				c.tx(1, c.k(7000, 101, "S", 0)),
+				{at: 5, in: tcpFrame(t, second), verdict: ToKernel, out: rstFor(t, second)},
+			}
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "overlap_withdrawn", c.OverlapWithdrawn, 1)
+			eq(t, "withdrawn", fl.Withdrawn, 1)
+		},
+	},
 }

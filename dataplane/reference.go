@@ -297,6 +297,11 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 			break
 		}
 		if !fl.isnKnown || binary.BigEndian.Uint32(tcp[8:12]) != fl.isn+1 {
+			// Only a segment of this handshake withdraws the flow.
+			if binary.BigEndian.Uint32(tcp[4:8])-fl.cnxt > rstWindow {
+				r.ctr.StrayDropped++
+				return Drop, n
+			}
 			r.setState(fl, Withdrawn)
 			fl.expire = now + uint32(TombstoneTime.Milliseconds())
 			r.ctr.OverlapWithdrawn++

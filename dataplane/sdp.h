@@ -70,6 +70,7 @@ struct sdp_counters {
 	uint64_t fast_dropped;        /* foreign drops decided without a probe */
 	uint64_t syn_port_dropped;    /* SYNs to a VIP port the cluster does not serve */
 	uint64_t rst_ignored;         /* client RSTs outside the window: no state change */
+	uint64_t stray_dropped;       /* segments in SYN_RCVD outside the client's window */
 };
 
 /* One flow: 32 bytes, two per cache line. Keys are in network order, as on

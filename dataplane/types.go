@@ -71,6 +71,7 @@ type Counters struct {
 	FastDropped            uint64 `json:"fast_dropped"`
 	SynPortDropped         uint64 `json:"syn_port_dropped"`
 	RSTIgnored             uint64 `json:"rst_ignored"`
+	StrayDropped           uint64 `json:"stray_dropped"`
 }
 
 // Add sums counters, for totals across workers.
@@ -95,6 +96,7 @@ func (c *Counters) Add(o Counters) {
 	c.FastDropped += o.FastDropped
 	c.SynPortDropped += o.SynPortDropped
 	c.RSTIgnored += o.RSTIgnored
+	c.StrayDropped += o.StrayDropped
 }
 
 // FlowCounts is the number of flows in each state.
