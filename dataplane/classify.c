@@ -426,7 +426,10 @@ static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
 		c->ctr.table_full_dropped++;
 		return SDP_DROP;
 	}
-	if (t->by_state[SDP_SYN_RCVD] >= t->max_half_open) {
+	/* Every entry not yet established counts: half-open ones and the
+	 * tombstones of lost overlaps, which a SYN and an ACK make too. */
+	if (t->by_state[SDP_SYN_RCVD] + t->by_state[SDP_WITHDRAWN] >=
+	    t->max_half_open) {
 		c->ctr.half_open_dropped++;
 		return SDP_DROP;
 	}
@@ -580,8 +583,10 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 				c->ctr.rst_ignored++;
 				break;
 			}
-			fl->flags |= SDP_F_RST;
-			to_closing(c, fl, now_ms);
+			/* It dies there: nothing of the connection is left
+			 * to deliver, so the entry goes at once. Kept, it
+			 * would let SYN+RST pairs fill the table. */
+			sdp_flows_delete(&c->flows, fl);
 			break;
 		}
 		if (!(fl_flags & TCP_ACK))
@@ -715,8 +720,13 @@ static uint8_t classify_tap_one(struct sdp_classifier *c, uint8_t *f,
 					return SDP_DROP;
 				case SDP_SYN_RCVD:
 					if (fl_flags & TCP_RST) {
-						fl->flags |= SDP_F_RST;
-						to_closing(c, fl, now_ms);
+						/* Our kernel refused the connection
+						 * (RST-ACK of the SYN): the entry goes.
+						 * Other RSTs (the listener answering a
+						 * stray ACK) leave the handshake be. */
+						if ((fl_flags & TCP_ACK) &&
+						    rd32(tcp + 8) == fl->cnxt)
+							sdp_flows_delete(&c->flows, fl);
 					} else if ((fl_flags & (TCP_SYN | TCP_ACK)) ==
 						   (TCP_SYN | TCP_ACK)) {
 						fl->isn = rd32(tcp + 4);

@@ -706,4 +706,66 @@ var fixtures = []fixture{
 			eq(t, "withdrawn", fl.Withdrawn, 1)
 		},
 	},
+	{
+		name: "SYN then RST leaves no entry: pairs never fill the table",
+		cfg:  func(c *ClassifierConfig) { c.MaxFlows, c.MaxHalfOpen = 4, 2 },
+		steps: func(t testing.TB) []step {
+			var out []step
+			for i := 0; i < 10; i++ {
+				c := newConn(t, 60+i)
+				syn := fromClient(c.port)
+				syn.syn, syn.seq = true, 100
+				out = append(out, c.rx(uint32(i), syn), c.rx(uint32(i), c.c(101, 0, "R-", 0)))
+			}
+			c := newConn(t, 70)
+			syn := fromClient(c.port)
+			syn.syn, syn.seq = true, 100
+			return append(out, c.rx(20, syn))
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "syn_accepted", c.SynAccepted, 11)
+			eq(t, "table_full_dropped", c.TableFullDropped, 0)
+			eq(t, "half_open_dropped", c.HalfOpenDropped, 0)
+			eq(t, "syn_rcvd", fl.SynRcvd, 1)
+			eq(t, "closing", fl.Closing, 0)
+		},
+	},
+	{
+		name: "tombstones of lost overlaps count as half-open",
+		cfg:  func(c *ClassifierConfig) { c.MaxFlows, c.MaxHalfOpen = 8, 2 },
+		steps: func(t testing.TB) []step {
+			a, b, d := newConn(t, 71), newConn(t, 72), newConn(t, 73)
+			syn := func(c conn) seg { s := fromClient(c.port); s.syn, s.seq = true, 100; return s }
+			lost := a.c(101, 4242, "", 0)
+			return []step{
+				a.rx(0, syn(a)),
+				{at: 1, in: tcpFrame(t, lost), verdict: ToKernel, out: rstFor(t, lost)},
+				b.rx(2, syn(b)),
+				d.drop(3, syn(d)),
+			}
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "half_open_dropped", c.HalfOpenDropped, 1)
+			eq(t, "withdrawn", fl.Withdrawn, 1)
+		},
+	},
+	{
+		name: "our kernel refuses the connection: the entry goes",
+		steps: func(t testing.TB) []step {
+			c, d := newConn(t, 74), newConn(t, 75)
+			syn := fromClient(c.port)
+			syn.syn, syn.seq = true, 100
+			return append([]step{
+				c.rx(0, syn),
+				c.tx(1, c.k(0, 101, "R", 0)), // refused
+			}, append(d.handshake()[:2],
+				d.tx(3, d.k(5, 0, "R-", 0)), // the listener's answer to a stray ACK
+				d.rx(4, d.c(101, 7001, "", 0)))...)
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "syn_rcvd", fl.SynRcvd, 0)
+			eq(t, "established", fl.Established, 1)
+			eq(t, "closing", fl.Closing, 0)
+		},
+	},
 }

@@ -289,8 +289,7 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 				r.ctr.RSTIgnored++
 				break
 			}
-			fl.flags |= fRST
-			r.toClosing(fl, now)
+			r.delete(k, fl) // the handshake dies: nothing left to deliver
 			break
 		}
 		if flags&tcpACK == 0 {
@@ -434,7 +433,7 @@ func (r *Reference) syn(f []byte, k flowKey, bucket uint16, now uint32) Verdict 
 		r.ctr.TableFullDropped++
 		return Drop
 	}
-	if r.byState[SynRcvd] >= r.cfg.MaxHalfOpen {
+	if r.byState[SynRcvd]+r.byState[Withdrawn] >= r.cfg.MaxHalfOpen {
 		r.ctr.HalfOpenDropped++
 		return Drop
 	}
@@ -530,8 +529,10 @@ func (r *Reference) tapOne(f []byte, now uint32, n *int) Verdict {
 					return Drop
 				case SynRcvd:
 					if flags&tcpRST != 0 {
-						fl.flags |= fRST
-						r.toClosing(fl, now)
+						// Our kernel refused the connection.
+						if flags&tcpACK != 0 && binary.BigEndian.Uint32(tcp[8:12]) == fl.cnxt {
+							r.delete(k, fl)
+						}
 					} else if flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK {
 						fl.isn = binary.BigEndian.Uint32(tcp[4:8])
 						fl.isnKnown = true
