@@ -39,7 +39,7 @@ int sdp_bench_main(void *arg)
 				}
 				sdp_classify_rx(b->cls, frames, lens, n,
 						(uint32_t)((now_tsc - start) / (hz / 1000)),
-						verdicts);
+						NULL, verdicts);
 			}
 			rte_pktmbuf_free_bulk(pkts, n);
 			packets += n;

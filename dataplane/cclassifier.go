@@ -7,11 +7,14 @@ package dataplane
 
 // Run one burst over frames packed back to back in buf, each given room of
 // stride bytes; lens in, lens out.
+// hint < 0: no rx_hints; else every frame gets that hint.
 static void sdp_run_packed(struct sdp_classifier *c, uint8_t *buf,
 			   uint32_t stride, uint16_t *lens, uint16_t n,
-			   uint32_t now, uint8_t *verdicts, int tap)
+			   uint32_t now, uint8_t *verdicts, int tap, int hint)
 {
 	uint8_t *frames[SDP_BURST];
+	uint8_t hints[SDP_BURST];
+	memset(hints, hint < 0 ? 0 : hint, sizeof(hints));
 	while (n > 0) {
 		uint16_t m = n < SDP_BURST ? n : SDP_BURST;
 		for (uint16_t i = 0; i < m; i++)
@@ -19,7 +22,8 @@ static void sdp_run_packed(struct sdp_classifier *c, uint8_t *buf,
 		if (tap)
 			sdp_classify_tap(c, frames, lens, m, now, verdicts);
 		else
-			sdp_classify_rx(c, frames, lens, m, now, verdicts);
+			sdp_classify_rx(c, frames, lens, m, now,
+					hint < 0 ? NULL : hints, verdicts);
 		buf += (size_t)m * stride;
 		lens += m;
 		verdicts += m;
@@ -87,7 +91,23 @@ func fillClassifier(c *C.struct_sdp_classifier, cfg ClassifierConfig) {
 
 const maxFrame = 2048
 
-func (cc *CClassifier) run(frames [][]byte, now uint32, tap bool) ([]Verdict, []int) {
+// RXHint is what a NIC says of a frame's checksums (enum sdp_rx_hint).
+type RXHint int
+
+const (
+	NoHint      RXHint = -1 // the classifier is given no hints at all
+	CsumUnknown RXHint = 0
+	CsumGood    RXHint = 1
+	CsumBad     RXHint = 2
+)
+
+// ClassifyRXHinted is ClassifyRX with the NIC's checksum verdict on every
+// frame, as the worker passes it from the mbufs' offload flags.
+func (cc *CClassifier) ClassifyRXHinted(frames [][]byte, now uint32, h RXHint) ([]Verdict, []int) {
+	return cc.run(frames, now, false, h)
+}
+
+func (cc *CClassifier) run(frames [][]byte, now uint32, tap bool, hint RXHint) ([]Verdict, []int) {
 	n := len(frames)
 	vs := make([]Verdict, n)
 	ls := make([]int, n)
@@ -113,7 +133,7 @@ func (cc *CClassifier) run(frames [][]byte, now uint32, tap bool) ([]Verdict, []
 	if tap {
 		t = 1
 	}
-	C.sdp_run_packed(cc.c, buf, maxFrame, lens, C.uint16_t(n), C.uint32_t(now), verd, t)
+	C.sdp_run_packed(cc.c, buf, maxFrame, lens, C.uint16_t(n), C.uint32_t(now), verd, t, C.int(hint))
 	v := unsafe.Slice((*uint8)(unsafe.Pointer(verd)), n)
 	for i, f := range frames {
 		vs[i] = Verdict(v[i])
@@ -124,11 +144,11 @@ func (cc *CClassifier) run(frames [][]byte, now uint32, tap bool) ([]Verdict, []
 }
 
 func (cc *CClassifier) ClassifyRX(frames [][]byte, now uint32) ([]Verdict, []int) {
-	return cc.run(frames, now, false)
+	return cc.run(frames, now, false, NoHint)
 }
 
 func (cc *CClassifier) ClassifyTap(frames [][]byte, now uint32) ([]Verdict, []int) {
-	return cc.run(frames, now, true)
+	return cc.run(frames, now, true, NoHint)
 }
 
 func (cc *CClassifier) SetOwnership(o *Ownership) {

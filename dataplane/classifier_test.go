@@ -118,3 +118,30 @@ func TestCountersLayout(t *testing.T) {
 		}
 	}
 }
+
+// The worker passes the NIC's checksum verdict: a frame the NIC verified is
+// not verified again, and one it found bad is dropped without a look.
+func TestChecksumHints(t *testing.T) {
+	cc, err := NewCClassifier(fxConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cc.SetOwnership(fxOwnership())
+	a, b := fromClient(portIn(true, 80)), fromClient(portIn(true, 81))
+	a.syn, b.syn = true, true
+	corrupt := tcpFrame(t, a)
+	corrupt[14+20+16] ^= 1
+	if v, _ := cc.ClassifyRXHinted([][]byte{corrupt}, 0, CsumGood); v[0] != ToKernel {
+		t.Errorf("a frame the NIC verified was checked again: %v", v[0])
+	}
+	if v, _ := cc.ClassifyRXHinted([][]byte{tcpFrame(t, b)}, 0, CsumBad); v[0] != Drop {
+		t.Errorf("a frame the NIC found bad was accepted: %v", v[0])
+	}
+	if v, _ := cc.ClassifyRXHinted([][]byte{tcpFrame(t, b)}, 0, CsumUnknown); v[0] != ToKernel {
+		t.Errorf("a good frame without a verdict was dropped: %v", v[0])
+	}
+	if got := cc.Counters().BadChecksumDropped; got != 1 {
+		t.Errorf("bad_checksum_dropped %d, want 1", got)
+	}
+}

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <rte_hash_crc.h>
+#include <rte_ip.h>
 
 #include "flows.h"
 #include "sdp.h"
@@ -179,6 +180,7 @@ struct pre {
 	uint8_t kind;
 	uint8_t tcp_flags;
 	uint8_t slot_ok;   /* slot holds the key's slot hash */
+	uint8_t csum;      /* enum sdp_rx_hint */
 	struct sdp_key key;
 	uint32_t hash;     /* the connection value */
 	uint32_t slot;
@@ -371,6 +373,32 @@ static void synack_to_rst(const struct sdp_classifier *c, uint8_t *f,
 	*len = ETH_HLEN + 40;
 }
 
+/* The IPv4 header checksum and the TCP checksum (pseudo-header and the
+ * whole segment) of a validated packet: each sums to 0xffff. */
+static int csum_verify(const uint8_t *ip)
+{
+	if (__rte_raw_cksum_reduce(__rte_raw_cksum(ip, 20, 0)) != 0xffff)
+		return 0;
+	uint16_t l4len = (uint16_t)(rd16(ip + 2) - 20);
+	uint32_t sum = __rte_raw_cksum(ip + 12, 8, 0);
+	sum += rte_cpu_to_be_16(6) + rte_cpu_to_be_16(l4len);
+	sum = __rte_raw_cksum(ip + 20, l4len, sum);
+	return __rte_raw_cksum_reduce(sum) == 0xffff;
+}
+
+/* Checked before a segment changes a flow or reaches the kernel: the NIC's
+ * word when it gave one, else verified here. A corrupted segment must not
+ * change state, and the overlap guard would turn it into a valid RST. */
+static int csum_ok(struct sdp_classifier *c, const uint8_t *f,
+		   const struct pre *p)
+{
+	int ok = p->csum == SDP_RX_CSUM_GOOD ||
+		 (p->csum == SDP_RX_CSUM_UNKNOWN && csum_verify(f + ETH_HLEN));
+	if (!ok)
+		c->ctr.bad_checksum_dropped++;
+	return ok;
+}
+
 /* Find a live flow; an expired one found on the way is removed. slot is
  * the key's slot hash. */
 static struct sdp_flow *find_live(struct sdp_classifier *c,
@@ -415,13 +443,15 @@ static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
 		 * retransmission or belongs to the live connection: the
 		 * kernel answers it. */
 		if (fl->state != SDP_WITHDRAWN && !finished(fl))
-			return to_kernel(c, f);
+			return csum_ok(c, f, p) ? to_kernel(c, f) : SDP_DROP;
 		sdp_flows_delete(t, fl);
 	}
 	if (!owned(c, bucket)) {
 		c->ctr.syn_not_ours++;
 		return SDP_DROP;
 	}
+	if (!csum_ok(c, f, p))
+		return SDP_DROP;
 	if (t->count >= t->max_flows) {
 		c->ctr.table_full_dropped++;
 		return SDP_DROP;
@@ -573,6 +603,8 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 		c->ctr.foreign_dropped++;
 		return SDP_DROP;
 	}
+	if (!csum_ok(c, f, p))
+		return SDP_DROP;
 	uint8_t fl_flags = p->tcp_flags;
 	switch (fl->state) {
 	case SDP_SYN_RCVD:
@@ -627,7 +659,7 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 
 void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 		     uint16_t *lens, uint16_t n, uint32_t now_ms,
-		     uint8_t *verdicts)
+		     const uint8_t *rx_hints, uint8_t *verdicts)
 {
 	struct pre pre[SDP_BURST];
 	while (n > 0) {
@@ -639,6 +671,7 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 			__builtin_prefetch(frames[i], 1, 0);
 		for (uint16_t i = 0; i < m; i++) {
 			pre_parse_rx(c, frames[i], lens[i], &pre[i]);
+			pre[i].csum = rx_hints ? rx_hints[i] : SDP_RX_CSUM_UNKNOWN;
 			/* Only buckets holding flows are probed. A SYN
 			 * earlier in the burst may add a flow to a bucket
 			 * after this test: the slot hash is then computed
@@ -672,6 +705,8 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 		frames += m;
 		lens += m;
 		verdicts += m;
+		if (rx_hints)
+			rx_hints += m;
 		n = (uint16_t)(n - m);
 	}
 }

@@ -768,4 +768,36 @@ var fixtures = []fixture{
 			eq(t, "closing", fl.Closing, 0)
 		},
 	},
+	{
+		name: "a corrupted segment changes nothing and never reaches the kernel",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 76)
+			bad := func(at uint32, s seg, off int) step {
+				f := tcpFrame(t, s)
+				f[off] ^= 0x40
+				return step{at: at, in: f, verdict: Drop}
+			}
+			syn := fromClient(newConn(t, 77).port)
+			syn.syn, syn.seq = true, 100
+			synackd := newConn(t, 78)
+			synd := fromClient(synackd.port)
+			synd.syn, synd.seq = true, 100
+			return append(c.handshake(),
+				bad(3, c.c(101, 7001, "F", 0), 14+20+16),      // TCP checksum
+				bad(4, c.c(101, 0, "R-", 0), 14+10),           // IPv4 header checksum
+				bad(5, c.c(101, 7001, "", 10), 14+20+20+3),    // payload
+				bad(6, syn, 14+20+16),                         // a SYN: no entry
+				synackd.rx(7, synd),                           // a handshake ...
+				synackd.tx(8, synackd.k(7000, 101, "S", 0)),   // ...
+				bad(9, synackd.c(101, 4242, "", 0), 14+20+16), // ... a corrupted ACK does not withdraw it
+				synackd.rx(10, synackd.c(101, 7001, "", 0)),
+			)
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "bad_checksum_dropped", c.BadChecksumDropped, 5)
+			eq(t, "established", fl.Established, 2)
+			eq(t, "syn_accepted", c.SynAccepted, 2)
+			eq(t, "overlap_withdrawn", c.OverlapWithdrawn, 0)
+		},
+	},
 }

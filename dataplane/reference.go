@@ -272,6 +272,7 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 	if flags&(tcpSYN|tcpACK) == tcpSYN {
 		return r.syn(f, k, bucket, now), n
 	}
+	// (r.syn checks the checksums itself, after ownership.)
 	if r.bucketRefs[bucket] == 0 {
 		r.ctr.ForeignDropped++
 		r.ctr.FastDropped++
@@ -280,6 +281,9 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 	fl := r.findLive(k, now)
 	if fl == nil || fl.state == Withdrawn {
 		r.ctr.ForeignDropped++
+		return Drop, n
+	}
+	if !r.csumOK(ip) {
 		return Drop, n
 	}
 	switch fl.state {
@@ -317,6 +321,18 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 		}
 	}
 	return r.toKernel(f), n
+}
+
+// csumOK verifies the IPv4 header and TCP checksums of a validated packet
+// and counts a failure.
+func (r *Reference) csumOK(ip []byte) bool {
+	l4 := int(binary.BigEndian.Uint16(ip[2:4])) - 20
+	pseudo := append(append(make([]byte, 0, 12), ip[12:20]...), 0, 6, byte(l4>>8), byte(l4))
+	if checksum(0, ip[:20]) == 0 && checksum(sum16(0, pseudo), ip[20:20+l4]) == 0 {
+		return true
+	}
+	r.ctr.BadChecksumDropped++
+	return false
 }
 
 // tcpPayload is the payload length of a validated IPv4/TCP packet.
@@ -421,12 +437,18 @@ func (r *Reference) syn(f []byte, k flowKey, bucket uint16, now uint32) Verdict 
 	}
 	if fl := r.findLive(k, now); fl != nil {
 		if fl.state != Withdrawn && !fl.finished() {
+			if !r.csumOK(f[ethHLen:]) {
+				return Drop
+			}
 			return r.toKernel(f)
 		}
 		r.delete(k, fl)
 	}
 	if !r.owned(bucket) {
 		r.ctr.SynNotOurs++
+		return Drop
+	}
+	if !r.csumOK(f[ethHLen:]) {
 		return Drop
 	}
 	if uint32(len(r.flows)) >= r.cfg.MaxFlows {

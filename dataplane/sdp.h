@@ -71,6 +71,7 @@ struct sdp_counters {
 	uint64_t syn_port_dropped;    /* SYNs to a VIP port the cluster does not serve */
 	uint64_t rst_ignored;         /* client RSTs outside the window: no state change */
 	uint64_t stray_dropped;       /* segments in SYN_RCVD outside the client's window */
+	uint64_t bad_checksum_dropped; /* TCP to the VIP with a bad IPv4 or TCP checksum */
 };
 
 /* One flow: 32 bytes, two per cache line. Keys are in network order, as on
@@ -150,13 +151,21 @@ int sdp_classifier_init(struct sdp_classifier *c, uint32_t max_flows,
 			uint32_t max_half_open);
 void sdp_classifier_free(struct sdp_classifier *c);
 
+/* What the NIC says of a frame's checksums (rx_hints of sdp_classify_rx). */
+enum sdp_rx_hint {
+	SDP_RX_CSUM_UNKNOWN = 0, /* nothing: the classifier verifies them */
+	SDP_RX_CSUM_GOOD = 1,    /* IPv4 and TCP checksums verified good */
+	SDP_RX_CSUM_BAD = 2,     /* one of them is bad */
+};
+
 /* Decide a burst of frames from the NIC (rx) or from the tap (tap). Frames
  * are rewritten in place; lens[i] may shrink (an overlap loser's ACK becomes
  * a RST for our own kernel). Processing is sequential in meaning; the burst
- * form only lets the table prefetch. */
+ * form only lets the table prefetch. rx_hints, if not NULL, holds one enum
+ * sdp_rx_hint per frame. */
 void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 		     uint16_t *lens, uint16_t n, uint32_t now_ms,
-		     uint8_t *verdicts);
+		     const uint8_t *rx_hints, uint8_t *verdicts);
 void sdp_classify_tap(struct sdp_classifier *c, uint8_t **frames,
 		      uint16_t *lens, uint16_t n, uint32_t now_ms,
 		      uint8_t *verdicts);

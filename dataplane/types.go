@@ -72,6 +72,7 @@ type Counters struct {
 	SynPortDropped         uint64 `json:"syn_port_dropped"`
 	RSTIgnored             uint64 `json:"rst_ignored"`
 	StrayDropped           uint64 `json:"stray_dropped"`
+	BadChecksumDropped     uint64 `json:"bad_checksum_dropped"`
 }
 
 // Add sums counters, for totals across workers.
@@ -97,6 +98,7 @@ func (c *Counters) Add(o Counters) {
 	c.SynPortDropped += o.SynPortDropped
 	c.RSTIgnored += o.RSTIgnored
 	c.StrayDropped += o.StrayDropped
+	c.BadChecksumDropped += o.BadChecksumDropped
 }
 
 // FlowCounts is the number of flows in each state.

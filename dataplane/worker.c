@@ -62,6 +62,22 @@ static void send_burst(struct sdp_worker *w, uint16_t port, uint16_t queue,
 	}
 }
 
+/* The NIC's checksum verdict, when its driver gives one (the port was
+ * configured with RX checksum offload where the device has it); otherwise
+ * the classifier verifies the checksums itself. "NONE" means the data's
+ * integrity was verified though the field is not filled in. */
+static inline uint8_t rx_hint(uint64_t ol)
+{
+	uint64_t l3 = ol & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+	uint64_t l4 = ol & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+	if (l3 == RTE_MBUF_F_RX_IP_CKSUM_BAD || l4 == RTE_MBUF_F_RX_L4_CKSUM_BAD)
+		return SDP_RX_CSUM_BAD;
+	if ((l3 == RTE_MBUF_F_RX_IP_CKSUM_GOOD || l3 == RTE_MBUF_F_RX_IP_CKSUM_NONE) &&
+	    (l4 == RTE_MBUF_F_RX_L4_CKSUM_GOOD || l4 == RTE_MBUF_F_RX_L4_CKSUM_NONE))
+		return SDP_RX_CSUM_GOOD;
+	return SDP_RX_CSUM_UNKNOWN;
+}
+
 /* Classify one burst and dispatch it. from_tap selects the direction. */
 static void handle_burst(struct sdp_worker *w, struct rte_mbuf **pkts,
 			 uint16_t n, int from_tap, uint32_t now)
@@ -73,16 +89,18 @@ static void handle_burst(struct sdp_worker *w, struct rte_mbuf **pkts,
 		*drop[SDP_BURST];
 	uint16_t ntap = 0, nnic = 0, ndrop = 0;
 
+	uint8_t hints[SDP_BURST];
 	for (uint16_t i = 0; i < n; i++) {
 		frames[i] = rte_pktmbuf_mtod(pkts[i], uint8_t *);
 		/* A chained mbuf is cut to its first segment's view: the
 		 * classifier's bounds checks then reject what is missing. */
 		lens[i] = rte_pktmbuf_data_len(pkts[i]);
+		hints[i] = rx_hint(pkts[i]->ol_flags);
 	}
 	if (from_tap)
 		sdp_classify_tap(&w->cls, frames, lens, n, now, verdicts);
 	else
-		sdp_classify_rx(&w->cls, frames, lens, n, now, verdicts);
+		sdp_classify_rx(&w->cls, frames, lens, n, now, hints, verdicts);
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
 		if (lens[i] != rte_pktmbuf_data_len(m) && m->nb_segs == 1) {
