@@ -174,6 +174,7 @@ enum pre_kind {
 	PRE_MALFORMED = 1, /* to the VIP but broken */
 	PRE_VIP_TCP = 2,   /* well-formed TCP to the VIP: key and hash set */
 	PRE_FOREIGN_MAC = 3, /* to the VIP but another station's MAC */
+	PRE_VIP_ICMP = 4,  /* well-formed ICMP to the VIP, at least 8 bytes */
 };
 
 struct pre {
@@ -218,11 +219,15 @@ static void pre_parse_rx(const struct sdp_classifier *c, const uint8_t *f,
 	if (ip[0] != 0x45) /* version 4, no options */
 		return;
 	uint16_t totlen = rd16(ip + 2);
-	if (totlen < 40 || (uint32_t)ETH_HLEN + totlen > len)
+	if (totlen < 28 || (uint32_t)ETH_HLEN + totlen > len)
 		return;
 	if (rd16(ip + 6) & 0x3fff) /* MF or a fragment offset */
 		return;
-	if (ip[9] != 6)
+	if (ip[9] == 1) {
+		p->kind = PRE_VIP_ICMP;
+		return;
+	}
+	if (ip[9] != 6 || totlen < 40)
 		return;
 	const uint8_t *tcp = ip + 20;
 	uint8_t doff = tcp[12] >> 4;
@@ -657,6 +662,54 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 	return to_kernel(c, f);
 }
 
+/* ICMP to the VIP. An error (destination unreachable, "fragmentation
+ * needed" among them, or time exceeded) quotes a packet we sent: it goes to
+ * the kernel holding that connection, found by the quoted tuple reversed,
+ * and is dropped everywhere else. An echo request is answered by exactly one
+ * node: the owner of the bucket of the connection value of (client, VIP,
+ * 0, 0). The kernel answers it, and the reply leaves through the tap. The
+ * kernel verifies the ICMP checksum; nothing here changes a flow. */
+static uint8_t classify_icmp(struct sdp_classifier *c, uint8_t *f,
+			     uint32_t now_ms)
+{
+	const uint8_t *ip = f + ETH_HLEN;
+	const uint8_t *icmp = ip + 20;
+	uint32_t icmplen = (uint32_t)rd16(ip + 2) - 20u;
+	uint8_t type = icmp[0];
+	if (type == 8 && icmp[1] == 0) {
+		uint32_t h = sdp_conn_value(c->seed, ld32(ip + 12), c->vip, 0, 0);
+		if (owned(c, (uint16_t)h))
+			goto deliver;
+		goto drop;
+	}
+	if (type != 3 && type != 11)
+		goto drop;
+	/* The quoted packet: its IPv4 header (options allowed) and at least
+	 * the 8 bytes of TCP that hold the ports. */
+	const uint8_t *q = icmp + 8;
+	uint32_t qlen = icmplen - 8u;
+	if (qlen < 20 || (q[0] >> 4) != 4 || q[9] != 6 || ld32(q + 12) != c->vip)
+		goto drop;
+	uint32_t qihl = (q[0] & 15u) * 4u;
+	if (qihl < 20 || qlen < qihl + 8)
+		goto drop;
+	struct sdp_key k = {ld32(q + 16), ld32(q + 12), ld16(q + qihl + 2),
+			    ld16(q + qihl)};
+	uint32_t hash = key_hash(&k, c->seed);
+	if (c->flows.bucket_flows[(uint16_t)hash] == 0)
+		goto drop;
+	struct sdp_flow *fl =
+		find_live(c, &k, sdp_slot_hash(c->flows.key, &k), now_ms);
+	if (fl == NULL || fl->state == SDP_WITHDRAWN)
+		goto drop;
+deliver:
+	c->ctr.icmp_to_kernel++;
+	return to_kernel(c, f);
+drop:
+	c->ctr.icmp_dropped++;
+	return SDP_DROP;
+}
+
 void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 		     uint16_t *lens, uint16_t n, uint32_t now_ms,
 		     const uint8_t *rx_hints, uint8_t *verdicts)
@@ -691,6 +744,9 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 			case PRE_FOREIGN_MAC:
 				c->ctr.other_dropped++;
 				verdicts[i] = SDP_DROP;
+				break;
+			case PRE_VIP_ICMP:
+				verdicts[i] = classify_icmp(c, f, now_ms);
 				break;
 			case PRE_VIP_TCP:
 				if ((pre[i].tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)

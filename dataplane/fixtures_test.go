@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"testing"
@@ -114,6 +115,42 @@ func arpFrame(t testing.TB, dstMAC, srcMAC net.HardwareAddr, op uint16, sha net.
 		HwAddressSize: 6, ProtAddressSize: 4, Operation: op,
 		SourceHwAddress: sha, SourceProtAddress: spa.AsSlice(), DstHwAddress: tha, DstProtAddress: tpa.AsSlice()}
 	return serialize(t, eth, arp)
+}
+
+// icmpFrame is an ICMP message from src to the VIP; rest is the 4 bytes
+// after the checksum, quoted what follows.
+func icmpFrame(t testing.TB, src netip.Addr, typ, code uint8, rest uint32, quoted []byte) []byte {
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: src.AsSlice(), DstIP: fxVIP.AsSlice()}
+	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, code), Id: uint16(rest >> 16), Seq: uint16(rest)}
+	return serialize(t, &layers.Ethernet{SrcMAC: fxClientMAC, DstMAC: fxClusterMAC, EthernetType: layers.EthernetTypeIPv4},
+		ip, icmp, gopacket.Payload(quoted))
+}
+
+// quote is the start of a packet we sent (VIP:80 to the client) as an ICMP
+// error quotes it: IPv4 header and 8 bytes of transport header.
+func quote(t testing.TB, proto layers.IPProtocol, dport uint16, seq uint32) []byte {
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: proto, SrcIP: fxVIP.AsSlice(), DstIP: fxClient.AsSlice(), Flags: layers.IPv4DontFragment}
+	var l4 [8]byte
+	binary.BigEndian.PutUint16(l4[0:], 80)
+	binary.BigEndian.PutUint16(l4[2:], dport)
+	binary.BigEndian.PutUint32(l4[4:], seq)
+	b := serialize(t, ip, gopacket.Payload(make([]byte, 1400)))
+	return append(b[:20:20], l4[:]...)
+}
+
+// clientIn returns the n-th client address in 198.18.0.0/24 whose echo
+// bucket (client, VIP, 0, 0) is owned (or not) under fxOwnership.
+func clientIn(owned bool, n int) netip.Addr {
+	for i := 1; i < 255; i++ {
+		a := netip.AddrFrom4([4]byte{198, 18, 0, byte(i)})
+		if (Bucket(ConnValue(fxSeed, a, fxVIP, 0, 0))%2 == 0) == owned {
+			if n == 0 {
+				return a
+			}
+			n--
+		}
+	}
+	panic("no address")
 }
 
 // step is one frame through one classifier direction.
@@ -415,14 +452,15 @@ var fixtures = []fixture{
 				&layers.Dot1Q{VLANIdentifier: 7, Type: layers.EthernetTypeIPv4},
 				&layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: fxClient.AsSlice(), DstIP: fxVIP.AsSlice()},
 				gopacket.Payload(make([]byte, 20))))
-			// UDP and ICMP to the VIP.
+			// UDP to the VIP, and a short ICMP.
 			ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: fxClient.AsSlice(), DstIP: fxVIP.AsSlice()}
 			udp := &layers.UDP{SrcPort: 5000, DstPort: 53}
 			udp.SetNetworkLayerForChecksum(ip)
 			add(serialize(t, &layers.Ethernet{SrcMAC: fxClientMAC, DstMAC: fxClusterMAC, EthernetType: layers.EthernetTypeIPv4}, ip, udp, gopacket.Payload([]byte("x"))))
+			// ICMP shorter than its 8-byte header.
 			ip2 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: fxClient.AsSlice(), DstIP: fxVIP.AsSlice()}
 			add(serialize(t, &layers.Ethernet{SrcMAC: fxClientMAC, DstMAC: fxClusterMAC, EthernetType: layers.EthernetTypeIPv4}, ip2,
-				&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0)}, gopacket.Payload([]byte("ping"))))
+				gopacket.Payload([]byte("ping"))))
 			// A truncated ARP.
 			arp := arpFrame(t, fxBroadcast, fxClientMAC, 1, fxClientMAC, fxClient, net.HardwareAddr{0, 0, 0, 0, 0, 0}, fxVIP)
 			add(arp[:30])
@@ -798,6 +836,49 @@ var fixtures = []fixture{
 			eq(t, "established", fl.Established, 2)
 			eq(t, "syn_accepted", c.SynAccepted, 2)
 			eq(t, "overlap_withdrawn", c.OverlapWithdrawn, 0)
+		},
+	},
+	{
+		name: "echo requests to the VIP: the owner of the echo bucket answers, no one else",
+		steps: func(t testing.TB) []step {
+			mine := icmpFrame(t, clientIn(true, 0), 8, 0, 0x1234_0001, []byte("ping"))
+			theirs := icmpFrame(t, clientIn(false, 0), 8, 0, 0x1234_0001, []byte("ping"))
+			reply := serialize(t, &layers.Ethernet{SrcMAC: fxNodeMAC, DstMAC: fxClientMAC, EthernetType: layers.EthernetTypeIPv4},
+				&layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: fxVIP.AsSlice(), DstIP: clientIn(true, 0).AsSlice()},
+				&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(0, 0), Id: 0x1234, Seq: 1}, gopacket.Payload([]byte("ping")))
+			return []step{
+				{in: mine, verdict: ToKernel, out: withMAC(mine, fxNodeMAC)},
+				{in: theirs, verdict: Drop},
+				{in: icmpFrame(t, clientIn(true, 0), 13, 0, 0, make([]byte, 12)), verdict: Drop}, // timestamp
+				{tap: true, in: reply, verdict: ToNIC},
+			}
+		},
+		expect: func(t testing.TB, c Counters, _ FlowCounts) {
+			eq(t, "icmp_to_kernel", c.ICMPToKernel, 1)
+			eq(t, "icmp_dropped", c.ICMPDropped, 2)
+			eq(t, "malformed_dropped", c.MalformedDropped, 0)
+		},
+	},
+	{
+		name: "ICMP errors go to the kernel holding the quoted flow only",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 82)
+			other := portIn(true, 83)
+			deliver := func(f []byte) step { return step{at: 10, in: f, verdict: ToKernel, out: withMAC(f, fxNodeMAC)} }
+			drop := func(f []byte) step { return step{at: 10, in: f, verdict: Drop} }
+			router := netip.MustParseAddr("198.18.0.1")
+			return append(c.handshake(),
+				deliver(icmpFrame(t, router, 3, 4, 1200, quote(t, layers.IPProtocolTCP, c.port, 7001))),   // fragmentation needed
+				deliver(icmpFrame(t, router, 11, 0, 0, quote(t, layers.IPProtocolTCP, c.port, 7001))),     // time exceeded
+				drop(icmpFrame(t, router, 3, 4, 1200, quote(t, layers.IPProtocolTCP, other, 7001))),       // not our flow
+				drop(icmpFrame(t, router, 3, 3, 0, quote(t, layers.IPProtocolUDP, c.port, 7001))),         // not TCP
+				drop(icmpFrame(t, router, 3, 4, 1200, quote(t, layers.IPProtocolTCP, c.port, 7001)[:24])), // quote too short
+			)
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "icmp_to_kernel", c.ICMPToKernel, 2)
+			eq(t, "icmp_dropped", c.ICMPDropped, 3)
+			eq(t, "established", fl.Established, 1)
 		},
 	},
 }

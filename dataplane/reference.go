@@ -250,10 +250,13 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 		return r.malformed(), n
 	}
 	totlen := int(binary.BigEndian.Uint16(ip[2:4]))
-	if totlen < 40 || ethHLen+totlen > n {
+	if totlen < 28 || ethHLen+totlen > n || binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
 		return r.malformed(), n
 	}
-	if binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 || ip[9] != 6 {
+	if ip[9] == 1 {
+		return r.icmp(f, now), n
+	}
+	if ip[9] != 6 || totlen < 40 {
 		return r.malformed(), n
 	}
 	tcp := ip[20:]
@@ -333,6 +336,40 @@ func (r *Reference) csumOK(ip []byte) bool {
 	}
 	r.ctr.BadChecksumDropped++
 	return false
+}
+
+// icmp decides ICMP to the VIP (see classify_icmp): errors quoting one of
+// our flows and echo requests in our buckets go to the kernel.
+func (r *Reference) icmp(f []byte, now uint32) Verdict {
+	ip := f[ethHLen:]
+	icmp := ip[20:int(binary.BigEndian.Uint16(ip[2:4]))]
+	deliver := false
+	switch {
+	case icmp[0] == 8 && icmp[1] == 0:
+		deliver = r.owned(uint16(r.hash(flowKey{[4]byte(ip[12:16]), r.vip, 0, 0})))
+	case icmp[0] == 3 || icmp[0] == 11:
+		q := icmp[8:]
+		if len(q) < 20 || q[0]>>4 != 4 || q[9] != 6 || [4]byte(q[12:16]) != r.vip {
+			break
+		}
+		ihl := int(q[0]&15) * 4
+		if ihl < 20 || len(q) < ihl+8 {
+			break
+		}
+		k := flowKey{[4]byte(q[16:20]), [4]byte(q[12:16]),
+			binary.BigEndian.Uint16(q[ihl+2:]), binary.BigEndian.Uint16(q[ihl:])}
+		if r.bucketRefs[uint16(r.hash(k))] == 0 {
+			break
+		}
+		fl := r.findLive(k, now)
+		deliver = fl != nil && fl.state != Withdrawn
+	}
+	if !deliver {
+		r.ctr.ICMPDropped++
+		return Drop
+	}
+	r.ctr.ICMPToKernel++
+	return r.toKernel(f)
 }
 
 // tcpPayload is the payload length of a validated IPv4/TCP packet.

@@ -72,6 +72,8 @@ struct sdp_counters {
 	uint64_t rst_ignored;         /* client RSTs outside the window: no state change */
 	uint64_t stray_dropped;       /* segments in SYN_RCVD outside the client's window */
 	uint64_t bad_checksum_dropped; /* TCP to the VIP with a bad IPv4 or TCP checksum */
+	uint64_t icmp_to_kernel;      /* ICMP errors about our flows, echo requests in our buckets */
+	uint64_t icmp_dropped;        /* other ICMP to the VIP: other nodes' flows and buckets, other types */
 };
 
 /* One flow: 32 bytes, two per cache line. Keys are in network order, as on

@@ -73,6 +73,8 @@ type Counters struct {
 	RSTIgnored             uint64 `json:"rst_ignored"`
 	StrayDropped           uint64 `json:"stray_dropped"`
 	BadChecksumDropped     uint64 `json:"bad_checksum_dropped"`
+	ICMPToKernel           uint64 `json:"icmp_to_kernel"`
+	ICMPDropped            uint64 `json:"icmp_dropped"`
 }
 
 // Add sums counters, for totals across workers.
@@ -99,6 +101,8 @@ func (c *Counters) Add(o Counters) {
 	c.RSTIgnored += o.RSTIgnored
 	c.StrayDropped += o.StrayDropped
 	c.BadChecksumDropped += o.BadChecksumDropped
+	c.ICMPToKernel += o.ICMPToKernel
+	c.ICMPDropped += o.ICMPDropped
 }
 
 // FlowCounts is the number of flows in each state.
