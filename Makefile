@@ -34,7 +34,7 @@ test: build
 race: test
 
 fuzz: deps
-	$(GO) test -run XXX -fuzz FuzzClassifiersAgree -fuzztime 60s ./dataplane/
+	$(GO) test -run XXX -fuzz FuzzClassifiersAgree -fuzztime 120s ./dataplane/
 
 bench: build
 	$(BIN) bench dataplane
