@@ -102,4 +102,3 @@ func TestIdleWorker(t *testing.T) {
 		t.Errorf("median round trip %.3f ms, want at most the idle cap %.3f ms + 0.25 ms", p50, capMS)
 	}
 }
-
