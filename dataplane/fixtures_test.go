@@ -881,4 +881,28 @@ var fixtures = []fixture{
 			eq(t, "established", fl.Established, 1)
 		},
 	},
+	{
+		name: "SYN-ACKs lost past the half-open timer: the retransmitted SYN and the kernel's answer save the connection",
+		steps: func(t testing.TB) []step {
+			c := newConn(t, 84)
+			syn := fromClient(c.port)
+			syn.syn, syn.seq = true, 100
+			return []step{
+				c.rx(0, syn),
+				c.tx(1, c.k(7000, 101, "S", 0)), // lost on its way to the client
+				c.rx(1000, syn),                 // the client's retransmissions
+				c.rx(3000, syn),
+				c.rx(7000, syn),
+				c.rx(15000, syn),                    // after the half-open timer: a fresh entry
+				c.tx(15001, c.k(7000, 101, "S", 0)), // the kernel's request socket answers
+				c.rx(15002, c.c(101, 7001, "", 0)),
+			}
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "syn_accepted", c.SynAccepted, 2)
+			eq(t, "expired", c.Expired, 1)
+			eq(t, "established", fl.Established, 1)
+			eq(t, "overlap_withdrawn", c.OverlapWithdrawn, 0)
+		},
+	},
 }
