@@ -8,7 +8,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin/shoal
 HUGEPAGES ?= 1024
-DEB_PACKAGES := libdpdk-dev dpdk pkg-config gcc make iproute2 nftables ethtool curl wrk haproxy nginx-light \
+DEB_PACKAGES := libdpdk-dev dpdk pkg-config gcc make iproute2 nftables ethtool curl wrk haproxy nginx-light iputils-ping \
 	chromium fonts-dejavu-core docker.io docker-compose debootstrap
 GO_SOURCES := $(shell find . -name '*.go' -o -name '*.c' -o -name '*.h' | grep -v '^./bin/')
 
@@ -49,7 +49,7 @@ test: build
 race: test
 
 fuzz: deps
-	$(GO) test -run XXX -fuzz FuzzClassifiersAgree -fuzztime 60s ./dataplane/
+	$(GO) test -run XXX -fuzz FuzzClassifiersAgree -fuzztime 120s ./dataplane/
 	$(GO) test -run XXX -fuzz FuzzHTTPHead -fuzztime 30s ./handoff/peek/
 	$(GO) test -run XXX -fuzz FuzzClientHello -fuzztime 30s ./handoff/peek/
 	$(GO) test -run XXX -fuzz FuzzOpen -fuzztime 30s ./handoff/wire/

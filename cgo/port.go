@@ -26,6 +26,10 @@ type PortConf struct {
 	RxDesc, TxDesc     uint16   // descriptors per queue; 0 means 1024; clamped to the driver's limits
 	Mempool            *Mempool // mbufs for the receive queues (required when RxQueues > 0)
 	MTU                uint16   // 0 keeps the driver's default (1500)
+	// RxChecksum asks the device to verify IPv4 and TCP checksums on
+	// receive and report them in the mbufs' offload flags, where it can;
+	// a device that cannot is configured without (software checks then).
+	RxChecksum bool
 }
 
 // LinkStatus is a port's link state.
@@ -99,7 +103,7 @@ func (p *Port) Configure(c PortConf) error {
 		return &Error{Op: p.op("configure"), Code: int(syscall.EINVAL), Msg: "PortConf.Mempool is required for receive queues"}
 	}
 	r := C.shoal_port_configure(C.uint16_t(p.ID), C.uint16_t(c.RxQueues), C.uint16_t(c.TxQueues),
-		C.uint16_t(c.RxDesc), C.uint16_t(c.TxDesc), c.Mempool.mp, C.uint16_t(c.MTU))
+		C.uint16_t(c.RxDesc), C.uint16_t(c.TxDesc), c.Mempool.mp, C.uint16_t(c.MTU), cbool(c.RxChecksum))
 	if r.rc < 0 {
 		what := "rte_eth_dev_configure"
 		switch r.stage {

@@ -352,10 +352,13 @@ done:
 shoal_res
 shoal_port_configure(uint16_t port, uint16_t nrxq, uint16_t ntxq,
 		     uint16_t nrxd, uint16_t ntxd,
-		     struct rte_mempool *mp, uint16_t mtu)
+		     struct rte_mempool *mp, uint16_t mtu, int rx_csum)
 {
 	shoal_res res = { 0 };
 	struct rte_eth_conf conf;
+	struct rte_eth_dev_info info;
+	const uint64_t csum = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM |
+			      RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
 	int socket;
 	int rc;
 	uint16_t q;
@@ -363,6 +366,9 @@ shoal_port_configure(uint16_t port, uint16_t nrxq, uint16_t ntxq,
 	memset(&conf, 0, sizeof(conf));
 	if (mtu != 0)
 		conf.rxmode.mtu = mtu;
+	if (rx_csum && rte_eth_dev_info_get(port, &info) == 0 &&
+	    (info.rx_offload_capa & csum) == csum)
+		conf.rxmode.offloads |= csum;
 	cap_begin();
 	rc = rte_eth_dev_configure(port, nrxq, ntxq, &conf);
 	if (rc < 0) {

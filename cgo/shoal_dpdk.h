@@ -103,7 +103,7 @@ typedef struct {
 shoal_open_res shoal_port_open(const char *devargs);
 shoal_res shoal_port_configure(uint16_t port, uint16_t nrxq, uint16_t ntxq,
 			       uint16_t nrxd, uint16_t ntxd,
-			       struct rte_mempool *mp, uint16_t mtu);
+			       struct rte_mempool *mp, uint16_t mtu, int rx_csum);
 shoal_res shoal_port_start(uint16_t port);
 shoal_res shoal_port_stop(uint16_t port);
 shoal_res shoal_port_close(uint16_t port);

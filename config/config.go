@@ -176,6 +176,9 @@ type DataplaneConfig struct {
 	ClosingTimeoutSec  int `yaml:"closing_timeout_sec"`
 	// IdleSleepMaxUS caps the worker's sleep when no packet arrives.
 	IdleSleepMaxUS int `yaml:"idle_sleep_max_us"`
+	// Ports are the VIP ports the cluster serves; SYNs to any other port
+	// are dropped and counted (syn_port_dropped).
+	Ports []int `yaml:"ports"`
 	// ExtraBuckets are bucket ranges ("0-99,512") this node accepts in
 	// addition to its table share. It exists to provoke transitional
 	// overlaps in tests and drills; leave it empty in production.
@@ -186,6 +189,15 @@ type DataplaneConfig struct {
 	// worker (any device, vfio-pci included), "auto" (the default) is kernel
 	// where the device allows it. See docs/replypath.md.
 	ReplyPath string `yaml:"reply_path"`
+}
+
+// ServedPorts is Ports as the data plane takes them (validated first).
+func (d DataplaneConfig) ServedPorts() []uint16 {
+	out := make([]uint16, 0, len(d.Ports))
+	for _, p := range d.Ports {
+		out = append(out, uint16(p))
+	}
+	return out
 }
 
 // HTTPConfig configures the node's minimal web server.
@@ -264,6 +276,9 @@ func (c *Config) Defaults() {
 	}
 	if d.ReplyPath == "" {
 		d.ReplyPath = "auto"
+	}
+	if d.Ports == nil {
+		d.Ports = []int{80, 443}
 	}
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = ":80"
@@ -508,6 +523,18 @@ func (c *Config) Validate() error {
 		if t.v < 1 || t.v > t.max {
 			bad(t.f, "%d must be between 1 and %d", t.v, t.max)
 		}
+	}
+	if len(d.Ports) == 0 {
+		bad("dataplane.ports", "empty: list the VIP ports the cluster serves (default [80, 443])")
+	}
+	seenPort := map[int]bool{}
+	for i, p := range d.Ports {
+		if p < 1 || p > 65535 {
+			bad(fmt.Sprintf("dataplane.ports[%d]", i), "%d is not a port (1-65535)", p)
+		} else if seenPort[p] {
+			bad(fmt.Sprintf("dataplane.ports[%d]", i), "%d is listed twice", p)
+		}
+		seenPort[p] = true
 	}
 	if _, err := ParseBuckets(d.ExtraBuckets); err != nil {
 		bad("dataplane.extra_buckets", "%v", err)

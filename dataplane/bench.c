@@ -39,7 +39,7 @@ int sdp_bench_main(void *arg)
 				}
 				sdp_classify_rx(b->cls, frames, lens, n,
 						(uint32_t)((now_tsc - start) / (hz / 1000)),
-						verdicts);
+						NULL, verdicts);
 			}
 			rte_pktmbuf_free_bulk(pkts, n);
 			packets += n;
@@ -88,9 +88,10 @@ uint32_t sdp_bench_preload(struct sdp_classifier *c, const uint32_t *keys,
 		memcpy(&k, keys + 3 * (size_t)i, sizeof(k));
 		uint32_t hash = sdp_conn_value(c->seed, k.saddr, k.daddr,
 					       k.sport, k.dport);
-		if (sdp_flows_find(t, &k, hash) != NULL)
+		uint32_t slot = sdp_slot_hash(t->key, &k);
+		if (sdp_flows_find(t, &k, slot) != NULL)
 			continue;
-		struct sdp_flow *f = sdp_flows_insert(t, &k, hash,
+		struct sdp_flow *f = sdp_flows_insert(t, &k, slot,
 						      (uint16_t)hash,
 						      SDP_ESTABLISHED);
 		f->expire_ms = now_ms + 0x7fffffffu;

@@ -7,11 +7,14 @@ package dataplane
 
 // Run one burst over frames packed back to back in buf, each given room of
 // stride bytes; lens in, lens out.
+// hint < 0: no rx_hints; else every frame gets that hint.
 static void sdp_run_packed(struct sdp_classifier *c, uint8_t *buf,
 			   uint32_t stride, uint16_t *lens, uint16_t n,
-			   uint32_t now, uint8_t *verdicts, int tap)
+			   uint32_t now, uint8_t *verdicts, int tap, int hint)
 {
 	uint8_t *frames[SDP_BURST];
+	uint8_t hints[SDP_BURST];
+	memset(hints, hint < 0 ? 0 : hint, sizeof(hints));
 	while (n > 0) {
 		uint16_t m = n < SDP_BURST ? n : SDP_BURST;
 		for (uint16_t i = 0; i < m; i++)
@@ -19,7 +22,8 @@ static void sdp_run_packed(struct sdp_classifier *c, uint8_t *buf,
 		if (tap)
 			sdp_classify_tap(c, frames, lens, m, now, verdicts);
 		else
-			sdp_classify_rx(c, frames, lens, m, now, verdicts);
+			sdp_classify_rx(c, frames, lens, m, now,
+					hint < 0 ? NULL : hints, verdicts);
 		buf += (size_t)m * stride;
 		lens += m;
 		verdicts += m;
@@ -30,6 +34,7 @@ static void sdp_run_packed(struct sdp_classifier *c, uint8_t *buf,
 import "C"
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -59,14 +64,25 @@ func NewCClassifier(cfg ClassifierConfig) (*CClassifier, error) {
 	return &CClassifier{c: c}, nil
 }
 
-// fillClassifier copies the configuration into a C classifier.
+// fillClassifier copies the configuration into a C classifier, with a
+// fresh random slot key: no one outside this process can predict which
+// tuples share a probe run.
 func fillClassifier(c *C.struct_sdp_classifier, cfg ClassifierConfig) {
 	vip := cfg.VIP.As4()
 	c.vip = C.uint32_t(binary.LittleEndian.Uint32(vip[:])) // memory order = wire order
 	c.seed = C.uint32_t(cfg.Seed)
+	var key [16]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		panic("dataplane: no randomness for the flow-table key: " + err.Error())
+	}
+	c.slot_key[0] = C.uint64_t(binary.LittleEndian.Uint64(key[0:]))
+	c.slot_key[1] = C.uint64_t(binary.LittleEndian.Uint64(key[8:]))
 	for i := 0; i < 6; i++ {
 		c.cluster_mac[i] = C.uint8_t(cfg.ClusterMAC[i])
 		c.node_mac[i] = C.uint8_t(cfg.NodeMAC[i])
+	}
+	for _, p := range cfg.Ports {
+		c.ports[p>>6] |= 1 << (p & 63)
 	}
 	c.timers.half_open_ms = C.uint32_t(cfg.HalfOpen.Milliseconds())
 	c.timers.idle_ms = C.uint32_t(cfg.Idle.Milliseconds())
@@ -75,7 +91,23 @@ func fillClassifier(c *C.struct_sdp_classifier, cfg ClassifierConfig) {
 
 const maxFrame = 2048
 
-func (cc *CClassifier) run(frames [][]byte, now uint32, tap bool) ([]Verdict, []int) {
+// RXHint is what a NIC says of a frame's checksums (enum sdp_rx_hint).
+type RXHint int
+
+const (
+	NoHint      RXHint = -1 // the classifier is given no hints at all
+	CsumUnknown RXHint = 0
+	CsumGood    RXHint = 1
+	CsumBad     RXHint = 2
+)
+
+// ClassifyRXHinted is ClassifyRX with the NIC's checksum verdict on every
+// frame, as the worker passes it from the mbufs' offload flags.
+func (cc *CClassifier) ClassifyRXHinted(frames [][]byte, now uint32, h RXHint) ([]Verdict, []int) {
+	return cc.run(frames, now, false, h)
+}
+
+func (cc *CClassifier) run(frames [][]byte, now uint32, tap bool, hint RXHint) ([]Verdict, []int) {
 	n := len(frames)
 	vs := make([]Verdict, n)
 	ls := make([]int, n)
@@ -101,7 +133,7 @@ func (cc *CClassifier) run(frames [][]byte, now uint32, tap bool) ([]Verdict, []
 	if tap {
 		t = 1
 	}
-	C.sdp_run_packed(cc.c, buf, maxFrame, lens, C.uint16_t(n), C.uint32_t(now), verd, t)
+	C.sdp_run_packed(cc.c, buf, maxFrame, lens, C.uint16_t(n), C.uint32_t(now), verd, t, C.int(hint))
 	v := unsafe.Slice((*uint8)(unsafe.Pointer(verd)), n)
 	for i, f := range frames {
 		vs[i] = Verdict(v[i])
@@ -112,11 +144,11 @@ func (cc *CClassifier) run(frames [][]byte, now uint32, tap bool) ([]Verdict, []
 }
 
 func (cc *CClassifier) ClassifyRX(frames [][]byte, now uint32) ([]Verdict, []int) {
-	return cc.run(frames, now, false)
+	return cc.run(frames, now, false, NoHint)
 }
 
 func (cc *CClassifier) ClassifyTap(frames [][]byte, now uint32) ([]Verdict, []int) {
-	return cc.run(frames, now, true)
+	return cc.run(frames, now, true, NoHint)
 }
 
 func (cc *CClassifier) SetOwnership(o *Ownership) {
@@ -143,6 +175,29 @@ func (cc *CClassifier) FlowState(src, dst netip.Addr, sport, dport uint16, now u
 		C.uint32_t(now)))
 }
 
+// SweepBudget runs one bounded sweep call, as the worker does once per
+// loop iteration, and returns the flows removed and the slots it touched.
+func (cc *CClassifier) SweepBudget(now uint32, budget uint32) (removed, work int) {
+	removed = int(C.sdp_flows_sweep(cc.c, C.uint32_t(now), C.uint32_t(budget)))
+	return removed, int(cc.c.flows.sweep_work)
+}
+
+// LongestRun is the longest run of occupied slots in the flow table: the
+// most slots a lookup can probe.
+func (cc *CClassifier) LongestRun() int { return int(C.sdp_flows_longest_run(cc.c)) }
+
+// slotHashC is the C slot hash of a client-side key, for the tests.
+func slotHashC(key [2]uint64, src, dst netip.Addr, sport, dport uint16) uint32 {
+	s, d := src.As4(), dst.As4()
+	var p [4]byte
+	binary.BigEndian.PutUint16(p[0:], sport)
+	binary.BigEndian.PutUint16(p[2:], dport)
+	k := [2]C.uint64_t{C.uint64_t(key[0]), C.uint64_t(key[1])}
+	return uint32(C.sdp_slot_hash_of(&k[0],
+		C.uint32_t(binary.LittleEndian.Uint32(s[:])), C.uint32_t(binary.LittleEndian.Uint32(d[:])),
+		C.uint16_t(binary.LittleEndian.Uint16(p[0:])), C.uint16_t(binary.LittleEndian.Uint16(p[2:]))))
+}
+
 func (cc *CClassifier) Counters() Counters { return countersOf(&cc.c.ctr) }
 
 func (cc *CClassifier) Flows() FlowCounts { return flowCountsOf(&cc.c.flows) }
@@ -163,6 +218,9 @@ func (cc *CClassifier) Close() {
 // order, so equal sizes leave only a reordering to the fixtures, which
 // compare every counter of the two classifiers.
 var _ [0]struct{} = [unsafe.Sizeof(Counters{}) - C.sizeof_struct_sdp_counters]struct{}{}
+
+// countersSizeC is the size of struct sdp_counters, for the layout test.
+func countersSizeC() int { return C.sizeof_struct_sdp_counters }
 
 // countersOf reads a C counter block; the layouts match field for field.
 func countersOf(c *C.struct_sdp_counters) Counters {

@@ -3,7 +3,9 @@ package dataplane
 import (
 	"bytes"
 	"encoding/hex"
+	"reflect"
 	"testing"
+	"unsafe"
 )
 
 type implementation struct {
@@ -94,5 +96,52 @@ func TestDifferentialFixtures(t *testing.T) {
 				t.Errorf("flows differ: C %+v, Go %+v", cc.Flows(), ref.Flows())
 			}
 		})
+	}
+}
+
+// Counters is read straight from C memory: the two layouts must match,
+// and Add must sum every field.
+func TestCountersLayout(t *testing.T) {
+	if got, want := int(unsafe.Sizeof(Counters{})), countersSizeC(); got != want {
+		t.Fatalf("Counters is %d bytes, struct sdp_counters %d", got, want)
+	}
+	var a, b Counters
+	va, vb := reflect.ValueOf(&a).Elem(), reflect.ValueOf(&b).Elem()
+	for i := 0; i < va.NumField(); i++ {
+		va.Field(i).SetUint(uint64(i + 1))
+		vb.Field(i).SetUint(100)
+	}
+	a.Add(b)
+	for i := 0; i < va.NumField(); i++ {
+		if va.Field(i).Uint() != uint64(i+101) {
+			t.Errorf("Add does not sum %s", va.Type().Field(i).Name)
+		}
+	}
+}
+
+// The worker passes the NIC's checksum verdict: a frame the NIC verified is
+// not verified again, and one it found bad is dropped without a look.
+func TestChecksumHints(t *testing.T) {
+	cc, err := NewCClassifier(fxConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cc.SetOwnership(fxOwnership())
+	a, b := fromClient(portIn(true, 80)), fromClient(portIn(true, 81))
+	a.syn, b.syn = true, true
+	corrupt := tcpFrame(t, a)
+	corrupt[14+20+16] ^= 1
+	if v, _ := cc.ClassifyRXHinted([][]byte{corrupt}, 0, CsumGood); v[0] != ToKernel {
+		t.Errorf("a frame the NIC verified was checked again: %v", v[0])
+	}
+	if v, _ := cc.ClassifyRXHinted([][]byte{tcpFrame(t, b)}, 0, CsumBad); v[0] != Drop {
+		t.Errorf("a frame the NIC found bad was accepted: %v", v[0])
+	}
+	if v, _ := cc.ClassifyRXHinted([][]byte{tcpFrame(t, b)}, 0, CsumUnknown); v[0] != ToKernel {
+		t.Errorf("a good frame without a verdict was dropped: %v", v[0])
+	}
+	if got := cc.Counters().BadChecksumDropped; got != 1 {
+		t.Errorf("bad_checksum_dropped %d, want 1", got)
 	}
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <rte_hash_crc.h>
+#include <rte_ip.h>
 
 #include "flows.h"
 #include "sdp.h"
@@ -103,12 +104,33 @@ int sdp_classifier_init(struct sdp_classifier *c, uint32_t max_flows,
 	memset(&c->ctr, 0, sizeof(c->ctr));
 	if (max_flows == 0 || max_half_open == 0 || max_half_open > max_flows)
 		return -EINVAL;
-	return sdp_flows_init(&c->flows, max_flows, max_half_open);
+	int rc = sdp_flows_init(&c->flows, max_flows, max_half_open);
+	c->flows.key[0] = c->slot_key[0];
+	c->flows.key[1] = c->slot_key[1];
+	return rc;
 }
 
 void sdp_classifier_free(struct sdp_classifier *c)
 {
 	sdp_flows_free(&c->flows);
+}
+
+/* A flow is finished once both FINs are acknowledged or a reset was
+ * seen: only stragglers remain, which the closing timer covers. */
+static inline int finished(const struct sdp_flow *fl)
+{
+	const uint8_t both = SDP_F_CFIN_ACKED | SDP_F_SFIN_ACKED;
+	return (fl->flags & SDP_F_RST) || (fl->flags & both) == both;
+}
+
+/* An IPv4 (no options) TCP packet whose lengths hold: total length within
+ * the frame, TCP header within the packet, not a fragment. */
+static inline int tcp_frame_ok(const uint8_t *ip, uint16_t len)
+{
+	uint16_t totlen = rd16(ip + 2);
+	uint8_t doff = ip[20 + 12] >> 4;
+	return totlen >= 40 && (uint32_t)ETH_HLEN + totlen <= len &&
+	       !(rd16(ip + 6) & 0x3fff) && doff >= 5 && 20u + doff * 4u <= totlen;
 }
 
 static inline int owned(const struct sdp_classifier *c, uint16_t bucket)
@@ -152,14 +174,30 @@ enum pre_kind {
 	PRE_MALFORMED = 1, /* to the VIP but broken */
 	PRE_VIP_TCP = 2,   /* well-formed TCP to the VIP: key and hash set */
 	PRE_FOREIGN_MAC = 3, /* to the VIP but another station's MAC */
+	PRE_VIP_ICMP = 4,  /* well-formed ICMP to the VIP, at least 8 bytes */
 };
 
 struct pre {
 	uint8_t kind;
 	uint8_t tcp_flags;
+	uint8_t slot_ok;   /* slot holds the key's slot hash */
+	uint8_t csum;      /* enum sdp_rx_hint */
 	struct sdp_key key;
-	uint32_t hash;
+	uint32_t hash;     /* the connection value */
+	uint32_t slot;
 };
+
+/* The key's slot hash, computed once per frame and only when the table is
+ * probed: a foreign frame whose bucket holds none of our flows never pays
+ * for it. */
+static inline uint32_t pre_slot(const struct sdp_classifier *c, struct pre *p)
+{
+	if (!p->slot_ok) {
+		p->slot = sdp_slot_hash(c->flows.key, &p->key);
+		p->slot_ok = 1;
+	}
+	return p->slot;
+}
 
 /* Parse the frame as far as the flow key. Called once per frame per burst;
  * touches only the first 54 bytes. */
@@ -167,6 +205,7 @@ static void pre_parse_rx(const struct sdp_classifier *c, const uint8_t *f,
 			 uint16_t len, struct pre *p)
 {
 	p->kind = PRE_OTHER;
+	p->slot_ok = 0;
 	if (len < ETH_HLEN + 20 || rd16(f + 12) != ETH_P_IPV4)
 		return;
 	const uint8_t *ip = f + ETH_HLEN;
@@ -180,11 +219,15 @@ static void pre_parse_rx(const struct sdp_classifier *c, const uint8_t *f,
 	if (ip[0] != 0x45) /* version 4, no options */
 		return;
 	uint16_t totlen = rd16(ip + 2);
-	if (totlen < 40 || (uint32_t)ETH_HLEN + totlen > len)
+	if (totlen < 28 || (uint32_t)ETH_HLEN + totlen > len)
 		return;
 	if (rd16(ip + 6) & 0x3fff) /* MF or a fragment offset */
 		return;
-	if (ip[9] != 6)
+	if (ip[9] == 1) {
+		p->kind = PRE_VIP_ICMP;
+		return;
+	}
+	if (ip[9] != 6 || totlen < 40)
 		return;
 	const uint8_t *tcp = ip + 20;
 	uint8_t doff = tcp[12] >> 4;
@@ -335,12 +378,39 @@ static void synack_to_rst(const struct sdp_classifier *c, uint8_t *f,
 	*len = ETH_HLEN + 40;
 }
 
-/* Find a live flow; an expired one found on the way is removed. */
+/* The IPv4 header checksum and the TCP checksum (pseudo-header and the
+ * whole segment) of a validated packet: each sums to 0xffff. */
+static int csum_verify(const uint8_t *ip)
+{
+	if (__rte_raw_cksum_reduce(__rte_raw_cksum(ip, 20, 0)) != 0xffff)
+		return 0;
+	uint16_t l4len = (uint16_t)(rd16(ip + 2) - 20);
+	uint32_t sum = __rte_raw_cksum(ip + 12, 8, 0);
+	sum += rte_cpu_to_be_16(6) + rte_cpu_to_be_16(l4len);
+	sum = __rte_raw_cksum(ip + 20, l4len, sum);
+	return __rte_raw_cksum_reduce(sum) == 0xffff;
+}
+
+/* Checked before a segment changes a flow or reaches the kernel: the NIC's
+ * word when it gave one, else verified here. A corrupted segment must not
+ * change state, and the overlap guard would turn it into a valid RST. */
+static int csum_ok(struct sdp_classifier *c, const uint8_t *f,
+		   const struct pre *p)
+{
+	int ok = p->csum == SDP_RX_CSUM_GOOD ||
+		 (p->csum == SDP_RX_CSUM_UNKNOWN && csum_verify(f + ETH_HLEN));
+	if (!ok)
+		c->ctr.bad_checksum_dropped++;
+	return ok;
+}
+
+/* Find a live flow; an expired one found on the way is removed. slot is
+ * the key's slot hash. */
 static struct sdp_flow *find_live(struct sdp_classifier *c,
-				  const struct sdp_key *k, uint32_t hash,
+				  const struct sdp_key *k, uint32_t slot,
 				  uint32_t now_ms)
 {
-	struct sdp_flow *fl = sdp_flows_find(&c->flows, k, hash);
+	struct sdp_flow *fl = sdp_flows_find(&c->flows, k, slot);
 	if (fl != NULL && sdp_expired(fl, now_ms)) {
 		sdp_flows_delete(&c->flows, fl);
 		c->ctr.expired++;
@@ -349,36 +419,58 @@ static struct sdp_flow *find_live(struct sdp_classifier *c,
 	return fl;
 }
 
+static inline int served(const struct sdp_classifier *c, uint16_t port_be)
+{
+	uint16_t port = rte_be_to_cpu_16(port_be);
+	return (c->ports[port >> 6] >> (port & 63)) & 1;
+}
+
 static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
-			    const struct pre *p, uint32_t now_ms)
+			    struct pre *p, uint32_t now_ms)
 {
 	struct sdp_flow_table *t = &c->flows;
 	uint16_t bucket = (uint16_t)p->hash;
+	/* Only the ports the cluster serves: every other port would give an
+	 * attacker 16 more bits to choose tuples with (see flows.h), and no
+	 * kernel listens there anyway. */
+	if (!served(c, p->key.dport)) {
+		c->ctr.syn_port_dropped++;
+		return SDP_DROP;
+	}
 	/* No flow in the bucket: no retransmission to look up. */
 	struct sdp_flow *fl = t->bucket_flows[bucket] == 0
 				      ? NULL
-				      : find_live(c, &p->key, p->hash, now_ms);
+				      : find_live(c, &p->key, pre_slot(c, p), now_ms);
 	if (fl != NULL) {
-		if (fl->state == SDP_SYN_RCVD || fl->state == SDP_ESTABLISHED)
-			return to_kernel(c, f); /* retransmission */
-		/* The client reuses the tuple of a closing or withdrawn
-		 * flow: it is a new connection, decided afresh. */
+		/* A SYN on the tuple of a finished flow (both FINs
+		 * acknowledged, or reset) or of a withdrawn one is a new
+		 * connection, decided afresh. Otherwise it is a
+		 * retransmission or belongs to the live connection: the
+		 * kernel answers it. */
+		if (fl->state != SDP_WITHDRAWN && !finished(fl))
+			return csum_ok(c, f, p) ? to_kernel(c, f) : SDP_DROP;
 		sdp_flows_delete(t, fl);
 	}
 	if (!owned(c, bucket)) {
 		c->ctr.syn_not_ours++;
 		return SDP_DROP;
 	}
+	if (!csum_ok(c, f, p))
+		return SDP_DROP;
 	if (t->count >= t->max_flows) {
 		c->ctr.table_full_dropped++;
 		return SDP_DROP;
 	}
-	if (t->by_state[SDP_SYN_RCVD] >= t->max_half_open) {
+	/* Every entry not yet established counts: half-open ones and the
+	 * tombstones of lost overlaps, which a SYN and an ACK make too. */
+	if (t->by_state[SDP_SYN_RCVD] + t->by_state[SDP_WITHDRAWN] >=
+	    t->max_half_open) {
 		c->ctr.half_open_dropped++;
 		return SDP_DROP;
 	}
-	fl = sdp_flows_insert(t, &p->key, p->hash, bucket, SDP_SYN_RCVD);
+	fl = sdp_flows_insert(t, &p->key, pre_slot(c, p), bucket, SDP_SYN_RCVD);
 	fl->expire_ms = now_ms + c->timers.half_open_ms;
+	fl->cnxt = rd32(f + ETH_HLEN + 20 + 4) + 1;
 	c->ctr.syn_accepted++;
 	return to_kernel(c, f);
 }
@@ -390,19 +482,119 @@ static void to_closing(struct sdp_classifier *c, struct sdp_flow *fl,
 	fl->expire_ms = now_ms + c->timers.closing_ms;
 }
 
-/* A segment of an established flow, either way: FIN or RST starts the
- * closing timer, anything else refreshes the idle timer. */
-static void established_seen(struct sdp_classifier *c, struct sdp_flow *fl,
-			     uint8_t flags, uint32_t now_ms)
+/* The signed distance from b to a in sequence space. */
+static inline int32_t seq_diff(uint32_t a, uint32_t b)
 {
-	if (flags & (TCP_FIN | TCP_RST))
+	return (int32_t)(a - b);
+}
+
+/* The TCP payload length of a validated IPv4/TCP frame. */
+static inline uint32_t tcp_paylen(const uint8_t *ip)
+{
+	return (uint32_t)rd16(ip + 2) - 20u - (uint32_t)(ip[20 + 12] >> 4) * 4u;
+}
+
+/* Every segment of an established or closing flow refreshes its timer:
+ * the idle timer while data may still flow one way or the other (a
+ * half-closed connection is as alive as an established one), the short
+ * closing timer once the flow is finished. */
+static inline void refresh(const struct sdp_classifier *c, struct sdp_flow *fl,
+			   uint32_t now_ms)
+{
+	fl->expire_ms = now_ms + (finished(fl) ? c->timers.closing_ms
+					       : c->timers.idle_ms);
+}
+
+/* A segment from the client of an established or closing flow (not a
+ * RST). What it teaches: the client's next sequence number, its FIN, and
+ * whether it acknowledged our FIN. A segment whose sequence number is far
+ * from the client's (more than SDP_SEQ_SLACK away) teaches nothing: no
+ * real client jumps that far, and a blind attacker must not move the
+ * window. A segment without ACK is dropped by the kernel: it teaches
+ * nothing either and refreshes nothing. */
+static void client_seen(struct sdp_classifier *c, struct sdp_flow *fl,
+			const uint8_t *ip, uint8_t flags, uint32_t now_ms)
+{
+	const uint8_t *tcp = ip + 20;
+	uint32_t seq = rd32(tcp + 4), ack = rd32(tcp + 8);
+	if (!(flags & TCP_ACK))
+		return;
+	/* Nothing follows a FIN: its acknowledgment is exact. */
+	if ((fl->flags & SDP_F_SFIN) && ack == fl->sfin + 1)
+		fl->flags |= SDP_F_SFIN_ACKED;
+	int32_t d = seq_diff(seq, fl->cnxt);
+	if (d >= -(int32_t)SDP_SEQ_SLACK && d <= (int32_t)SDP_SEQ_SLACK) {
+		uint32_t len = tcp_paylen(ip);
+		uint32_t end = seq + len + ((flags & TCP_FIN) ? 1 : 0);
+		if ((flags & TCP_FIN) && !(fl->flags & SDP_F_CFIN_ACKED)) {
+			/* After our FIN was acknowledged, an in-order FIN
+			 * is one our kernel takes: its acknowledgment, a
+			 * bare ACK, may leave by the kernel's own path
+			 * without crossing the worker. */
+			if ((fl->flags & SDP_F_SFIN_ACKED) && ack == fl->sfin + 1 &&
+			    seq == fl->cnxt)
+				fl->flags |= SDP_F_CFIN_ACKED;
+			fl->cfin = seq + len;
+			fl->flags |= SDP_F_CFIN;
+			if (fl->state != SDP_CLOSING)
+				sdp_flows_set_state(&c->flows, fl, SDP_CLOSING);
+		}
+		if (seq_diff(end, fl->cnxt) > 0)
+			fl->cnxt = end;
+	}
+	refresh(c, fl, now_ms);
+}
+
+/* A segment from our kernel of an established or closing flow: trusted,
+ * so its FIN is recorded as is and its RST ends the flow. */
+static void server_seen(struct sdp_classifier *c, struct sdp_flow *fl,
+			const uint8_t *ip, uint8_t flags, uint32_t now_ms)
+{
+	const uint8_t *tcp = ip + 20;
+	if (flags & TCP_RST) {
+		fl->flags |= SDP_F_RST;
 		to_closing(c, fl, now_ms);
-	else
-		fl->expire_ms = now_ms + c->timers.idle_ms;
+		return;
+	}
+	if (fl->flags & SDP_F_RST) {
+		/* Our kernel still speaks on the connection: it did not take
+		 * the client's reset (a challenge ACK answers one in its
+		 * window but not exact). The flow lives on. */
+		fl->flags &= (uint8_t)~SDP_F_RST;
+		if (!(fl->flags & (SDP_F_CFIN | SDP_F_SFIN)))
+			sdp_flows_set_state(&c->flows, fl, SDP_ESTABLISHED);
+	}
+	if ((flags & TCP_ACK) && (fl->flags & SDP_F_CFIN) &&
+	    rd32(tcp + 8) == fl->cfin + 1)
+		fl->flags |= SDP_F_CFIN_ACKED;
+	if ((flags & TCP_FIN) && !(fl->flags & SDP_F_SFIN_ACKED)) {
+		fl->sfin = rd32(tcp + 4) + tcp_paylen(ip);
+		fl->flags |= SDP_F_SFIN;
+		if (fl->state != SDP_CLOSING)
+			sdp_flows_set_state(&c->flows, fl, SDP_CLOSING);
+	}
+	refresh(c, fl, now_ms);
+}
+
+/* A RST from the client of an established or closing flow. Linux takes a
+ * RST only at exactly its rcv_nxt (RFC 5961), which is at most cnxt and at
+ * least cnxt minus what is still in flight; the worker takes the RSTs in
+ * that range, within SDP_RST_WINDOW. Others change nothing and are
+ * counted; all go to the kernel, which decides for itself. */
+static void client_rst(struct sdp_classifier *c, struct sdp_flow *fl,
+		       const uint8_t *ip, uint32_t now_ms)
+{
+	uint32_t seq = rd32(ip + 20 + 4);
+	if (fl->cnxt - seq > SDP_RST_WINDOW) {
+		c->ctr.rst_ignored++;
+		return;
+	}
+	fl->flags |= SDP_F_RST;
+	to_closing(c, fl, now_ms);
 }
 
 static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
-				uint16_t *len, const struct pre *p,
+				uint16_t *len, struct pre *p,
 				uint32_t now_ms)
 {
 	uint16_t bucket = (uint16_t)p->hash;
@@ -411,22 +603,44 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 		c->ctr.fast_dropped++;
 		return SDP_DROP;
 	}
-	struct sdp_flow *fl = find_live(c, &p->key, p->hash, now_ms);
+	struct sdp_flow *fl = find_live(c, &p->key, pre_slot(c, p), now_ms);
 	if (fl == NULL || fl->state == SDP_WITHDRAWN) {
 		c->ctr.foreign_dropped++;
 		return SDP_DROP;
 	}
+	if (!csum_ok(c, f, p))
+		return SDP_DROP;
 	uint8_t fl_flags = p->tcp_flags;
 	switch (fl->state) {
 	case SDP_SYN_RCVD:
 		if (fl_flags & TCP_RST) {
-			to_closing(c, fl, now_ms);
+			/* Our kernel's half-open socket takes a RST anywhere
+			 * in the window of its SYN-ACK. */
+			if (rd32(f + ETH_HLEN + 20 + 4) - fl->cnxt > SDP_RST_WINDOW) {
+				c->ctr.rst_ignored++;
+				break;
+			}
+			/* It dies there: nothing of the connection is left
+			 * to deliver, so the entry goes at once. Kept, it
+			 * would let SYN+RST pairs fill the table. */
+			sdp_flows_delete(&c->flows, fl);
 			break;
 		}
 		if (!(fl_flags & TCP_ACK))
 			break;
 		if (!(fl->flags & SDP_F_ISN_KNOWN) ||
 		    rd32(f + ETH_HLEN + 20 + 8) != fl->isn + 1) {
+			/* Only a segment of this handshake, carrying the
+			 * client's own sequence numbers (within the window
+			 * of a SYN-ACK after its ISN+1), says the client
+			 * chose another node. Anything else (a stray or
+			 * spoofed ACK, an old segment of the tuple's
+			 * previous use) is dropped: our kernel would answer
+			 * it with a RST, and the handshake goes on. */
+			if (rd32(f + ETH_HLEN + 20 + 4) - fl->cnxt > SDP_RST_WINDOW) {
+				c->ctr.stray_dropped++;
+				return SDP_DROP;
+			}
 			/* The client acknowledged another node's SYN-ACK:
 			 * that node won the overlap. */
 			sdp_flows_set_state(&c->flows, fl, SDP_WITHDRAWN);
@@ -436,22 +650,69 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 			break;
 		}
 		sdp_flows_set_state(&c->flows, fl, SDP_ESTABLISHED);
-		fl->expire_ms = now_ms + c->timers.idle_ms;
-		if (fl_flags & TCP_FIN)
-			to_closing(c, fl, now_ms);
+		client_seen(c, fl, f + ETH_HLEN, fl_flags, now_ms);
 		break;
-	case SDP_ESTABLISHED:
-		established_seen(c, fl, fl_flags, now_ms);
-		break;
-	default: /* CLOSING: deliver until the timer ends */
+	default: /* ESTABLISHED, CLOSING */
+		if (fl_flags & TCP_RST)
+			client_rst(c, fl, f + ETH_HLEN, now_ms);
+		else
+			client_seen(c, fl, f + ETH_HLEN, fl_flags, now_ms);
 		break;
 	}
 	return to_kernel(c, f);
 }
 
+/* ICMP to the VIP. An error (destination unreachable, "fragmentation
+ * needed" among them, or time exceeded) quotes a packet we sent: it goes to
+ * the kernel holding that connection, found by the quoted tuple reversed,
+ * and is dropped everywhere else. An echo request is answered by exactly one
+ * node: the owner of the bucket of the connection value of (client, VIP,
+ * 0, 0). The kernel answers it, and the reply leaves through the tap. The
+ * kernel verifies the ICMP checksum; nothing here changes a flow. */
+static uint8_t classify_icmp(struct sdp_classifier *c, uint8_t *f,
+			     uint32_t now_ms)
+{
+	const uint8_t *ip = f + ETH_HLEN;
+	const uint8_t *icmp = ip + 20;
+	uint32_t icmplen = (uint32_t)rd16(ip + 2) - 20u;
+	uint8_t type = icmp[0];
+	if (type == 8 && icmp[1] == 0) {
+		uint32_t h = sdp_conn_value(c->seed, ld32(ip + 12), c->vip, 0, 0);
+		if (owned(c, (uint16_t)h))
+			goto deliver;
+		goto drop;
+	}
+	if (type != 3 && type != 11)
+		goto drop;
+	/* The quoted packet: its IPv4 header (options allowed) and at least
+	 * the 8 bytes of TCP that hold the ports. */
+	const uint8_t *q = icmp + 8;
+	uint32_t qlen = icmplen - 8u;
+	if (qlen < 20 || (q[0] >> 4) != 4 || q[9] != 6 || ld32(q + 12) != c->vip)
+		goto drop;
+	uint32_t qihl = (q[0] & 15u) * 4u;
+	if (qihl < 20 || qlen < qihl + 8)
+		goto drop;
+	struct sdp_key k = {ld32(q + 16), ld32(q + 12), ld16(q + qihl + 2),
+			    ld16(q + qihl)};
+	uint32_t hash = key_hash(&k, c->seed);
+	if (c->flows.bucket_flows[(uint16_t)hash] == 0)
+		goto drop;
+	struct sdp_flow *fl =
+		find_live(c, &k, sdp_slot_hash(c->flows.key, &k), now_ms);
+	if (fl == NULL || fl->state == SDP_WITHDRAWN)
+		goto drop;
+deliver:
+	c->ctr.icmp_to_kernel++;
+	return to_kernel(c, f);
+drop:
+	c->ctr.icmp_dropped++;
+	return SDP_DROP;
+}
+
 void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 		     uint16_t *lens, uint16_t n, uint32_t now_ms,
-		     uint8_t *verdicts)
+		     const uint8_t *rx_hints, uint8_t *verdicts)
 {
 	struct pre pre[SDP_BURST];
 	while (n > 0) {
@@ -463,10 +724,15 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 			__builtin_prefetch(frames[i], 1, 0);
 		for (uint16_t i = 0; i < m; i++) {
 			pre_parse_rx(c, frames[i], lens[i], &pre[i]);
-			/* Only buckets holding flows are probed. */
+			pre[i].csum = rx_hints ? rx_hints[i] : SDP_RX_CSUM_UNKNOWN;
+			/* Only buckets holding flows are probed. A SYN
+			 * earlier in the burst may add a flow to a bucket
+			 * after this test: the slot hash is then computed
+			 * when the frame is decided. */
 			if (pre[i].kind == PRE_VIP_TCP &&
 			    c->flows.bucket_flows[(uint16_t)pre[i].hash] != 0)
-				sdp_flows_prefetch(&c->flows, pre[i].hash);
+				sdp_flows_prefetch(&c->flows,
+						   pre_slot(c, &pre[i]));
 		}
 		c->ctr.rx += m;
 		for (uint16_t i = 0; i < m; i++) {
@@ -478,6 +744,9 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 			case PRE_FOREIGN_MAC:
 				c->ctr.other_dropped++;
 				verdicts[i] = SDP_DROP;
+				break;
+			case PRE_VIP_ICMP:
+				verdicts[i] = classify_icmp(c, f, now_ms);
 				break;
 			case PRE_VIP_TCP:
 				if ((pre[i].tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)
@@ -492,6 +761,8 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 		frames += m;
 		lens += m;
 		verdicts += m;
+		if (rx_hints)
+			rx_hints += m;
 		n = (uint16_t)(n - m);
 	}
 }
@@ -513,13 +784,14 @@ static uint8_t classify_tap_one(struct sdp_classifier *c, uint8_t *f,
 	}
 	const uint8_t *ip = f + ETH_HLEN;
 	if (et == ETH_P_IPV4 && len >= ETH_HLEN + 40 && ip[0] == 0x45 &&
-	    ip[9] == 6 && ld32(ip + 12) == c->vip) {
+	    ip[9] == 6 && ld32(ip + 12) == c->vip && tcp_frame_ok(ip, len)) {
 		const uint8_t *tcp = ip + 20;
 		struct sdp_key k = {ld32(ip + 16), ld32(ip + 12), ld16(tcp + 2),
 				    ld16(tcp)};
 		uint32_t hash = key_hash(&k, c->seed);
 		if (c->flows.bucket_flows[(uint16_t)hash] != 0) {
-			struct sdp_flow *fl = find_live(c, &k, hash, now_ms);
+			struct sdp_flow *fl = find_live(
+				c, &k, sdp_slot_hash(c->flows.key, &k), now_ms);
 			uint8_t fl_flags = tcp[13];
 			if (fl != NULL) {
 				switch (fl->state) {
@@ -539,17 +811,21 @@ static uint8_t classify_tap_one(struct sdp_classifier *c, uint8_t *f,
 					return SDP_DROP;
 				case SDP_SYN_RCVD:
 					if (fl_flags & TCP_RST) {
-						to_closing(c, fl, now_ms);
+						/* Our kernel refused the connection
+						 * (RST-ACK of the SYN): the entry goes.
+						 * Other RSTs (the listener answering a
+						 * stray ACK) leave the handshake be. */
+						if ((fl_flags & TCP_ACK) &&
+						    rd32(tcp + 8) == fl->cnxt)
+							sdp_flows_delete(&c->flows, fl);
 					} else if ((fl_flags & (TCP_SYN | TCP_ACK)) ==
 						   (TCP_SYN | TCP_ACK)) {
 						fl->isn = rd32(tcp + 4);
 						fl->flags |= SDP_F_ISN_KNOWN;
 					}
 					break;
-				case SDP_ESTABLISHED:
-					established_seen(c, fl, fl_flags, now_ms);
-					break;
-				default:
+				default: /* ESTABLISHED, CLOSING */
+					server_seen(c, fl, ip, fl_flags, now_ms);
 					break;
 				}
 			}
@@ -567,10 +843,33 @@ void sdp_classify_tap(struct sdp_classifier *c, uint8_t **frames,
 		verdicts[i] = classify_tap_one(c, frames[i], lens[i], &lens[i], now_ms);
 }
 
-uint32_t sdp_flows_sweep(struct sdp_classifier *c, uint32_t now_ms,
-			 uint32_t max_slots)
+uint32_t sdp_flows_longest_run(const struct sdp_classifier *c)
 {
-	uint32_t removed = sdp_flows_sweep_table(&c->flows, now_ms, max_slots);
+	const struct sdp_flow_table *t = &c->flows;
+	uint32_t best = 0, run = 0;
+	/* Twice round, so a run across the wrap is measured whole. */
+	for (uint64_t i = 0; i < 2ull * (t->mask + 1); i++) {
+		if (t->slots[i & t->mask].state != SDP_EMPTY) {
+			if (++run > best)
+				best = run;
+		} else {
+			run = 0;
+		}
+	}
+	return best > t->mask + 1 ? t->mask + 1 : best;
+}
+
+uint32_t sdp_slot_hash_of(const uint64_t key[2], uint32_t saddr,
+			  uint32_t daddr, uint16_t sport, uint16_t dport)
+{
+	struct sdp_key k = {saddr, daddr, sport, dport};
+	return sdp_slot_hash(key, &k);
+}
+
+uint32_t sdp_flows_sweep(struct sdp_classifier *c, uint32_t now_ms,
+			 uint32_t budget)
+{
+	uint32_t removed = sdp_flows_sweep_table(&c->flows, now_ms, budget);
 	c->ctr.expired += removed;
 	return removed;
 }
@@ -579,8 +878,8 @@ int sdp_flows_state(struct sdp_classifier *c, uint32_t saddr, uint32_t daddr,
 		    uint16_t sport, uint16_t dport, uint32_t now_ms)
 {
 	struct sdp_key k = {saddr, daddr, sport, dport};
-	uint32_t hash = key_hash(&k, c->seed);
-	struct sdp_flow *fl = sdp_flows_find(&c->flows, &k, hash);
+	struct sdp_flow *fl =
+		sdp_flows_find(&c->flows, &k, sdp_slot_hash(c->flows.key, &k));
 	if (fl == NULL || sdp_expired(fl, now_ms))
 		return SDP_EMPTY;
 	return fl->state;

@@ -1,9 +1,10 @@
 /* flows.c: the per-worker flow table.
  *
  * Open addressing with linear probing and backward-shift deletion. The slot
- * index comes from the connection value, which the classifier computes
- * anyway for the bucket, so a lookup costs no second hash. Only the worker
- * that owns the table touches it: no locks, no atomics.
+ * index is SipHash-2-4 of the key under a random per-table key (flows.h),
+ * so tuples that share a connection value, which anyone can compute, still
+ * land in unrelated slots. Only the worker that owns the table touches it:
+ * no locks, no atomics.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,6 +20,8 @@ static void *huge_calloc(size_t size)
 {
 	const size_t huge = 2u << 20;
 	void *p = NULL;
+	if (size < huge) /* small tables (tests, fuzzing): no page to save */
+		return calloc(1, size);
 	size = (size + huge - 1) & ~(huge - 1);
 	if (posix_memalign(&p, huge, size) != 0)
 		return NULL;
@@ -46,7 +49,6 @@ int sdp_flows_init(struct sdp_flow_table *t, uint32_t max_flows,
 		return -ENOMEM;
 	}
 	t->mask = (uint32_t)(cap - 1);
-	t->shift = 32 - (uint32_t)__builtin_ctzll(cap);
 	t->max_flows = max_flows;
 	t->max_half_open = max_half_open;
 	return 0;
@@ -62,10 +64,10 @@ void sdp_flows_free(struct sdp_flow_table *t)
 
 
 struct sdp_flow *sdp_flows_insert(struct sdp_flow_table *t,
-				  const struct sdp_key *k, uint32_t hash,
+				  const struct sdp_key *k, uint32_t slot_hash,
 				  uint16_t bucket, uint8_t state)
 {
-	uint32_t i = slot_of(t, hash);
+	uint32_t i = slot_hash & t->mask;
 	while (t->slots[i].state != SDP_EMPTY)
 		i = (i + 1) & t->mask;
 	struct sdp_flow *f = &t->slots[i];
@@ -74,7 +76,6 @@ struct sdp_flow *sdp_flows_insert(struct sdp_flow_table *t,
 	f->daddr = k->daddr;
 	f->sport = k->sport;
 	f->dport = k->dport;
-	f->hash = hash;
 	f->bucket = bucket;
 	f->state = state;
 	t->count++;
@@ -92,10 +93,14 @@ void sdp_flows_set_state(struct sdp_flow_table *t, struct sdp_flow *f,
 }
 
 /* Backward-shift deletion: move later members of the probe run back into
- * the hole, so lookups never need tombstone slots. */
-void sdp_flows_delete(struct sdp_flow_table *t, struct sdp_flow *f)
+ * the hole, so lookups never need tombstone slots. Entries do not store
+ * their slot hash (it would cost 4 of their 32 bytes): each one the shift
+ * looks at is hashed again, which runs kept short by the keyed index make
+ * cheap. */
+uint32_t sdp_flows_delete(struct sdp_flow_table *t, struct sdp_flow *f)
 {
 	uint32_t hole = (uint32_t)(f - t->slots);
+	uint32_t work = 1;
 	t->count--;
 	t->by_state[f->state]--;
 	t->bucket_flows[f->bucket]--;
@@ -105,7 +110,8 @@ void sdp_flows_delete(struct sdp_flow_table *t, struct sdp_flow *f)
 		struct sdp_flow *g = &t->slots[i];
 		if (g->state == SDP_EMPTY)
 			break;
-		uint32_t home = slot_of(t, g->hash);
+		work++;
+		uint32_t home = sdp_flow_slot_hash(t, g) & t->mask;
 		/* g may move into the hole only if its home is not in the
 		 * cyclic interval (hole, i]. */
 		if (((i - home) & t->mask) >= ((i - hole) & t->mask)) {
@@ -114,18 +120,21 @@ void sdp_flows_delete(struct sdp_flow_table *t, struct sdp_flow *f)
 		}
 	}
 	memset(&t->slots[hole], 0, sizeof(struct sdp_flow));
+	return work;
 }
 
 uint32_t sdp_flows_sweep_table(struct sdp_flow_table *t, uint32_t now_ms,
-			       uint32_t max_slots)
+			       uint32_t budget)
 {
 	uint32_t removed = 0;
 	uint32_t cap = t->mask + 1;
-	if (max_slots == 0 || max_slots > cap) {
-		max_slots = cap;
+	uint32_t visited = 0, work = 0;
+	if (budget == 0) {
+		/* The whole table: every slot once, whatever it costs. */
 		t->sweep_cursor = 0;
+		budget = UINT32_MAX;
 	}
-	for (uint32_t visited = 0; visited < max_slots;) {
+	while (work < budget && visited < cap) {
 		uint32_t i = t->sweep_cursor;
 		struct sdp_flow *f = &t->slots[i];
 		if (f->state != SDP_EMPTY && sdp_expired(f, now_ms)) {
@@ -133,12 +142,14 @@ uint32_t sdp_flows_sweep_table(struct sdp_flow_table *t, uint32_t now_ms,
 			 * slot i: look at slot i again before moving on. A
 			 * flow shifted across the wrap to slot cap-1 is met by
 			 * the next pass. */
-			sdp_flows_delete(t, f);
+			work += sdp_flows_delete(t, f);
 			removed++;
 			continue;
 		}
 		t->sweep_cursor = (i + 1) & t->mask;
 		visited++;
+		work++;
 	}
+	t->sweep_work = work;
 	return removed;
 }

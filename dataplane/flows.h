@@ -2,6 +2,10 @@
 #ifndef SHOAL_FLOWS_H
 #define SHOAL_FLOWS_H
 
+#include <string.h>
+
+#include <rte_byteorder.h>
+
 #include "sdp.h"
 
 /* A flow key: client address and port first, all in network order. Its 12
@@ -23,17 +27,70 @@ int sdp_flows_init(struct sdp_flow_table *t, uint32_t max_flows,
 		   uint32_t max_half_open);
 void sdp_flows_free(struct sdp_flow_table *t);
 
-/* The home slot of a connection value: multiplicative hashing of the
- * value the bucket came from, so a lookup needs no second hash. */
-static inline uint32_t slot_of(const struct sdp_flow_table *t, uint32_t hash)
+/* SipHash-2-4 of a flow key's 12 bytes under the table's secret key: the
+ * slot index. The connection value cannot serve: CRC32C is linear, so
+ * anyone can compute many tuples with one value, whatever the seed, and pile
+ * them into one probe run. A keyed PRF spreads them; the key is random per
+ * table and never leaves the worker. */
+#define SDP_SIP_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SDP_SIPROUND                                                          \
+	do {                                                                  \
+		v0 += v1;                                                     \
+		v1 = SDP_SIP_ROTL(v1, 13);                                    \
+		v1 ^= v0;                                                     \
+		v0 = SDP_SIP_ROTL(v0, 32);                                    \
+		v2 += v3;                                                     \
+		v3 = SDP_SIP_ROTL(v3, 16);                                    \
+		v3 ^= v2;                                                     \
+		v0 += v3;                                                     \
+		v3 = SDP_SIP_ROTL(v3, 21);                                    \
+		v3 ^= v0;                                                     \
+		v2 += v1;                                                     \
+		v1 = SDP_SIP_ROTL(v1, 17);                                    \
+		v1 ^= v2;                                                     \
+		v2 = SDP_SIP_ROTL(v2, 32);                                    \
+	} while (0)
+
+static inline uint32_t sdp_slot_hash(const uint64_t key[2],
+				     const struct sdp_key *k)
 {
-	return (uint32_t)(hash * 2654435761u) >> t->shift;
+	uint64_t m0;
+	uint32_t m1;
+	memcpy(&m0, k, 8);
+	memcpy(&m1, (const uint8_t *)k + 8, 4);
+	m0 = rte_le_to_cpu_64(m0);
+	uint64_t last = (uint64_t)12 << 56 | rte_le_to_cpu_32(m1);
+	uint64_t v0 = key[0] ^ 0x736f6d6570736575ull;
+	uint64_t v1 = key[1] ^ 0x646f72616e646f6dull;
+	uint64_t v2 = key[0] ^ 0x6c7967656e657261ull;
+	uint64_t v3 = key[1] ^ 0x7465646279746573ull;
+	v3 ^= m0;
+	SDP_SIPROUND;
+	SDP_SIPROUND;
+	v0 ^= m0;
+	v3 ^= last;
+	SDP_SIPROUND;
+	SDP_SIPROUND;
+	v0 ^= last;
+	v2 ^= 0xff;
+	SDP_SIPROUND;
+	SDP_SIPROUND;
+	SDP_SIPROUND;
+	SDP_SIPROUND;
+	return (uint32_t)(v0 ^ v1 ^ v2 ^ v3);
+}
+
+static inline uint32_t sdp_flow_slot_hash(const struct sdp_flow_table *t,
+					  const struct sdp_flow *f)
+{
+	struct sdp_key k = {f->saddr, f->daddr, f->sport, f->dport};
+	return sdp_slot_hash(t->key, &k);
 }
 
 static inline void sdp_flows_prefetch(const struct sdp_flow_table *t,
-				      uint32_t hash)
+				      uint32_t slot_hash)
 {
-	__builtin_prefetch(&t->slots[slot_of(t, hash)], 0, 0);
+	__builtin_prefetch(&t->slots[slot_hash & t->mask], 0, 0);
 }
 
 static inline int key_eq(const struct sdp_flow *f, const struct sdp_key *k)
@@ -42,27 +99,32 @@ static inline int key_eq(const struct sdp_flow *f, const struct sdp_key *k)
 	       f->sport == k->sport && f->dport == k->dport;
 }
 
+/* Find a flow by key; slot_hash is sdp_slot_hash of the key. */
 static inline struct sdp_flow *sdp_flows_find(struct sdp_flow_table *t,
 					      const struct sdp_key *k,
-					      uint32_t hash)
+					      uint32_t slot_hash)
 {
-	uint32_t i = slot_of(t, hash);
+	uint32_t i = slot_hash & t->mask;
 	for (;;) {
 		struct sdp_flow *f = &t->slots[i];
 		if (f->state == SDP_EMPTY)
 			return NULL;
-		if (f->hash == hash && key_eq(f, k))
+		if (key_eq(f, k))
 			return f;
 		i = (i + 1) & t->mask;
 	}
 }
 struct sdp_flow *sdp_flows_insert(struct sdp_flow_table *t,
-				  const struct sdp_key *k, uint32_t hash,
+				  const struct sdp_key *k, uint32_t slot_hash,
 				  uint16_t bucket, uint8_t state);
 void sdp_flows_set_state(struct sdp_flow_table *t, struct sdp_flow *f,
 			 uint8_t state);
-void sdp_flows_delete(struct sdp_flow_table *t, struct sdp_flow *f);
+/* Delete f; returns the slots the backward shift looked at (at least 1),
+ * the work the sweep budget counts. */
+uint32_t sdp_flows_delete(struct sdp_flow_table *t, struct sdp_flow *f);
+/* Remove expired flows, touching about budget slots from the sweep cursor
+ * (0: the whole table, from slot 0). */
 uint32_t sdp_flows_sweep_table(struct sdp_flow_table *t, uint32_t now_ms,
-			       uint32_t max_slots);
+			       uint32_t budget);
 
 #endif

@@ -15,6 +15,7 @@ type Reference struct {
 	flows      map[flowKey]*refFlow
 	byState    [numStates]uint32
 	bucketRefs [65536]uint32
+	ports      map[uint16]bool
 	ctr        Counters
 }
 
@@ -26,9 +27,35 @@ type flowKey struct {
 type refFlow struct {
 	state    State
 	isnKnown bool
-	isn      uint32
+	isn      uint32 // our ISN, in SYN_RCVD
 	expire   uint32
 	bucket   uint16
+	flags    uint8  // the fXxx flags below
+	cnxt     uint32 // the client's next sequence number
+	cfin     uint32 // the client's FIN
+	sfin     uint32 // our FIN
+}
+
+// Flow flags, as in sdp.h.
+const (
+	fCFIN      = 0x02 // the client's FIN seen
+	fSFIN      = 0x04 // our FIN seen
+	fCFINAcked = 0x08 // our kernel acknowledged the client's FIN
+	fSFINAcked = 0x10 // the client acknowledged our FIN
+	fRST       = 0x20 // a reset was seen
+)
+
+// seqSlack mirrors SDP_SEQ_SLACK: how far a client segment may start from
+// the client's next sequence number and still teach the flow anything.
+// rstWindow mirrors SDP_RST_WINDOW: how far from it a client RST may be.
+const (
+	seqSlack  = 1 << 20
+	rstWindow = 65535
+)
+
+// finished: both FINs acknowledged, or a reset seen.
+func (f *refFlow) finished() bool {
+	return f.flags&fRST != 0 || f.flags&(fCFINAcked|fSFINAcked) == fCFINAcked|fSFINAcked
 }
 
 const (
@@ -47,7 +74,11 @@ func NewReference(cfg ClassifierConfig) (*Reference, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Reference{cfg: cfg, vip: cfg.VIP.As4(), flows: map[flowKey]*refFlow{}}, nil
+	r := &Reference{cfg: cfg, vip: cfg.VIP.As4(), flows: map[flowKey]*refFlow{}, ports: map[uint16]bool{}}
+	for _, p := range cfg.Ports {
+		r.ports[p] = true
+	}
+	return r, nil
 }
 
 func (r *Reference) SetOwnership(o *Ownership) {
@@ -219,10 +250,13 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 		return r.malformed(), n
 	}
 	totlen := int(binary.BigEndian.Uint16(ip[2:4]))
-	if totlen < 40 || ethHLen+totlen > n {
+	if totlen < 28 || ethHLen+totlen > n || binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
 		return r.malformed(), n
 	}
-	if binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 || ip[9] != 6 {
+	if ip[9] == 1 {
+		return r.icmp(f, now), n
+	}
+	if ip[9] != 6 || totlen < 40 {
 		return r.malformed(), n
 	}
 	tcp := ip[20:]
@@ -241,6 +275,7 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 	if flags&(tcpSYN|tcpACK) == tcpSYN {
 		return r.syn(f, k, bucket, now), n
 	}
+	// (r.syn checks the checksums itself, after ownership.)
 	if r.bucketRefs[bucket] == 0 {
 		r.ctr.ForeignDropped++
 		r.ctr.FastDropped++
@@ -251,16 +286,28 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 		r.ctr.ForeignDropped++
 		return Drop, n
 	}
+	if !r.csumOK(ip) {
+		return Drop, n
+	}
 	switch fl.state {
 	case SynRcvd:
 		if flags&tcpRST != 0 {
-			r.toClosing(fl, now)
+			if binary.BigEndian.Uint32(tcp[4:8])-fl.cnxt > rstWindow {
+				r.ctr.RSTIgnored++
+				break
+			}
+			r.delete(k, fl) // the handshake dies: nothing left to deliver
 			break
 		}
 		if flags&tcpACK == 0 {
 			break
 		}
 		if !fl.isnKnown || binary.BigEndian.Uint32(tcp[8:12]) != fl.isn+1 {
+			// Only a segment of this handshake withdraws the flow.
+			if binary.BigEndian.Uint32(tcp[4:8])-fl.cnxt > rstWindow {
+				r.ctr.StrayDropped++
+				return Drop, n
+			}
 			r.setState(fl, Withdrawn)
 			fl.expire = now + uint32(TombstoneTime.Milliseconds())
 			r.ctr.OverlapWithdrawn++
@@ -268,24 +315,151 @@ func (r *Reference) vipIPv4(f []byte, now uint32) (Verdict, int) {
 			break
 		}
 		r.setState(fl, Established)
-		fl.expire = now + uint32(r.cfg.Idle.Milliseconds())
-		if flags&tcpFIN != 0 {
-			r.toClosing(fl, now)
+		r.clientSeen(fl, ip, now)
+	default: // Established, Closing
+		if flags&tcpRST != 0 {
+			r.clientRST(fl, ip, now)
+		} else {
+			r.clientSeen(fl, ip, now)
 		}
-	case Established:
-		r.establishedSeen(fl, flags, now)
 	}
 	return r.toKernel(f), n
 }
 
-// establishedSeen: FIN or RST starts the closing timer, anything else
-// refreshes the idle timer.
-func (r *Reference) establishedSeen(fl *refFlow, flags byte, now uint32) {
-	if flags&(tcpFIN|tcpRST) != 0 {
-		r.toClosing(fl, now)
+// csumOK verifies the IPv4 header and TCP checksums of a validated packet
+// and counts a failure.
+func (r *Reference) csumOK(ip []byte) bool {
+	l4 := int(binary.BigEndian.Uint16(ip[2:4])) - 20
+	pseudo := append(append(make([]byte, 0, 12), ip[12:20]...), 0, 6, byte(l4>>8), byte(l4))
+	if checksum(0, ip[:20]) == 0 && checksum(sum16(0, pseudo), ip[20:20+l4]) == 0 {
+		return true
+	}
+	r.ctr.BadChecksumDropped++
+	return false
+}
+
+// icmp decides ICMP to the VIP (see classify_icmp): errors quoting one of
+// our flows and echo requests in our buckets go to the kernel.
+func (r *Reference) icmp(f []byte, now uint32) Verdict {
+	ip := f[ethHLen:]
+	icmp := ip[20:int(binary.BigEndian.Uint16(ip[2:4]))]
+	deliver := false
+	switch {
+	case icmp[0] == 8 && icmp[1] == 0:
+		deliver = r.owned(uint16(r.hash(flowKey{[4]byte(ip[12:16]), r.vip, 0, 0})))
+	case icmp[0] == 3 || icmp[0] == 11:
+		q := icmp[8:]
+		if len(q) < 20 || q[0]>>4 != 4 || q[9] != 6 || [4]byte(q[12:16]) != r.vip {
+			break
+		}
+		ihl := int(q[0]&15) * 4
+		if ihl < 20 || len(q) < ihl+8 {
+			break
+		}
+		k := flowKey{[4]byte(q[16:20]), [4]byte(q[12:16]),
+			binary.BigEndian.Uint16(q[ihl+2:]), binary.BigEndian.Uint16(q[ihl:])}
+		if r.bucketRefs[uint16(r.hash(k))] == 0 {
+			break
+		}
+		fl := r.findLive(k, now)
+		deliver = fl != nil && fl.state != Withdrawn
+	}
+	if !deliver {
+		r.ctr.ICMPDropped++
+		return Drop
+	}
+	r.ctr.ICMPToKernel++
+	return r.toKernel(f)
+}
+
+// tcpPayload is the payload length of a validated IPv4/TCP packet.
+func tcpPayload(ip []byte) uint32 {
+	return uint32(binary.BigEndian.Uint16(ip[2:4])) - 20 - uint32(ip[20+12]>>4)*4
+}
+
+// refresh: the idle timer while the flow may still carry data, the
+// closing timer once it is finished.
+func (r *Reference) refresh(fl *refFlow, now uint32) {
+	if fl.finished() {
+		fl.expire = now + uint32(r.cfg.Closing.Milliseconds())
 	} else {
 		fl.expire = now + uint32(r.cfg.Idle.Milliseconds())
 	}
+}
+
+// clientSeen: a non-RST segment from the client of an established or
+// closing flow (see client_seen in classify.c).
+func (r *Reference) clientSeen(fl *refFlow, ip []byte, now uint32) {
+	tcp := ip[20:]
+	flags := tcp[13]
+	seq, ack := binary.BigEndian.Uint32(tcp[4:8]), binary.BigEndian.Uint32(tcp[8:12])
+	if flags&tcpACK == 0 {
+		return
+	}
+	if fl.flags&fSFIN != 0 && ack == fl.sfin+1 {
+		fl.flags |= fSFINAcked
+	}
+	if d := int32(seq - fl.cnxt); d >= -seqSlack && d <= seqSlack {
+		l := tcpPayload(ip)
+		end := seq + l
+		if flags&tcpFIN != 0 {
+			end++
+		}
+		if flags&tcpFIN != 0 && fl.flags&fCFINAcked == 0 {
+			if fl.flags&fSFINAcked != 0 && ack == fl.sfin+1 && seq == fl.cnxt {
+				fl.flags |= fCFINAcked
+			}
+			fl.cfin = seq + l
+			fl.flags |= fCFIN
+			if fl.state != Closing {
+				r.setState(fl, Closing)
+			}
+		}
+		if int32(end-fl.cnxt) > 0 {
+			fl.cnxt = end
+		}
+	}
+	r.refresh(fl, now)
+}
+
+// serverSeen: a segment from our kernel of an established or closing flow.
+func (r *Reference) serverSeen(fl *refFlow, ip []byte, now uint32) {
+	tcp := ip[20:]
+	flags := tcp[13]
+	if flags&tcpRST != 0 {
+		fl.flags |= fRST
+		r.toClosing(fl, now)
+		return
+	}
+	if fl.flags&fRST != 0 {
+		// Our kernel did not take the client's reset: the flow lives on.
+		fl.flags &^= fRST
+		if fl.flags&(fCFIN|fSFIN) == 0 {
+			r.setState(fl, Established)
+		}
+	}
+	if flags&tcpACK != 0 && fl.flags&fCFIN != 0 && binary.BigEndian.Uint32(tcp[8:12]) == fl.cfin+1 {
+		fl.flags |= fCFINAcked
+	}
+	if flags&tcpFIN != 0 && fl.flags&fSFINAcked == 0 {
+		fl.sfin = binary.BigEndian.Uint32(tcp[4:8]) + tcpPayload(ip)
+		fl.flags |= fSFIN
+		if fl.state != Closing {
+			r.setState(fl, Closing)
+		}
+	}
+	r.refresh(fl, now)
+}
+
+// clientRST: a RST from the client of an established or closing flow,
+// taken only within rstWindow below the client's next sequence number.
+func (r *Reference) clientRST(fl *refFlow, ip []byte, now uint32) {
+	if fl.cnxt-binary.BigEndian.Uint32(ip[24:28]) > rstWindow {
+		r.ctr.RSTIgnored++
+		return
+	}
+	fl.flags |= fRST
+	r.toClosing(fl, now)
 }
 
 func (r *Reference) toClosing(fl *refFlow, now uint32) {
@@ -294,8 +468,15 @@ func (r *Reference) toClosing(fl *refFlow, now uint32) {
 }
 
 func (r *Reference) syn(f []byte, k flowKey, bucket uint16, now uint32) Verdict {
+	if !r.ports[k.dport] {
+		r.ctr.SynPortDropped++
+		return Drop
+	}
 	if fl := r.findLive(k, now); fl != nil {
-		if fl.state == SynRcvd || fl.state == Established {
+		if fl.state != Withdrawn && !fl.finished() {
+			if !r.csumOK(f[ethHLen:]) {
+				return Drop
+			}
 			return r.toKernel(f)
 		}
 		r.delete(k, fl)
@@ -304,16 +485,20 @@ func (r *Reference) syn(f []byte, k flowKey, bucket uint16, now uint32) Verdict 
 		r.ctr.SynNotOurs++
 		return Drop
 	}
+	if !r.csumOK(f[ethHLen:]) {
+		return Drop
+	}
 	if uint32(len(r.flows)) >= r.cfg.MaxFlows {
 		r.ctr.TableFullDropped++
 		return Drop
 	}
-	if r.byState[SynRcvd] >= r.cfg.MaxHalfOpen {
+	if r.byState[SynRcvd]+r.byState[Withdrawn] >= r.cfg.MaxHalfOpen {
 		r.ctr.HalfOpenDropped++
 		return Drop
 	}
 	fl := r.insert(k, bucket, SynRcvd)
 	fl.expire = now + uint32(r.cfg.HalfOpen.Milliseconds())
+	fl.cnxt = binary.BigEndian.Uint32(f[ethHLen+20+4:]) + 1
 	r.ctr.SynAccepted++
 	return r.toKernel(f)
 }
@@ -385,7 +570,7 @@ func (r *Reference) tapOne(f []byte, now uint32, n *int) Verdict {
 		return Drop
 	}
 	ip := f[ethHLen:]
-	if et == 0x0800 && *n >= ethHLen+40 && ip[0] == 0x45 && ip[9] == 6 && [4]byte(ip[12:16]) == r.vip {
+	if et == 0x0800 && *n >= ethHLen+40 && ip[0] == 0x45 && ip[9] == 6 && [4]byte(ip[12:16]) == r.vip && tcpFrameOK(ip, *n) {
 		tcp := ip[20:]
 		k := flowKey{[4]byte(ip[16:20]), [4]byte(ip[12:16]),
 			binary.BigEndian.Uint16(tcp[2:4]), binary.BigEndian.Uint16(tcp[0:2])}
@@ -403,19 +588,31 @@ func (r *Reference) tapOne(f []byte, now uint32, n *int) Verdict {
 					return Drop
 				case SynRcvd:
 					if flags&tcpRST != 0 {
-						r.toClosing(fl, now)
+						// Our kernel refused the connection.
+						if flags&tcpACK != 0 && binary.BigEndian.Uint32(tcp[8:12]) == fl.cnxt {
+							r.delete(k, fl)
+						}
 					} else if flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK {
 						fl.isn = binary.BigEndian.Uint32(tcp[4:8])
 						fl.isnKnown = true
 					}
-				case Established:
-					r.establishedSeen(fl, flags, now)
+				default: // Established, Closing
+					r.serverSeen(fl, ip, now)
 				}
 			}
 		}
 	}
 	r.ctr.TX++
 	return ToNIC
+}
+
+// tcpFrameOK: total length within the frame, TCP header within the
+// packet, not a fragment (ip is an IPv4 header without options).
+func tcpFrameOK(ip []byte, frameLen int) bool {
+	totlen := int(binary.BigEndian.Uint16(ip[2:4]))
+	doff := int(ip[20+12] >> 4)
+	return totlen >= 40 && ethHLen+totlen <= frameLen &&
+		binary.BigEndian.Uint16(ip[6:8])&0x3fff == 0 && doff >= 5 && 20+doff*4 <= totlen
 }
 
 // synackToRST rewrites our kernel's SYN-ACK into the client's RST for it

@@ -14,6 +14,14 @@
 #define SDP_BUCKETS 65536u
 #define SDP_BURST 32u
 #define SDP_TOMBSTONE_MS 5000u
+/* How far (bytes of sequence space) a client segment may start from the
+ * client's next sequence number and still teach the flow anything. */
+#define SDP_SEQ_SLACK (1u << 20)
+/* A client RST changes a flow only if its sequence number is within this
+ * many bytes of the client's next sequence number: below it once the
+ * connection is established, above it in SYN_RCVD (the window our kernel
+ * advertised in its SYN-ACK, at most 65535 unscaled). */
+#define SDP_RST_WINDOW 65535u
 
 /* Verdicts: what the worker does with a frame. */
 enum sdp_verdict {
@@ -27,12 +35,17 @@ enum sdp_state {
 	SDP_EMPTY = 0,
 	SDP_SYN_RCVD = 1,    /* SYN accepted; ISN learnt from our SYN-ACK */
 	SDP_ESTABLISHED = 2, /* the client acknowledged our SYN-ACK */
-	SDP_CLOSING = 3,     /* FIN or RST seen; kept until the timer ends */
+	SDP_CLOSING = 3,     /* a FIN or a RST seen; see the F_ flags */
 	SDP_WITHDRAWN = 4,   /* lost an overlap: drop everything both ways */
 	SDP_NSTATES = 5,
 };
 
 #define SDP_F_ISN_KNOWN 0x01
+#define SDP_F_CFIN 0x02       /* the client's FIN seen: cfin valid */
+#define SDP_F_SFIN 0x04       /* our FIN seen: sfin valid */
+#define SDP_F_CFIN_ACKED 0x08 /* our kernel acknowledged the client's FIN */
+#define SDP_F_SFIN_ACKED 0x10 /* the client acknowledged our FIN */
+#define SDP_F_RST 0x20        /* a reset was seen */
 
 /* Counters, one set per worker, summed by Go on read. Order is the ABI the
  * Go side reads (Counters in dataplane/report, whose size is checked against this
@@ -57,6 +70,12 @@ struct sdp_counters {
 	uint64_t tx_failed;           /* frames a full TX queue refused */
 	uint64_t expired;             /* flows removed by their timers */
 	uint64_t fast_dropped;        /* foreign drops decided without a probe */
+	uint64_t syn_port_dropped;    /* SYNs to a VIP port the cluster does not serve */
+	uint64_t rst_ignored;         /* client RSTs outside the window: no state change */
+	uint64_t stray_dropped;       /* segments in SYN_RCVD outside the client's window */
+	uint64_t bad_checksum_dropped; /* TCP to the VIP with a bad IPv4 or TCP checksum */
+	uint64_t icmp_to_kernel;      /* ICMP errors about our flows, echo requests in our buckets */
+	uint64_t icmp_dropped;        /* other ICMP to the VIP: other nodes' flows and buckets, other types */
 };
 
 /* One flow: 32 bytes, two per cache line. Keys are in network order, as on
@@ -66,27 +85,34 @@ struct sdp_flow {
 	uint32_t daddr;
 	uint16_t sport;
 	uint16_t dport;
-	uint32_t hash;      /* the connection value (CRC32C of the key) */
-	uint32_t isn;       /* our initial sequence number, when known */
 	uint32_t expire_ms; /* wrap-safe deadline in the worker's clock */
 	uint8_t state;
 	uint8_t flags;
-	uint16_t bucket;
-	uint32_t reserved;
+	uint16_t bucket;    /* low 16 bits of the connection value */
+	union {
+		uint32_t isn;  /* SYN_RCVD: our ISN, once F_ISN_KNOWN */
+		uint32_t sfin; /* later: the sequence number of our FIN */
+	};
+	uint32_t cnxt;      /* the client's next sequence number: its ISN+1
+			     * at the SYN, then the end of its furthest
+			     * plausible segment */
+	uint32_t cfin;      /* the sequence number of the client's FIN */
 };
 
 /* Flow table: open addressing, linear probing, backward-shift deletion, so
  * no tombstone slots ever lengthen probes. Capacity is a power of two at
- * least twice max_flows. */
+ * least twice max_flows. The slot of a flow is a keyed hash of its key
+ * (SipHash-2-4 under key[], random per table), never the connection value. */
 struct sdp_flow_table {
 	struct sdp_flow *slots;
+	uint64_t key[2];
 	uint32_t mask;
-	uint32_t shift;       /* 32 - log2(capacity), for the index hash */
 	uint32_t count;       /* flows in the table, any state */
 	uint32_t max_flows;
 	uint32_t max_half_open;
 	uint32_t by_state[SDP_NSTATES];
 	uint32_t sweep_cursor;
+	uint32_t sweep_work;    /* slots the last sweep call touched */
 	uint32_t *bucket_flows; /* flows per bucket: the fast-drop filter */
 };
 
@@ -107,8 +133,10 @@ struct sdp_timers {
 struct sdp_classifier {
 	uint32_t vip;          /* network order */
 	uint32_t seed;         /* connection-value seed */
+	uint64_t slot_key[2];  /* flow-table slot key, copied in at init */
 	uint8_t cluster_mac[6];
 	uint8_t node_mac[6];   /* NIC MAC, also the tap's */
+	uint64_t ports[65536 / 64]; /* served VIP ports (host order bit index) */
 	struct sdp_timers timers;
 	const struct sdp_owner_table *owner; /* the worker reloads it once per loop iteration */
 	struct sdp_flow_table flows;
@@ -127,21 +155,38 @@ int sdp_classifier_init(struct sdp_classifier *c, uint32_t max_flows,
 			uint32_t max_half_open);
 void sdp_classifier_free(struct sdp_classifier *c);
 
+/* What the NIC says of a frame's checksums (rx_hints of sdp_classify_rx). */
+enum sdp_rx_hint {
+	SDP_RX_CSUM_UNKNOWN = 0, /* nothing: the classifier verifies them */
+	SDP_RX_CSUM_GOOD = 1,    /* IPv4 and TCP checksums verified good */
+	SDP_RX_CSUM_BAD = 2,     /* one of them is bad */
+};
+
 /* Decide a burst of frames from the NIC (rx) or from the tap (tap). Frames
  * are rewritten in place; lens[i] may shrink (an overlap loser's ACK becomes
  * a RST for our own kernel). Processing is sequential in meaning; the burst
- * form only lets the table prefetch. */
+ * form only lets the table prefetch. rx_hints, if not NULL, holds one enum
+ * sdp_rx_hint per frame. */
 void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 		     uint16_t *lens, uint16_t n, uint32_t now_ms,
-		     uint8_t *verdicts);
+		     const uint8_t *rx_hints, uint8_t *verdicts);
 void sdp_classify_tap(struct sdp_classifier *c, uint8_t **frames,
 		      uint16_t *lens, uint16_t n, uint32_t now_ms,
 		      uint8_t *verdicts);
 
-/* Remove expired flows: up to max_slots slots from the sweep cursor
- * (max_slots = 0 sweeps the whole table). Returns flows removed. */
+/* Remove expired flows, touching about budget slots from the sweep cursor
+ * (slots visited plus slots the deletions' backward shifts looked at), so
+ * one call never stalls the worker; budget = 0 sweeps the whole table.
+ * Returns flows removed. */
 uint32_t sdp_flows_sweep(struct sdp_classifier *c, uint32_t now_ms,
-			 uint32_t max_slots);
+			 uint32_t budget);
+
+/* The longest run of occupied slots: the most a lookup can probe. */
+uint32_t sdp_flows_longest_run(const struct sdp_classifier *c);
+
+/* The slot hash of a key under a slot key, for the tests. */
+uint32_t sdp_slot_hash_of(const uint64_t key[2], uint32_t saddr,
+			  uint32_t daddr, uint16_t sport, uint16_t dport);
 
 /* Look a flow up by its client-side key (network order); for tests and the
  * CLI. Returns the state, or SDP_EMPTY. */

@@ -73,6 +73,9 @@ type ClassifierConfig struct {
 	HalfOpen    time.Duration
 	Idle        time.Duration
 	Closing     time.Duration
+	// Ports are the VIP ports the cluster serves: SYNs to any other port
+	// are dropped (syn_port_dropped).
+	Ports []uint16
 }
 
 // Validate names the first unusable field.
@@ -88,6 +91,13 @@ func (c ClassifierConfig) Validate() error {
 		return fmt.Errorf("dataplane: max flows %d / half-open %d out of range", c.MaxFlows, c.MaxHalfOpen)
 	case c.HalfOpen <= 0 || c.Idle <= 0 || c.Closing <= 0:
 		return fmt.Errorf("dataplane: timers must be positive")
+	case len(c.Ports) == 0:
+		return fmt.Errorf("dataplane: no served port: give at least one")
+	}
+	for _, p := range c.Ports {
+		if p == 0 {
+			return fmt.Errorf("dataplane: port 0 cannot be served")
+		}
 	}
 	return nil
 }

@@ -123,6 +123,7 @@ func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
 		VIP: benchVIP, Seed: benchSeed, ClusterMAC: benchCluster, NodeMAC: benchNode,
 		MaxFlows: uint32(o.Flows + o.Small), MaxHalfOpen: uint32(o.Small),
 		HalfOpen: 10 * time.Second, Idle: 900 * time.Second, Closing: 30 * time.Second,
+		Ports: []uint16{80, 443},
 	}
 	cc, err := dataplane.NewCClassifier(cfg)
 	if err != nil {

@@ -21,6 +21,12 @@ type Counters struct {
 	TXFailed               uint64 `json:"tx_failed"`
 	Expired                uint64 `json:"expired"`
 	FastDropped            uint64 `json:"fast_dropped"`
+	SynPortDropped         uint64 `json:"syn_port_dropped"`
+	RSTIgnored             uint64 `json:"rst_ignored"`
+	StrayDropped           uint64 `json:"stray_dropped"`
+	BadChecksumDropped     uint64 `json:"bad_checksum_dropped"`
+	ICMPToKernel           uint64 `json:"icmp_to_kernel"`
+	ICMPDropped            uint64 `json:"icmp_dropped"`
 }
 
 // Add sums counters, for totals across workers.
@@ -43,6 +49,12 @@ func (c *Counters) Add(o Counters) {
 	c.TXFailed += o.TXFailed
 	c.Expired += o.Expired
 	c.FastDropped += o.FastDropped
+	c.SynPortDropped += o.SynPortDropped
+	c.RSTIgnored += o.RSTIgnored
+	c.StrayDropped += o.StrayDropped
+	c.BadChecksumDropped += o.BadChecksumDropped
+	c.ICMPToKernel += o.ICMPToKernel
+	c.ICMPDropped += o.ICMPDropped
 }
 
 // FlowCounts is the number of flows in each state.
