@@ -95,8 +95,17 @@ static struct sdp_flow *cmd_find(struct sdp_classifier *c,
 	k->daddr = a->daddr;
 	k->sport = a->sport;
 	k->dport = a->dport;
-	*hash = sdp_conn_value(c->seed, a->saddr, a->daddr, a->sport, a->dport);
+	/* The slot is the table's keyed hash; the bucket (fast-drop counts)
+	 * is the connection value's low 16 bits. */
+	*hash = sdp_slot_hash(c->flows.key, k);
 	return sdp_flows_find(&c->flows, k, *hash);
+}
+
+static uint16_t cmd_bucket(const struct sdp_classifier *c,
+			   const struct sdp_cmd_args *a)
+{
+	return (uint16_t)sdp_conn_value(c->seed, a->saddr, a->daddr, a->sport,
+					a->dport);
 }
 
 /* Insert or overwrite: a flow adopted from another node (connection
@@ -117,13 +126,15 @@ static int32_t cmd_install(struct sdp_classifier *c, struct sdp_cmd_slot *s,
 	if (f == NULL) {
 		if (t->count >= t->max_flows)
 			return -ENOSPC;
-		f = sdp_flows_insert(t, &k, hash, (uint16_t)hash, a->state);
+		f = sdp_flows_insert(t, &k, hash, cmd_bucket(c, a), a->state);
 	} else {
 		sdp_flows_set_state(t, f, a->state);
 		s->count = 1;
 	}
 	f->isn = a->isn;
 	f->flags = a->flags & SDP_F_ISN_KNOWN;
+	f->cnxt = a->cnxt;
+	f->cfin = 0;
 	f->expire_ms = now_ms + (a->state == SDP_ESTABLISHED
 					 ? c->timers.idle_ms
 					 : c->timers.half_open_ms);
@@ -157,7 +168,7 @@ static int32_t cmd_withdraw(struct sdp_classifier *c, struct sdp_cmd_slot *s,
 	if (f == NULL) {
 		if (t->count >= t->max_flows)
 			return -ENOSPC;
-		f = sdp_flows_insert(t, &k, hash, (uint16_t)hash, SDP_WITHDRAWN);
+		f = sdp_flows_insert(t, &k, hash, cmd_bucket(c, &s->args), SDP_WITHDRAWN);
 	} else {
 		sdp_flows_set_state(t, f, SDP_WITHDRAWN);
 		s->count = 1;

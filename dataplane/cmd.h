@@ -72,6 +72,9 @@ struct sdp_cmd_args {
 	uint8_t flags;  /* INSTALL: SDP_F_ISN_KNOWN when isn is set */
 	uint16_t reserved;
 	uint32_t isn;    /* INSTALL: our initial sequence number */
+	uint32_t cnxt;   /* INSTALL: the client's next sequence number (its
+			  * ISN+1 for SYN_RCVD; rcv_nxt for an adopted flow),
+			  * which RST and FIN checks measure the window from */
 	uint32_t cursor; /* DUMP: first table slot to scan */
 	uint32_t max;    /* DUMP: flows to return, 1..SDP_CMD_DUMP_MAX */
 };

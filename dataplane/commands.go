@@ -63,6 +63,10 @@ type FlowSpec struct {
 	State    State  // SynRcvd or Established
 	ISN      uint32 // our initial sequence number, as the kernel chose it
 	ISNKnown bool   // ISN is set; a SynRcvd flow without it loses any ACK
+	// ClientNext is the client's next sequence number: its ISN+1 for a
+	// SynRcvd flow, the socket's rcv_nxt for an adopted one. The worker
+	// checks the client's RST and FIN against the window from it.
+	ClientNext uint32
 }
 
 // command is one posted command and what its waiter got back.
@@ -187,7 +191,7 @@ func (r *Runtime) Install(ctx context.Context, f FlowSpec) error {
 	if f.State != SynRcvd && f.State != Established {
 		return fmt.Errorf("dataplane: install %v: state %v; only syn_rcvd and established can be installed", f.Tuple, f.State)
 	}
-	c := command{args: C.struct_sdp_cmd_args{op: C.SDP_CMD_INSTALL, state: C.uint8_t(f.State), isn: C.uint32_t(f.ISN)}}
+	c := command{args: C.struct_sdp_cmd_args{op: C.SDP_CMD_INSTALL, state: C.uint8_t(f.State), isn: C.uint32_t(f.ISN), cnxt: C.uint32_t(f.ClientNext)}}
 	if f.ISNKnown {
 		c.args.flags = C.SDP_F_ISN_KNOWN
 	}

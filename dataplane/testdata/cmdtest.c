@@ -179,6 +179,24 @@ static uint16_t frame(uint8_t *f, uint32_t i, int from_kernel, uint8_t flags,
 	tcp[12] = 5 << 4;
 	tcp[13] = flags;
 	tcp[14] = 0x10;
+	/* Valid checksums: the classifier drops a segment whose checksums it
+	 * cannot vouch for before it changes any flow. */
+	uint32_t sum = 0;
+	for (int k = 0; k < 20; k += 2)
+		sum += (uint32_t)(ip[k] << 8 | ip[k + 1]);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	ip[10] = (uint8_t)(~sum >> 8);
+	ip[11] = (uint8_t)~sum;
+	sum = 6 + 20; /* pseudo-header: protocol and TCP length */
+	for (int k = 12; k < 20; k += 2)
+		sum += (uint32_t)(ip[k] << 8 | ip[k + 1]);
+	for (int k = 0; k < 20; k += 2)
+		sum += (uint32_t)(tcp[k] << 8 | tcp[k + 1]);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	tcp[16] = (uint8_t)(~sum >> 8);
+	tcp[17] = (uint8_t)~sum;
 	return 54;
 }
 
@@ -190,7 +208,7 @@ static uint8_t classify(struct sdp_classifier *c, uint32_t i, int from_kernel,
 	if (from_kernel)
 		sdp_classify_tap(c, &f, &len, 1, now, &v);
 	else
-		sdp_classify_rx(c, &f, &len, 1, now, &v);
+		sdp_classify_rx(c, &f, &len, 1, now, NULL, &v);
 	return v;
 }
 
