@@ -128,6 +128,14 @@ func TestComposeCluster(t *testing.T) {
 	needDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
+	// The containers' DPDK takes hugepages as the lab's nodes do: with
+	// both at once (go test runs packages in parallel), EAL init failed
+	// for want of memory. One user at a time.
+	release, err := lab.Hold(ctx, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
 	start := time.Now()
 	bin, err := lab.BuildBinary(ctx, t.TempDir())
 	if err != nil {

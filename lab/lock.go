@@ -59,3 +59,14 @@ func releaseLock() {
 		lockLn = nil
 	}
 }
+
+// Hold takes the lab lock for a test that needs the machine's shared lab
+// resources without building a lab (hugepages, DPDK processes: the
+// container cluster), waiting while another process holds it. release
+// gives it back; Down releases it too.
+func Hold(ctx context.Context, logf func(string, ...any)) (release func(), err error) {
+	if err := acquireLock(ctx, logf); err != nil {
+		return nil, err
+	}
+	return releaseLock, nil
+}
