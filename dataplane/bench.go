@@ -6,6 +6,7 @@ package dataplane
 #include "worker.h"
 
 static void *sdp_bench_fn(void) { return (void *)sdp_bench_main; }
+static void *sdp_bench_tx_fn(void) { return (void *)sdp_bench_tx_main; }
 */
 import "C"
 
@@ -88,26 +89,39 @@ func (r *Runtime) EmptyPollNs(n uint64) (float64, error) {
 	return (float64(with) - float64(without)) / float64(n) / r.tscHz * 1e9, nil
 }
 
-// Bench runs the loop on lcore for d: the bare rx → free loop when cc is
-// nil, else rx → classify → free.
-func Bench(lcore uint, port *dpdk.Port, cc *CClassifier, d time.Duration) (BenchResult, error) {
+// Limit is one of the benchmark's reference loops (enum sdp_bench_mode).
+type Limit int
+
+const (
+	BareLoop   Limit = 0 // rx → free
+	HeaderLoop Limit = 1 // rx → read Ethernet, IPv4, TCP headers → free
+)
+
+// BenchLimit runs a reference loop on lcore for d over port.
+func BenchLimit(lcore uint, port *dpdk.Port, mode Limit, d time.Duration) (BenchResult, error) {
 	b := (*C.struct_sdp_bench)(C.calloc(1, C.sizeof_struct_sdp_bench))
 	defer C.free(unsafe.Pointer(b))
-	var before Counters
-	if cc != nil {
-		b.cls = cc.c
-		before = cc.Counters()
-	}
+	b.mode = C.int(mode)
 	b.rx_port = C.uint16_t(port.ID)
 	b.duration_ms = C.uint64_t(d.Milliseconds())
 	if err := dpdk.LaunchOnLcore(lcore, C.sdp_bench_fn(), unsafe.Pointer(b)); err != nil {
 		return BenchResult{}, err
 	}
 	dpdk.WaitLcore(lcore)
-	r := BenchResult{Packets: uint64(b.packets), Seconds: float64(b.cycles) / float64(b.hz)}
-	if cc != nil {
-		after := cc.Counters()
-		r.Delivered = after.ToKernel + after.TX - before.ToKernel - before.TX
+	return BenchResult{Packets: uint64(b.packets), Seconds: float64(b.cycles) / float64(b.hz)}, nil
+}
+
+// BenchSend sends rx's frames (a replay port) out through tx from lcore
+// for d, as fast as tx takes them: the load generator of the kernel peer's
+// benchmark. It returns the frames tx accepted and those it refused.
+func BenchSend(lcore uint, rx, tx *dpdk.Port, d time.Duration) (sent, refused uint64, err error) {
+	b := (*C.struct_sdp_bench_tx)(C.calloc(1, C.sizeof_struct_sdp_bench_tx))
+	defer C.free(unsafe.Pointer(b))
+	b.rx_port, b.tx_port = C.uint16_t(rx.ID), C.uint16_t(tx.ID)
+	b.duration_ms = C.uint64_t(d.Milliseconds())
+	if err := dpdk.LaunchOnLcore(lcore, C.sdp_bench_tx_fn(), unsafe.Pointer(b)); err != nil {
+		return 0, 0, err
 	}
-	return r, nil
+	dpdk.WaitLcore(lcore)
+	return uint64(b.sent), uint64(b.refused), nil
 }

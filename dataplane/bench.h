@@ -1,4 +1,5 @@
-/* bench.h: the data-plane benchmark loop (shoal bench dataplane). */
+/* bench.h: the data-plane benchmark (shoal bench dataplane): the limits the
+ * worker's own loop is measured beside, and the kernel peer's sender. */
 #ifndef SHOAL_BENCH_H
 #define SHOAL_BENCH_H
 
@@ -8,18 +9,36 @@
 
 #include "sdp.h"
 
+enum sdp_bench_mode {
+	SDP_BENCH_BARE = 0,    /* rx -> free: the port and the pool alone */
+	SDP_BENCH_HEADERS = 1, /* rx -> read Ethernet, IPv4, TCP headers -> free:
+				* the least any classifier must do */
+};
+
 struct sdp_bench {
-	struct sdp_classifier *cls; /* NULL: the bare rx -> free loop */
+	int mode;
 	uint16_t rx_port;
 	uint64_t duration_ms;
 	/* results */
 	uint64_t packets;
 	uint64_t cycles;
 	uint64_t hz;
+	uint64_t sink; /* what the header loop read, so it is not optimised away */
 };
 
 /* Lcore entry point: poll rx_port for duration_ms; arg is struct sdp_bench *. */
 int sdp_bench_main(void *arg);
+
+/* The sender of the kernel peer's benchmark: rx_port's frames (a replay
+ * port) out through tx_port for duration_ms; arg is struct sdp_bench_tx *. */
+struct sdp_bench_tx {
+	uint16_t rx_port;
+	uint16_t tx_port;
+	uint64_t duration_ms;
+	uint64_t sent;
+	uint64_t refused;
+};
+int sdp_bench_tx_main(void *arg);
 
 /* Write n frames of len bytes each (packed in buf) into the n mbufs of
  * pool, so that a net_null port on that pool receives them in order, over

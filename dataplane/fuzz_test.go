@@ -93,8 +93,9 @@ func fuzzConfig() ClassifierConfig {
 // FuzzClassifiersAgree feeds the same bursts to the C classifier and the Go
 // reference and requires identical verdicts, frames, counters and flow
 // tables. Its corpus, testdata/fuzz/FuzzClassifiersAgree, holds every
-// fixture and generated TCP-shaped sequences (TestWriteFuzzCorpus); a plain
-// `go test` runs them all.
+// fixture and generated TCP-shaped sequences (TestWriteFuzzCorpus), and the
+// inputs that widened coverage in a two-minute `make fuzz` (found-*); a
+// plain `go test` runs them all.
 func FuzzClassifiersAgree(f *testing.F) {
 	for _, fx := range fixtures {
 		f.Add(encodeSteps(fx.steps(f)))

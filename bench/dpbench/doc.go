@@ -1,7 +1,11 @@
-// Package dpbench is `shoal bench dataplane`: the data plane's per-packet
-// cost on one lcore, on DPDK virtual devices, beside the bare rx→free loop
-// on the same frames; and the real worker loop (RunLoop): its longest
-// iteration while shoal flows dumps a million flows, and the cost of its
-// command-ring check. It is the one benchmark package that links DPDK; the
-// rest of bench/ is pure Go.
+// Package dpbench is `shoal bench dataplane`: the worker's own loop
+// (worker.c through dataplane.Runtime: NIC poll, classification, tap and
+// NIC transmit, tap poll, sweep) on one lcore, on DPDK virtual devices,
+// beside two limits measured on the same frames (the bare rx→free loop and
+// a loop that reads every frame's headers), with the verdict counts each
+// scenario expects checked (RunDataplane); the kernel peer, nftables hashing
+// the 4-tuple in a netdev ingress chain, on the same frames (RunNftPeer);
+// and the worker loop's longest iteration while shoal flows dumps a million
+// flows, and the cost of its command-ring check (RunLoop). It is the one
+// benchmark package that links DPDK; the rest of bench/ is pure Go.
 package dpbench

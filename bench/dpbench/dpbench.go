@@ -3,6 +3,7 @@ package dpbench
 import (
 	"encoding/binary"
 	"fmt"
+	"math/rand"
 	"net"
 	"net/netip"
 	"time"
@@ -12,28 +13,36 @@ import (
 
 	dpdk "github.com/shoal-lb/shoal/cgo"
 	"github.com/shoal-lb/shoal/dataplane"
+	"github.com/shoal-lb/shoal/dataplane/collide"
 )
 
 // DataplaneOptions sizes the data-plane benchmark.
 type DataplaneOptions struct {
 	Duration time.Duration // per run
-	Flows    int           // established flows preloaded (1M by default)
-	Small    int           // templates in the foreign and SYN pools
+	Flows    int           // established flows of RunLoop (1M by default)
+	Small    int           // templates in the foreign and SYN pools (64 K)
 	Log      func(format string, a ...any)
 }
 
-// Scenario is one measured loop beside its limit.
+// Scenario is one run of the worker's own loop beside its two limits,
+// measured on the same port and pool: the bare rx → free loop and the loop
+// that reads every frame's headers and drops it.
 type Scenario struct {
-	Scenario     string  `json:"scenario"`
-	Mpps         float64 `json:"mpps"`
-	RatioToLimit float64 `json:"ratio_to_limit"`
-	LimitMpps    float64 `json:"limit_mpps"`
-	NsPerPacket  float64 `json:"ns_per_packet"`
-	ExtraNs      float64 `json:"classify_ns_per_packet"` // cost over the bare loop
-	Packets      uint64  `json:"packets"`
-	Seconds      float64 `json:"seconds"`
-	Dropped      uint64  `json:"dropped"`
-	Delivered    uint64  `json:"delivered"`
+	Scenario       string  `json:"scenario"`
+	Mpps           float64 `json:"mpps"`
+	HeaderMpps     float64 `json:"header_loop_mpps"`
+	BareMpps       float64 `json:"bare_loop_mpps"`
+	RatioToHeaders float64 `json:"ratio_to_header_loop"`
+	RatioToBare    float64 `json:"ratio_to_bare_loop"`
+	NsPerPacket    float64 `json:"ns_per_packet"`
+	Packets        uint64  `json:"packets"`
+	Seconds        float64 `json:"seconds"`
+	// Rate is the scenario's own figure where it has one: new
+	// connections per second (millions) for the SYN-accept run.
+	Rate  float64 `json:"rate_m_per_s,omitempty"`
+	Check string  `json:"check"` // "ok", or which verdict counts were off
+
+	Counters dataplane.Counters `json:"counters"`
 }
 
 var (
@@ -56,11 +65,11 @@ func tuple(i int) (netip.Addr, uint16) {
 	return netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), uint16(1024 + (i>>16)%60000)
 }
 
-// template builds one 64-byte frame from the client to the VIP.
-func template(src netip.Addr, sport uint16, syn bool) []byte {
+// template builds one 64-byte frame from the client to VIP:dport.
+func template(src netip.Addr, sport, dport uint16, syn bool) []byte {
 	eth := &layers.Ethernet{SrcMAC: benchClient, DstMAC: benchCluster, EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src.AsSlice(), DstIP: benchVIP.AsSlice()}
-	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: 80, SYN: syn, ACK: !syn, Seq: 1, Ack: 1, Window: 1000}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: syn, ACK: !syn, Seq: 1, Ack: 1, Window: 1000}
 	tcp.SetNetworkLayerForChecksum(ip)
 	buf := gopacket.NewSerializeBuffer()
 	gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp)
@@ -69,33 +78,154 @@ func template(src netip.Addr, sport uint16, syn bool) []byte {
 	return f
 }
 
-// tuples walks client tuples, keeping those whose bucket passes keep.
-func tuples(n int, from int, keep func(uint16) bool) (frames [][]byte, keys []byte, next int) {
-	i := from
-	for len(frames) < n {
-		src, sport := tuple(i)
-		i++
-		if !keep(dataplane.Bucket(dataplane.ConnValue(benchSeed, src, benchVIP, sport, 80))) {
-			continue
-		}
-		frames = append(frames, template(src, sport, false))
-		a, v := src.As4(), benchVIP.As4()
-		keys = append(keys, a[:]...)
-		keys = append(keys, v[:]...)
-		keys = binary.BigEndian.AppendUint16(keys, sport)
-		keys = binary.BigEndian.AppendUint16(keys, 80)
-	}
-	return frames, keys, i
+func bucketOf(src netip.Addr, sport, dport uint16) uint16 {
+	return dataplane.Bucket(dataplane.ConnValue(benchSeed, src, benchVIP, sport, dport))
 }
 
-// RunDataplane runs every scenario. The EAL must be initialised with at
-// least one worker lcore; the loops run on the first.
+// keysOf packs client-side 4-tuples to VIP:80 as the preloader takes them.
+func appendKey(keys []byte, src netip.Addr, sport uint16) []byte {
+	a, v := src.As4(), benchVIP.As4()
+	keys = append(keys, a[:]...)
+	keys = append(keys, v[:]...)
+	keys = binary.BigEndian.AppendUint16(keys, sport)
+	return binary.BigEndian.AppendUint16(keys, 80)
+}
+
+// tuples walks client tuples from `from`, keeping n whose bucket passes
+// keep; it returns their keys and the next index.
+func tuples(n, from int, keep func(uint16) bool) (srcs []netip.Addr, ports []uint16, keys []byte, next int) {
+	i := from
+	for len(srcs) < n {
+		src, sport := tuple(i)
+		i++
+		if !keep(bucketOf(src, sport, 80)) {
+			continue
+		}
+		srcs, ports = append(srcs, src), append(ports, sport)
+		keys = appendKey(keys, src, sport)
+	}
+	return srcs, ports, keys, i
+}
+
+// frames makes ACK (or SYN) templates for up to max of the tuples, a
+// random sample when there are more.
+func frames(srcs []netip.Addr, ports []uint16, max int, syn bool, rng *rand.Rand) [][]byte {
+	idx := rng.Perm(len(srcs))
+	if len(idx) > max {
+		idx = idx[:max]
+	}
+	out := make([][]byte, len(idx))
+	for k, i := range idx {
+		out[k] = template(srcs[i], ports[i], 80, syn)
+	}
+	return out
+}
+
+func classifierConfig(maxFlows, maxHalfOpen int, halfOpen time.Duration) dataplane.ClassifierConfig {
+	return dataplane.ClassifierConfig{
+		VIP: benchVIP, Seed: benchSeed, ClusterMAC: benchCluster, NodeMAC: benchNode,
+		MaxFlows: uint32(maxFlows), MaxHalfOpen: uint32(maxHalfOpen),
+		HalfOpen: halfOpen, Idle: 900 * time.Second, Closing: 30 * time.Second,
+		Ports: []uint16{80, 443},
+	}
+}
+
+func ownership(keep func(uint16) bool) *dataplane.Ownership {
+	var own dataplane.Ownership
+	for b := 0; b < 65536; b++ {
+		if keep(uint16(b)) {
+			own.Set(uint16(b))
+		}
+	}
+	return &own
+}
+
+// bench holds what every run shares: the lcore and the tap sink.
+type bench struct {
+	o     DataplaneOptions
+	lcore uint
+	tap   *dpdk.Port
+	pool  *dpdk.Mempool
+	logf  func(string, ...any)
+	n     int
+}
+
+// node is the worker a scenario runs: its classifier, the buckets it owns
+// and the established flows preloaded into its table.
+type node struct {
+	cfg  dataplane.ClassifierConfig
+	own  *dataplane.Ownership
+	keys []byte
+}
+
+// run measures the two limits on one pool of frames, then the worker's own
+// loop (dataplane.Runtime: worker.c on the lcore) over the same port with
+// n's table, and checks the counters with check (nil: no check).
+func (b *bench) run(name string, fs [][]byte, n node, check func(dataplane.Counters) string) (Scenario, error) {
+	b.n++
+	port, pool, err := replayPort(40+b.n, fs) // 40 on: clear of RunLoop's ports
+	if err != nil {
+		return Scenario{}, err
+	}
+	defer pool.Free()
+	defer port.Close()
+	b.logf("%s: %d templates; bare loop, header loop, worker, %v each", name, len(fs), b.o.Duration)
+	bare, err := dataplane.BenchLimit(b.lcore, port, dataplane.BareLoop, b.o.Duration)
+	if err != nil {
+		return Scenario{}, err
+	}
+	hdr, err := dataplane.BenchLimit(b.lcore, port, dataplane.HeaderLoop, b.o.Duration)
+	if err != nil {
+		return Scenario{}, err
+	}
+	rt, err := dataplane.NewRuntime(dataplane.RuntimeConfig{Classifier: n.cfg, NIC: port, Tap: b.tap,
+		Lcores: []uint{b.lcore}, IdleSleepMax: 500 * time.Microsecond})
+	if err != nil {
+		return Scenario{}, err
+	}
+	defer rt.Free()
+	if got, err := rt.Preload(n.keys); err != nil || got != len(n.keys)/12 {
+		return Scenario{}, fmt.Errorf("bench: %s: preloaded %d flows (%v), want %d", name, got, err, len(n.keys)/12)
+	}
+	rt.Publish(n.own)
+	start := time.Now()
+	if err := rt.Start(); err != nil {
+		return Scenario{}, err
+	}
+	time.Sleep(b.o.Duration)
+	rt.Stop()
+	secs := time.Since(start).Seconds()
+	ctr := rt.Stats()[0].Counters
+	mpps := float64(ctr.RX) / secs / 1e6
+	s := Scenario{
+		Scenario: name, Mpps: mpps, HeaderMpps: hdr.Mpps(), BareMpps: bare.Mpps(),
+		RatioToHeaders: mpps / hdr.Mpps(), RatioToBare: mpps / bare.Mpps(),
+		NsPerPacket: 1e3 / mpps, Packets: ctr.RX, Seconds: secs,
+		Check: "ok", Counters: ctr,
+	}
+	if check != nil {
+		if msg := check(ctr); msg != "" {
+			s.Check = msg
+		}
+	}
+	return s, nil
+}
+
+// share checks that got is within 2% of want×rx.
+func share(what string, got, rx uint64, want float64) string {
+	f := float64(got) / float64(rx)
+	if f < want-0.02 || f > want+0.02 {
+		return fmt.Sprintf("%s %.3f of frames, want %.2f; ", what, f, want)
+	}
+	return ""
+}
+
+// RunDataplane runs every scenario with the worker's own loop. The EAL must
+// be initialised with at least one worker lcore; the loops run on the
+// first.
 func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
 	if o.Duration <= 0 {
 		o.Duration = time.Second
-	}
-	if o.Flows <= 0 {
-		o.Flows = 1 << 20
 	}
 	if o.Small <= 0 {
 		o.Small = 1 << 16
@@ -108,79 +238,155 @@ func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
 	if len(workers) == 0 {
 		return nil, fmt.Errorf("bench: the EAL has no worker lcore")
 	}
-	lcore := workers[0]
-
-	logf("building %d established flows and their templates", o.Flows)
-	estFrames, estKeys, next := tuples(o.Flows, 0, owned)
-	foreignFrames, _, next := tuples(o.Small, next, func(b uint16) bool { return !owned(b) })
-	synFrames := make([][]byte, o.Small)
-	for i := range synFrames {
-		src, sport := tuple(next + i)
-		synFrames[i] = template(src, sport, true)
+	b := &bench{o: o, lcore: workers[0], logf: logf}
+	// The tap is a sink: net_null with no RX, so the worker's tap poll
+	// returns nothing and what it sends the kernel is freed.
+	var err error
+	if b.pool, err = dpdk.NewPktMempool("bench_tap", 1023, 0, 256); err != nil {
+		return nil, err
+	}
+	defer b.pool.Free()
+	if b.tap, err = dpdk.OpenPort("net_null9,no-rx=1"); err != nil {
+		return nil, err
+	}
+	defer b.tap.Close()
+	if err := b.tap.Configure(dpdk.PortConf{Mempool: b.pool, RxDesc: 512, TxDesc: 512}); err != nil {
+		return nil, err
+	}
+	if err := b.tap.Start(); err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewSource(1))
+	var out []Scenario
+	add := func(s Scenario, err error) error {
+		if err == nil {
+			out = append(out, s)
+		}
+		return err
 	}
 
-	cfg := dataplane.ClassifierConfig{
-		VIP: benchVIP, Seed: benchSeed, ClusterMAC: benchCluster, NodeMAC: benchNode,
-		MaxFlows: uint32(o.Flows + o.Small), MaxHalfOpen: uint32(o.Small),
-		HalfOpen: 10 * time.Second, Idle: 900 * time.Second, Closing: 30 * time.Second,
-		Ports: []uint16{80, 443},
+	// A node owning one bucket in three, with 1M established flows.
+	logf("building 1M established flows in one bucket in three")
+	estSrc, estPort, estKeys, next := tuples(1<<20, 0, owned)
+	main := node{cfg: classifierConfig(1<<20+2*o.Small, o.Small, 10*time.Second), own: ownership(owned), keys: estKeys}
+	fSrc, fPort, _, next := tuples(o.Small, next, func(b uint16) bool { return !owned(b) })
+	foreign := frames(fSrc, fPort, o.Small, false, rng)
+	if err := add(b.run("foreign drop", foreign, main, func(c dataplane.Counters) string {
+		return share("fast_dropped", c.FastDropped, c.RX, 1)
+	})); err != nil {
+		return nil, err
 	}
-	cc, err := dataplane.NewCClassifier(cfg)
+	// After a rebalance: 5% of the foreign buckets hold a flow of ours.
+	extra := append([]byte(nil), estKeys...)
+	for bk := 0; bk < 65536; bk++ {
+		if !owned(uint16(bk)) && rng.Intn(20) == 0 {
+			for i := next; i-next < 1<<22; i++ {
+				src, sport := tuple(i)
+				if int(bucketOf(src, sport, 80)) == bk {
+					extra = appendKey(extra, src, sport)
+					break
+				}
+			}
+		}
+	}
+	rebalanced := main
+	rebalanced.keys = extra
+	if err := add(b.run("foreign drop, 5% of foreign buckets hold our flows", foreign, rebalanced, func(c dataplane.Counters) string {
+		return share("foreign_dropped", c.ForeignDropped, c.RX, 1) + share("probed", c.ForeignDropped-c.FastDropped, c.RX, 0.05)
+	})); err != nil {
+		return nil, err
+	}
+	synSrc := make([][]byte, o.Small)
+	for i := range synSrc {
+		src, sport := tuple(next + 1<<24 + i)
+		synSrc[i] = template(src, sport, 80, true)
+	}
+	if err := add(b.run("SYN classification (one bucket in three ours)", synSrc, main, func(c dataplane.Counters) string {
+		return share("syn_not_ours", c.SynNotOurs, c.RX, 2.0/3)
+	})); err != nil {
+		return nil, err
+	}
+
+	// New connections: every SYN ours and new, flows expiring as fast
+	// as they come (a 1 ms half-open timer, 256 K distinct tuples).
+	{
+		syns := make([][]byte, 1<<18)
+		for i := range syns {
+			src, sport := tuple(1<<25 + i)
+			syns[i] = template(src, sport, 80, true)
+		}
+		all := node{cfg: classifierConfig(1<<20, 1<<20, time.Millisecond), own: ownership(func(uint16) bool { return true })}
+		s, err := b.run("new connections (SYN accepted, flows expiring)", syns, all, func(c dataplane.Counters) string {
+			return share("syn_accepted", c.SynAccepted, c.RX, 1)
+		})
+		s.Rate = float64(s.Counters.SynAccepted) / s.Seconds / 1e6
+		if err := add(s, err); err != nil {
+			return nil, err
+		}
+	}
+
+	// Established lookups at 10 K, 1 M and 4 M flows: ACKs of up to
+	// 512 K of them, in random order.
+	for _, n := range []int{10_000, 1 << 20, 4 << 20} {
+		logf("established: %d flows", n)
+		est := main
+		src, port := estSrc, estPort
+		if n != 1<<20 {
+			src, port, est.keys, _ = tuples(n, 0, owned)
+			est.cfg = classifierConfig(n, 1024, 10*time.Second)
+		}
+		if err := add(b.run(fmt.Sprintf("established lookups, %s flows", count(n)), frames(src, port, 1<<19, false, rng), est,
+			func(c dataplane.Counters) string { return share("to_kernel", c.ToKernel, c.RX, 1) })); err != nil {
+			return nil, err
+		}
+	}
+
+	// A SYN flood beside legitimate traffic: 64 K flood SYNs in our
+	// buckets, random or all with one connection value, interleaved
+	// with 64 K ACKs of established flows.
+	legit := frames(estSrc, estPort, 1<<16-1024, false, rng)
+	base := collide.Tuple{Src: netip.MustParseAddr("198.19.0.1"), Dst: benchVIP, SrcPort: 40000, DstPort: 80}
+	for !owned(bucketOf(base.Src, base.SrcPort, 80)) {
+		base.SrcPort++
+	}
+	coll, err := collide.Tuples(base, collide.Free(32, 16, 0), len(legit), func(t collide.Tuple) bool { return t.SrcPort != 0 })
 	if err != nil {
 		return nil, err
 	}
-	defer cc.Close()
-	var own dataplane.Ownership
-	for b := 0; b < 65536; b++ {
-		if owned(uint16(b)) {
-			own.Set(uint16(b))
-		}
-	}
-	cc.SetOwnership(&own)
-	if n := cc.Preload(estKeys); n != o.Flows {
-		return nil, fmt.Errorf("bench: preloaded %d flows, want %d", n, o.Flows)
-	}
-
-	var out []Scenario
-	for k, sc := range []struct {
-		name   string
-		frames [][]byte
-	}{
-		{"foreign-drop", foreignFrames},
-		{"syn-classify", synFrames},
-		{fmt.Sprintf("established-%dk-flows", o.Flows/1024), estFrames},
-	} {
-		port, pool, err := replayPort(k, sc.frames)
-		if err != nil {
-			return nil, err
-		}
-		logf("%s: bare loop, then classifier, %v each", sc.name, o.Duration)
-		bare, err := dataplane.Bench(lcore, port, nil, o.Duration)
-		if err == nil {
-			var cls dataplane.BenchResult
-			cls, err = dataplane.Bench(lcore, port, cc, o.Duration)
-			if err == nil {
-				out = append(out, scenario("bare-rx-drop ("+sc.name+" pool)", bare, bare),
-					scenario(sc.name, cls, bare))
+	flooded := node{cfg: classifierConfig(1<<20+1<<17, 1<<17, 10*time.Second), own: ownership(owned), keys: estKeys}
+	for _, kind := range []string{"random", "colliding"} {
+		mix := make([][]byte, 0, 2*len(legit))
+		for i, l := range legit {
+			var src netip.Addr
+			var sport uint16
+			if kind == "colliding" {
+				src, sport = coll[i].Src, coll[i].SrcPort
+			} else {
+				for j := 1<<26 + i*4; ; j++ {
+					if src, sport = tuple(j); owned(bucketOf(src, sport, 80)) {
+						break
+					}
+				}
 			}
+			mix = append(mix, l, template(src, sport, 80, true))
 		}
-		port.Close()
-		pool.Free()
-		if err != nil {
+		if err := add(b.run(fmt.Sprintf("%s SYN flood beside established traffic", kind), mix, flooded, func(c dataplane.Counters) string {
+			return share("to_kernel", c.ToKernel, c.RX, 1)
+		})); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-func scenario(name string, r, limit dataplane.BenchResult) Scenario {
-	s := Scenario{
-		Scenario: name, Mpps: r.Mpps(), LimitMpps: limit.Mpps(), RatioToLimit: r.Mpps() / limit.Mpps(),
-		NsPerPacket: 1e3 / r.Mpps(), Packets: r.Packets, Seconds: r.Seconds,
-		Dropped: r.Packets - r.Delivered, Delivered: r.Delivered,
+func count(n int) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%dM", n>>20)
+	case n >= 1000:
+		return fmt.Sprintf("%dk", n/1000)
 	}
-	s.ExtraNs = s.NsPerPacket - 1e3/limit.Mpps()
-	return s
+	return fmt.Sprint(n)
 }
 
 // replayPort makes a net_null port whose pool holds exactly the frames.

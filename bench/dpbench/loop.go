@@ -80,7 +80,7 @@ func RunLoop(o DataplaneOptions) (LoopReport, error) {
 			continue
 		}
 		if len(frames) < o.Small {
-			frames = append(frames, template(src, sport, false))
+			frames = append(frames, template(src, sport, 80, false))
 		}
 		a, v := src.As4(), benchVIP.As4()
 		keys = append(keys, a[:]...)
@@ -219,6 +219,7 @@ func startLoop(o DataplaneOptions, idleUS int, keys []byte, frames [][]byte, k i
 			VIP: benchVIP, Seed: benchSeed, ClusterMAC: benchCluster, NodeMAC: benchNode,
 			MaxFlows: uint32(o.Flows + o.Small), MaxHalfOpen: uint32(o.Small),
 			HalfOpen: 10 * time.Second, Idle: 900 * time.Second, Closing: 30 * time.Second,
+			Ports: []uint16{80, 443},
 		},
 		NIC: nic, Tap: tap, Lcores: dpdk.WorkerLcores()[:1],
 		IdleSleepMax: time.Duration(idleUS) * time.Microsecond,

@@ -20,12 +20,13 @@ func init() {
 		Usage: "benchmarks that report figures beside their limit",
 		Subcommands: []*cli.Command{{
 			Name:  "dataplane",
-			Usage: "per-packet cost of the C workers on one core, as a ratio to the bare rx→drop loop",
+			Usage: "the worker's own loop on one core, beside the bare rx→drop and header-reading loops, and the nftables peer",
 			Flags: []cli.Flag{
 				&cli.DurationFlag{Name: "duration", Value: time.Second, Usage: "length of each run"},
-				&cli.IntFlag{Name: "flows", Value: 1 << 20, Usage: "established flows in the table"},
+				&cli.IntFlag{Name: "flows", Value: 1 << 20, Usage: "established flows in the table of the --loop run"},
 				&cli.IntFlag{Name: "templates", Value: 1 << 16, Usage: "distinct frames replayed in the foreign-drop and SYN runs"},
-				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, one per scenario (scenario, mpps, limit_mpps, ratio_to_limit, ns_per_packet, classify_ns_per_packet, ...), then with --loop one for the worker loop (mpps, max_iter_us, dump_max_iter_us, empty_ring_poll_ns, ...)"},
+				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, one per scenario (scenario, mpps, header_loop_mpps, bare_loop_mpps, ratio_to_header_loop, check, counters, ...), then with --peer one per nftables chain (mpps_per_core, ...), then with --loop one for the worker loop (mpps, max_iter_us, dump_max_iter_us, empty_ring_poll_ns, ...)"},
+				&cli.BoolFlag{Name: "peer", Value: true, Usage: "also measure the kernel peer: nftables jhash cluster filtering on a veth (needs root)"},
 				&cli.BoolFlag{Name: "loop", Value: true, Usage: "also run the real worker loop: longest iteration while shoal flows dumps the table, cost of the command-ring check"},
 			},
 			Action: benchDataplane,
@@ -64,6 +65,14 @@ func benchDataplane(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var peer []dpbench.PeerResult
+	if c.Bool("peer") {
+		peer, err = dpbench.RunNftPeer(dpbench.DataplaneOptions{Duration: c.Duration("duration"), Small: c.Int("templates"),
+			Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }})
+		if err != nil {
+			return fmt.Errorf("bench: kernel peer: %w", err)
+		}
+	}
 	var loop dpbench.LoopReport
 	if c.Bool("loop") {
 		loop, err = dpbench.RunLoop(dpbench.DataplaneOptions{
@@ -80,19 +89,51 @@ func benchDataplane(c *cli.Context) error {
 				return err
 			}
 		}
+		for _, p := range peer {
+			if err := printJSONLine(p); err != nil {
+				return err
+			}
+		}
 		if c.Bool("loop") {
 			return printJSONLine(loop)
 		}
 		return nil
 	}
-	fmt.Printf("shoal bench dataplane: one worker lcore (CPU 1), burst 32, net_null replaying templates, hugepages %v\n\n", huge)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tMpps\tlimit Mpps\tratio\tns/pkt\tclassify ns/pkt\t")
+	fmt.Printf("shoal bench dataplane: the worker's loop (worker.c, dataplane.Runtime) on one lcore (CPU 1), burst 32,\n"+
+		"net_null replaying templates, a net_null sink as tap, hugepages %v\n\n", huge)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tMpps\theader loop\tratio\tbare loop\tns/pkt\tverdicts\t")
 	for _, s := range res {
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.2f\t%.1f\t%.1f\t\n", s.Scenario, s.Mpps, s.LimitMpps, s.RatioToLimit, s.NsPerPacket, s.ExtraNs)
+		rate := ""
+		if s.Rate > 0 {
+			rate = fmt.Sprintf(" (%.1f M new connections/s)", s.Rate)
+		}
+		fmt.Fprintf(tw, "%s%s\t%.1f\t%.1f\t%.2f\t%.1f\t%.1f\t%s\t\n", s.Scenario, rate, s.Mpps, s.HeaderMpps, s.RatioToHeaders, s.BareMpps, s.NsPerPacket, s.Check)
 	}
-	if err := tw.Flush(); err != nil || !c.Bool("loop") {
+	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(peer) > 0 {
+		fmt.Printf("\nkernel peer on the foreign-drop frames: net_af_packet on a veth from CPU 1, received on CPU 0 (RPS)\n\n")
+		tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "chain\tMpps per core (softirq)\tMpps per core (all CPU 0)\toffered Mpps\tshoal foreign drop ÷ peer\t")
+		var shoalDrop float64
+		if len(res) > 0 {
+			shoalDrop = res[0].Mpps
+		}
+		for _, p := range peer {
+			perBusy := 0.0
+			if p.BusySec > 0 {
+				perBusy = float64(p.Frames) / p.BusySec / 1e6
+			}
+			fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.1fx\t\n", p.Chain, p.MppsPerCore, perBusy, p.MppsOffered, shoalDrop/p.MppsPerCore)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if !c.Bool("loop") {
+		return nil
 	}
 	l := loop
 	fmt.Printf("\nthe worker loop itself (worker.c on lcore 1), %d flows, NIC replaying ACKs of %d of them, idle sleep up to %d µs:\n\n",
