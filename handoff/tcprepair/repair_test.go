@@ -65,7 +65,7 @@ func TestMoveOnLoopback(t *testing.T) {
 	}
 	const first = 3 << 20
 	server.SetWriteDeadline(time.Now().Add(2 * time.Second)) // generous: a loaded machine may not run the writer for a while
-	written, _ := server.Write(stream(0, first)) // blocks when everything is full; the deadline stops it
+	written, _ := server.Write(stream(0, first))             // blocks when everything is full; the deadline stops it
 	for sockInt(t, server, unix.SIOCINQ) < len(request) {
 		time.Sleep(time.Millisecond)
 	}
