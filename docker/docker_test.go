@@ -196,7 +196,11 @@ func TestComposeCluster(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 	t.Logf("3 nodes agree on table %s %v after compose up", st.TableHash, time.Since(started).Round(time.Millisecond))
-	tb, err := ranges.Build(1, []ranges.Member{{ID: "n1", Weight: 1}, {ID: "n2", Weight: 1}, {ID: "n3", Weight: 1}})
+	// Every node offers the newest table algorithm, so they negotiate it.
+	if st.TableAlgorithm != ranges.AlgoLatest {
+		t.Fatalf("the nodes build with table algorithm %d, want %d", st.TableAlgorithm, ranges.AlgoLatest)
+	}
+	tb, err := ranges.BuildV(ranges.AlgoLatest, 1, []ranges.Member{{ID: "n1", Weight: 1}, {ID: "n2", Weight: 1}, {ID: "n3", Weight: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
