@@ -31,9 +31,10 @@ type rawPort struct {
 	ifindex int
 	mac     net.HardwareAddr
 
-	mu     sync.Mutex
-	frames [][]byte // captured by watch
-	done   chan struct{}
+	mu      sync.Mutex
+	frames  [][]byte // captured by watch
+	done    chan struct{}
+	stopped chan struct{} // closed when the watcher has returned
 }
 
 func openRaw(t *testing.T) *rawPort {
@@ -70,7 +71,7 @@ func (r *rawPort) close() {
 	if r.done != nil {
 		close(r.done)
 		r.done = nil
-		time.Sleep(100 * time.Millisecond) // the watcher's receive timeout
+		<-r.stopped // within the watcher's receive timeout
 	}
 	if r.fd > 0 {
 		unix.Close(r.fd)
@@ -85,9 +86,10 @@ func (r *rawPort) send(frame []byte) error {
 // watch keeps, in the background, every SYN and SYN-ACK between the client
 // and the VIP, until close.
 func (r *rawPort) watch() {
-	r.done = make(chan struct{})
-	done := r.done
+	r.done, r.stopped = make(chan struct{}), make(chan struct{})
+	done, stopped, fd := r.done, r.stopped, r.fd
 	go func() {
+		defer close(stopped)
 		buf := make([]byte, 65536)
 		vip := netip.MustParseAddr(lab.VIP).As4()
 		for {
@@ -96,7 +98,7 @@ func (r *rawPort) watch() {
 				return
 			default:
 			}
-			n, _, err := unix.Recvfrom(r.fd, buf, 0)
+			n, _, err := unix.Recvfrom(fd, buf, 0)
 			if err != nil {
 				if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
 					continue
