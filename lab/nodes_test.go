@@ -202,8 +202,14 @@ func TestUpNodeCrash(t *testing.T) {
 func TestUpNodeTimeout(t *testing.T) {
 	needLab(t)
 	t.Setenv(fakeModeEnv, "mute")
+	// The bound is on Up's own work: wait for the lab first.
+	release, err := Hold(context.Background(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
 	start := time.Now()
-	_, err := Up(context.Background(), Options{Nodes: 1, Binary: testBinary(t), ReadyTimeout: 2 * time.Second})
+	_, err = Up(context.Background(), Options{Nodes: 1, Binary: testBinary(t), ReadyTimeout: 2 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "not ready after 2s") || !strings.Contains(err.Error(), "staying silent") {
 		t.Fatalf("Up with a silent node: %v", err)
 	}
