@@ -438,7 +438,7 @@ static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
 		return SDP_DROP;
 	}
 	/* No flow in the bucket: no retransmission to look up. */
-	struct sdp_flow *fl = t->bucket_flows[bucket] == 0
+	struct sdp_flow *fl = !sdp_bucket_used(t, bucket)
 				      ? NULL
 				      : find_live(c, &p->key, pre_slot(c, p), now_ms);
 	if (fl != NULL) {
@@ -598,7 +598,7 @@ static uint8_t classify_segment(struct sdp_classifier *c, uint8_t *f,
 				uint32_t now_ms)
 {
 	uint16_t bucket = (uint16_t)p->hash;
-	if (c->flows.bucket_flows[bucket] == 0) {
+	if (!sdp_bucket_used(&c->flows, bucket)) {
 		c->ctr.foreign_dropped++;
 		c->ctr.fast_dropped++;
 		return SDP_DROP;
@@ -696,7 +696,7 @@ static uint8_t classify_icmp(struct sdp_classifier *c, uint8_t *f,
 	struct sdp_key k = {ld32(q + 16), ld32(q + 12), ld16(q + qihl + 2),
 			    ld16(q + qihl)};
 	uint32_t hash = key_hash(&k, c->seed);
-	if (c->flows.bucket_flows[(uint16_t)hash] == 0)
+	if (!sdp_bucket_used(&c->flows, (uint16_t)hash))
 		goto drop;
 	struct sdp_flow *fl =
 		find_live(c, &k, sdp_slot_hash(c->flows.key, &k), now_ms);
@@ -730,7 +730,7 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 			 * after this test: the slot hash is then computed
 			 * when the frame is decided. */
 			if (pre[i].kind == PRE_VIP_TCP &&
-			    c->flows.bucket_flows[(uint16_t)pre[i].hash] != 0)
+			    sdp_bucket_used(&c->flows, (uint16_t)pre[i].hash))
 				sdp_flows_prefetch(&c->flows,
 						   pre_slot(c, &pre[i]));
 		}
@@ -789,7 +789,7 @@ static uint8_t classify_tap_one(struct sdp_classifier *c, uint8_t *f,
 		struct sdp_key k = {ld32(ip + 16), ld32(ip + 12), ld16(tcp + 2),
 				    ld16(tcp)};
 		uint32_t hash = key_hash(&k, c->seed);
-		if (c->flows.bucket_flows[(uint16_t)hash] != 0) {
+		if (sdp_bucket_used(&c->flows, (uint16_t)hash)) {
 			struct sdp_flow *fl = find_live(
 				c, &k, sdp_slot_hash(c->flows.key, &k), now_ms);
 			uint8_t fl_flags = tcp[13];

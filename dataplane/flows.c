@@ -80,7 +80,8 @@ struct sdp_flow *sdp_flows_insert(struct sdp_flow_table *t,
 	f->state = state;
 	t->count++;
 	t->by_state[state]++;
-	t->bucket_flows[bucket]++;
+	if (t->bucket_flows[bucket]++ == 0)
+		t->bucket_bits[bucket >> 6] |= 1ull << (bucket & 63);
 	return f;
 }
 
@@ -103,7 +104,8 @@ uint32_t sdp_flows_delete(struct sdp_flow_table *t, struct sdp_flow *f)
 	uint32_t work = 1;
 	t->count--;
 	t->by_state[f->state]--;
-	t->bucket_flows[f->bucket]--;
+	if (--t->bucket_flows[f->bucket] == 0)
+		t->bucket_bits[f->bucket >> 6] &= ~(1ull << (f->bucket & 63));
 	uint32_t i = hole;
 	for (;;) {
 		i = (i + 1) & t->mask;

@@ -27,6 +27,12 @@ int sdp_flows_init(struct sdp_flow_table *t, uint32_t max_flows,
 		   uint32_t max_half_open);
 void sdp_flows_free(struct sdp_flow_table *t);
 
+/* Whether bucket b holds any flow of ours. */
+static inline int sdp_bucket_used(const struct sdp_flow_table *t, uint16_t b)
+{
+	return (t->bucket_bits[b >> 6] >> (b & 63)) & 1;
+}
+
 /* SipHash-2-4 of a flow key's 12 bytes under the table's secret key: the
  * slot index. The connection value cannot serve: CRC32C is linear, so
  * anyone can compute many tuples with one value, whatever the seed, and pile

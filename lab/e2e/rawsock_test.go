@@ -151,6 +151,38 @@ func (r *rawPort) tcpSeen(port uint16, fromClient bool, flags func(*layers.TCP) 
 	}
 }
 
+// sameISN counts the client ports whose SYN-ACKs came from two stations
+// (source MACs) with one sequence number.
+func (r *rawPort) sameISN(ports []int) int {
+	r.mu.Lock()
+	frames := r.frames
+	r.mu.Unlock()
+	from := map[[2]uint32]map[string]bool{} // (port, ISN) -> source MACs
+	for _, f := range frames {
+		p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.NoCopy)
+		eth, _ := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+		tcp, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if !ok || eth == nil || !tcp.SYN || !tcp.ACK || tcp.SrcPort != 80 {
+			continue
+		}
+		k := [2]uint32{uint32(tcp.DstPort), tcp.Seq}
+		if from[k] == nil {
+			from[k] = map[string]bool{}
+		}
+		from[k][eth.SrcMAC.String()] = true
+	}
+	n := 0
+	for _, p := range ports {
+		for k, macs := range from {
+			if k[0] == uint32(p) && len(macs) > 1 {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
 var (
 	clientAddr = netip.MustParseAddr(lab.ClientIP)
 	vipAddr    = netip.MustParseAddr(lab.VIP)
