@@ -151,8 +151,8 @@ func (r *rawPort) tcpSeen(port uint16, fromClient bool, flags func(*layers.TCP) 
 	}
 }
 
-// sameISN counts the client ports whose SYN-ACKs came from two stations
-// (source MACs) with one sequence number.
+// sameISN counts the client ports (nil: every port seen) whose SYN-ACKs
+// came from two stations (source MACs) with one sequence number.
 func (r *rawPort) sameISN(ports []int) int {
 	r.mu.Lock()
 	frames := r.frames
@@ -172,6 +172,14 @@ func (r *rawPort) sameISN(ports []int) int {
 		from[k][eth.SrcMAC.String()] = true
 	}
 	n := 0
+	if ports == nil { // every port seen
+		for _, macs := range from {
+			if len(macs) > 1 {
+				n++
+			}
+		}
+		return n
+	}
 	for _, p := range ports {
 		for k, macs := range from {
 			if k[0] == uint32(p) && len(macs) > 1 {
