@@ -161,18 +161,11 @@ func (n *Node) configureTap() error {
 		{"ipv4/conf/" + tap + "/arp_announce", "2"},
 		{"ipv6/conf/" + tap + "/disable_ipv6", "1"},
 	} {
-		path := "/proc/sys/net/" + kv[0]
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && strings.HasPrefix(kv[0], "ipv6") {
+		if _, err := os.Stat(sysctl.Root + kv[0]); errors.Is(err, os.ErrNotExist) && strings.HasPrefix(kv[0], "ipv6") {
 			continue
 		}
-		if err := os.WriteFile(path, []byte(kv[1]), 0o644); err != nil {
-			// A container runtime mounts /proc/sys read-only; the
-			// setting may already hold (the all/default sysctls, set
-			// with --sysctl, see docker/README.md).
-			if sysctl.InForce("/proc/sys/net/", kv[0], kv[1]) {
-				continue
-			}
-			return fmt.Errorf("tap %s: %w; where /proc/sys is read-only (a container), set net.ipv4.conf.all.arp_ignore=1, net.ipv4.conf.all.arp_announce=2 and net.ipv6.conf.default.disable_ipv6=1 instead", tap, err)
+		if _, err := sysctl.Set(kv[0], kv[1]); err != nil {
+			return fmt.Errorf("tap %s: %w", tap, err)
 		}
 	}
 	for _, args := range [][]string{

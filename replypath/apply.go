@@ -46,15 +46,13 @@ func Apply(p Params) (*Installed, error) {
 			in.restore()
 			return nil, fmt.Errorf("replypath: %w", err)
 		}
-		if err := os.WriteFile(s.Path(), []byte(s.Value), 0o644); err != nil {
-			// A container runtime mounts /proc/sys read-only; the
-			// setting may already hold through conf/all (set with
-			// --sysctl, see docker/README.md).
-			if sysctl.InForce("/proc/sys/net/", s.Key, s.Value) {
-				continue
-			}
+		written, err := sysctl.Set(s.Key, s.Value)
+		if err != nil {
 			in.restore()
-			return nil, fmt.Errorf("replypath: %w; where /proc/sys is read-only (a container), set net.ipv4.conf.all.arp_ignore=1 and net.ipv4.conf.all.arp_announce=2 instead", err)
+			return nil, fmt.Errorf("replypath: %w", err)
+		}
+		if !written {
+			continue // in force already; nothing of ours to restore
 		}
 		in.saved = append(in.saved, Sysctl{s.Key, strings.TrimSpace(string(old))})
 	}

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/shoal-lb/shoal/sysctl"
 )
 
 // Mode is a reply path: how reply segments leave the node's kernel.
@@ -162,7 +164,7 @@ func Ruleset(p Params) (string, error) {
 type Sysctl struct{ Key, Value string }
 
 // Path is the setting's file.
-func (s Sysctl) Path() string { return "/proc/sys/net/" + s.Key }
+func (s Sysctl) Path() string { return sysctl.Root + s.Key }
 
 // Sysctls are set on the NIC's netdev in kernel mode: the LVS-DR ARP recipe
 // the tap already has. The kernel sends no ARP on the netdev (the next hop
