@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ type Config struct {
 	DPDK      DPDKConfig      `yaml:"dpdk"`
 	Dataplane DataplaneConfig `yaml:"dataplane"`
 	HTTP      HTTPConfig      `yaml:"http"`
+	Handoff   HandoffConfig   `yaml:"handoff"`
 	Admin     AdminConfig     `yaml:"admin"`
 	// Gossip, when it has a key, replaces cluster.members: members and
 	// their availability are learnt from the peers.
@@ -130,6 +132,9 @@ type MemberConfig struct {
 	ID     string   `yaml:"id"`
 	Weight float64  `yaml:"weight"`
 	Groups []string `yaml:"groups"`
+	// Address is the member's node address (an IP), which handoff and
+	// relay use in static mode; gossip mode learns it from gossip.
+	Address string `yaml:"address"`
 }
 
 // InterfaceConfig names the data-plane devices.
@@ -207,6 +212,56 @@ type HTTPConfig struct {
 	Listen string `yaml:"listen"`
 	// Content is the directory served.
 	Content string `yaml:"content"`
+	// Upstreams maps a group this node serves to a local upstream that
+	// serves the group's requests instead of Content: "host:port" (TCP)
+	// or "unix:/path" (a unix socket), reverse-proxied with keep-alive.
+	Upstreams map[string]string `yaml:"upstreams"`
+	// SessionCookie names the cookie of persistent sessions: when a local
+	// upstream sets it, the node prefixes its value with "<node_id>~", and
+	// a later request carrying it goes to that node while it is healthy.
+	// Empty: no cookie sessions.
+	SessionCookie string `yaml:"session_cookie"`
+	// TLS, when Cert and Key are set, serves HTTPS on TLS.Listen.
+	TLS TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig configures the HTTPS front server.
+type TLSConfig struct {
+	// Listen is host:port; default ":443".
+	Listen string `yaml:"listen"`
+	// Cert and Key are PEM files (the certificate chain and its key).
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// TicketRotationSec is how long one session ticket key encrypts new
+	// tickets; keys are derived from the cluster key and the period, so
+	// every node holds the same keys. Default 3600.
+	TicketRotationSec int `yaml:"ticket_rotation_sec"`
+}
+
+// Enabled says whether HTTPS is served.
+func (t TLSConfig) Enabled() bool { return t.Cert != "" || t.Key != "" }
+
+// HandoffConfig configures the reading module: how the front server reads
+// a request head, and the channels between node addresses that move a
+// connection (handoff) or relay it (fallback).
+type HandoffConfig struct {
+	// Port is the handoff channel on the node address. Default 7947.
+	Port int `yaml:"port"`
+	// RelayPort serves relayed connections and forwarded requests on the
+	// node address. Default 7948.
+	RelayPort int `yaml:"relay_port"`
+	// FirstBytesMS bounds the wait for a connection's first byte, HeadMS
+	// the wait for its whole request head or ClientHello (408 after). A
+	// head is at most 16 KiB (431 beyond).
+	// Defaults 5000 and 10000.
+	FirstBytesMS int `yaml:"first_bytes_ms"`
+	HeadMS       int `yaml:"head_ms"`
+	// TimeoutMS bounds one handoff, from freeze to the destination's
+	// answer. Default 1000.
+	TimeoutMS int `yaml:"timeout_ms"`
+	// Disabled serves every connection where it lands (relay for content
+	// this node does not hold) instead of moving it.
+	Disabled bool `yaml:"disabled"`
 }
 
 // AdminConfig configures the admin API.
@@ -285,6 +340,28 @@ func (c *Config) Defaults() {
 	}
 	if c.Admin.Socket == "" {
 		c.Admin.Socket = "/run/shoal/" + c.NodeID + ".sock"
+	}
+	if c.HTTP.TLS.Listen == "" {
+		c.HTTP.TLS.Listen = ":443"
+	}
+	if c.HTTP.TLS.TicketRotationSec == 0 {
+		c.HTTP.TLS.TicketRotationSec = 3600
+	}
+	h := &c.Handoff
+	if h.Port == 0 {
+		h.Port = 7947
+	}
+	if h.RelayPort == 0 {
+		h.RelayPort = 7948
+	}
+	if h.FirstBytesMS == 0 {
+		h.FirstBytesMS = 5000
+	}
+	if h.HeadMS == 0 {
+		h.HeadMS = 10000
+	}
+	if h.TimeoutMS == 0 {
+		h.TimeoutMS = 1000
 	}
 	if c.Gossip.Port == 0 {
 		c.Gossip.Port = 7946
@@ -470,6 +547,11 @@ func (c *Config) Validate() error {
 		if !(m.Weight >= 0 && m.Weight <= 1e6) { // also rejects NaN
 			bad(f+".weight", "%v must be between 0 and 1000000", m.Weight)
 		}
+		if m.Address != "" {
+			if a, err := netip.ParseAddr(m.Address); err != nil || !a.Is4() {
+				bad(f+".address", "%q is not an IPv4 address", m.Address)
+			}
+		}
 	}
 	if !gossip && len(c.Cluster.Members) > 0 && !self {
 		bad("cluster.members", "node_id %q is not among the members", c.NodeID)
@@ -552,6 +634,7 @@ func (c *Config) Validate() error {
 			bad("http.content", "%q is not a directory", c.HTTP.Content)
 		}
 	}
+	c.validateServing(bad)
 	if c.Admin.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			bad("admin.listen", "%q is not host:port", c.Admin.Listen)
@@ -566,6 +649,101 @@ func (c *Config) Validate() error {
 		bad("admin.socket", "%q must be an absolute path", c.Admin.Socket)
 	}
 	return errors.Join(errs...)
+}
+
+// validateServing checks the http and handoff sections.
+func (c *Config) validateServing(bad func(field, format string, a ...any)) {
+	known := map[string]bool{}
+	for _, g := range c.Groups {
+		known[g.Name] = true
+	}
+	member := map[string]bool{}
+	for _, name := range c.MemberOf {
+		member[name] = true
+	}
+	for _, m := range c.Cluster.Members {
+		if m.ID == c.NodeID {
+			for _, name := range m.Groups {
+				member[name] = true
+			}
+		}
+	}
+	names := make([]string, 0, len(c.HTTP.Upstreams))
+	for g := range c.HTTP.Upstreams {
+		names = append(names, g)
+	}
+	sort.Strings(names)
+	for _, g := range names {
+		f := "http.upstreams." + g
+		switch {
+		case !known[g]:
+			bad(f, "%q is not a defined group", g)
+		case !member[g]:
+			bad(f, "this node is not a member of group %q (member_of)", g)
+		}
+		up := c.HTTP.Upstreams[g]
+		if path, ok := strings.CutPrefix(up, "unix:"); ok {
+			if !strings.HasPrefix(path, "/") {
+				bad(f, "%q: a unix socket path must be absolute", up)
+			}
+		} else if _, p, err := net.SplitHostPort(up); err != nil || p == "" {
+			bad(f, "%q is neither host:port nor unix:/path", up)
+		}
+	}
+	if ck := c.HTTP.SessionCookie; ck != "" && !cookieNamePattern.MatchString(ck) {
+		bad("http.session_cookie", "%q is not a cookie name (letters, digits and !#$%%&'*+-.^_`|~)", ck)
+	}
+	t := c.HTTP.TLS
+	if t.Enabled() {
+		if t.Cert == "" || t.Key == "" {
+			bad("http.tls", "give both cert and key")
+		}
+		for f, file := range map[string]string{"http.tls.cert": t.Cert, "http.tls.key": t.Key} {
+			if file == "" {
+				continue
+			}
+			if _, err := os.Stat(file); err != nil {
+				bad(f, "%v", err)
+			}
+		}
+		if _, _, err := net.SplitHostPort(t.Listen); err != nil {
+			bad("http.tls.listen", "%q is not host:port", t.Listen)
+		}
+		if t.TicketRotationSec < 60 || t.TicketRotationSec > 7*86400 {
+			bad("http.tls.ticket_rotation_sec", "%d must be between 60 and 604800", t.TicketRotationSec)
+		}
+	}
+	h := c.Handoff
+	for f, p := range map[string]int{"handoff.port": h.Port, "handoff.relay_port": h.RelayPort} {
+		if p < 1 || p > 65535 {
+			bad(f, "%d is not a port", p)
+		}
+	}
+	if h.Port == h.RelayPort {
+		bad("handoff.relay_port", "%d is also handoff.port", h.RelayPort)
+	}
+	if h.FirstBytesMS < 10 || h.FirstBytesMS > 600000 {
+		bad("handoff.first_bytes_ms", "%d must be between 10 and 600000", h.FirstBytesMS)
+	}
+	if h.HeadMS < h.FirstBytesMS || h.HeadMS > 600000 {
+		bad("handoff.head_ms", "%d must be between first_bytes_ms (%d) and 600000", h.HeadMS, h.FirstBytesMS)
+	}
+	if h.TimeoutMS < 10 || h.TimeoutMS > 60000 {
+		bad("handoff.timeout_ms", "%d must be between 10 and 60000", h.TimeoutMS)
+	}
+}
+
+var cookieNamePattern = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+
+// HandoffKey is the key the handoff channel and the session ticket keys
+// derive from: the cluster key. ok is false without one (static members and
+// no gossip.key): then connections are relayed, never moved.
+func (c *Config) HandoffKey() (key []byte, ok bool) {
+	if c.Gossip.Key == "" && c.Gossip.KeyFile == "" {
+		return nil, false
+	}
+	k, err := c.GossipKey()
+	return k, err == nil
 }
 
 // ParseBuckets parses "0-99,512" into bucket numbers (0..65535).
