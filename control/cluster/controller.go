@@ -328,6 +328,24 @@ func (c *Controller) applyGroups(algo int, ms []groups.Member) {
 // Groups returns the current group tables (the handoff layer's chooser).
 func (c *Controller) Groups() *groups.Tables { return c.groups.Load() }
 
+// Serving says whether node id holds a share of the current cluster table:
+// alive, healthy and with availability, as every node agrees. The handoff
+// layer sends a persistent session back to its node only while it is.
+func (c *Controller) Serving(id string) bool {
+	c.mu.Lock()
+	t := c.table
+	c.mu.Unlock()
+	if t == nil {
+		return false
+	}
+	for _, m := range t.Members {
+		if m.ID == id {
+			return m.Weight > 0
+		}
+	}
+	return false
+}
+
 // apply builds the range table for ms and, when its content changed,
 // publishes this node's share (plus Extra). It reports whether the table
 // changed.

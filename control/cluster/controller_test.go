@@ -418,3 +418,20 @@ func TestHeldBack(t *testing.T) {
 		t.Fatalf("n1 offers %d, want 1", m.TableAlgorithm)
 	}
 }
+
+// TestServing: a node serves while it holds weight in the cluster table;
+// a zero-weight or absent member does not, nor anything before a table.
+func TestServing(t *testing.T) {
+	c := New(Config{NodeID: "n1", Seed: seed}, Deps{Publisher: &fakePublisher{}, Capacity: newAgent(1, false)})
+	if c.Serving("n1") {
+		t.Fatal("serving before the first table")
+	}
+	if err := c.ApplyStatic([]ranges.Member{{ID: "n1", Weight: 1}, {ID: "n2", Weight: 0}, {ID: "n3", Weight: 2}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]bool{"n1": true, "n2": false, "n3": true, "n4": false} {
+		if got := c.Serving(id); got != want {
+			t.Errorf("Serving(%s) = %v, want %v", id, got, want)
+		}
+	}
+}
