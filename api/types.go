@@ -22,6 +22,8 @@ const (
 	PathDrain   = "/v1/drain"
 	PathWeight  = "/v1/weight"
 	PathServer  = "/v1/server"
+	// PathHandoffs is the reading module's counters (Handoffs).
+	PathHandoffs = "/v1/handoffs"
 	PathMetrics = "/metrics"
 )
 
@@ -154,4 +156,67 @@ type MemberHealth struct {
 	Capacity     float64 `json:"capacity"`
 	Availability float64 `json:"availability"`
 	Buckets      int     `json:"buckets"`
+}
+
+// Handoffs is GET /v1/handoffs: what the reading module did with the
+// connections this node accepted, and what it adopted from others. Every
+// map is keyed by a label documented in docs/operations.md; a label that
+// never happened is absent.
+type Handoffs struct {
+	NodeID string `json:"node_id"`
+	// Moves says whether this node can move connections (it has the
+	// cluster key); without it, remote decisions are relayed.
+	Moves bool `json:"moves"`
+	// Accepted counts connections by listener: http, https.
+	Accepted map[string]uint64 `json:"accepted"`
+	// Refused counts connections answered 400/408/431 (HTTP) or closed
+	// (TLS) by the reading module, by reason (head_timeout, too_large, ...).
+	Refused map[string]uint64 `json:"refused"`
+	// Decisions counts where accepted connections went: local, remote,
+	// no_member (the group had no available member: served here).
+	Decisions map[string]uint64 `json:"decisions"`
+	// HandedOff counts connections moved away, by reason: group, session,
+	// version.
+	HandedOff map[string]uint64 `json:"handed_off"`
+	// Failures counts moves that failed, by cause (dial, timeout,
+	// refused:<cause>, restore, ...).
+	Failures map[string]uint64 `json:"failures"`
+	// Adopted counts connections this node took over, by origin node.
+	Adopted map[string]uint64 `json:"adopted"`
+	// ChannelRefused counts handoff frames refused, by reason
+	// (authentication, replay, stale, addressee, malformed, ...).
+	ChannelRefused map[string]uint64 `json:"channel_refused"`
+	// Relayed, RelayFailed, RelayActive, RelayBytesUp, RelayBytesDown:
+	// the fallback that splices a connection to its destination.
+	Relayed        uint64 `json:"relayed"`
+	RelayFailed    uint64 `json:"relay_failed"`
+	RelayActive    int64  `json:"relay_active"`
+	RelayBytesUp   uint64 `json:"relay_bytes_up"`
+	RelayBytesDown uint64 `json:"relay_bytes_down"`
+	// FallbackLocal counts connections served here because neither a move
+	// nor a relay could reach the destination; Lost those closed because a
+	// move failed after the destination may have taken them.
+	FallbackLocal uint64 `json:"fallback_local"`
+	Lost          uint64 `json:"lost"`
+	// Latency is the handoff latency at the origin, freeze to ACCEPT.
+	Latency Latency `json:"latency"`
+	// Served counts requests the local server answered, by outcome
+	// (static, upstream, forwarded, relayed, status_4xx, status_5xx, ...).
+	Served map[string]uint64 `json:"served"`
+}
+
+// Latency is a histogram of durations with its quantiles.
+type Latency struct {
+	Count uint64  `json:"count"`
+	P50US float64 `json:"p50_us"`
+	P99US float64 `json:"p99_us"`
+	MaxUS float64 `json:"max_us"`
+	// Buckets are cumulative: Count of durations ≤ LeUS.
+	Buckets []LatencyBucket `json:"buckets"`
+}
+
+// LatencyBucket is one cumulative histogram bucket.
+type LatencyBucket struct {
+	LeUS  float64 `json:"le_us"`
+	Count uint64  `json:"count"`
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -51,6 +52,8 @@ func init() {
 			Flags: adminFlags("the answer of GET /v1/health (an object: healthy, server_running, checks, slow_start_factor, members)"), Action: healthCmd},
 		&cli.Command{Name: "groups", Usage: "show the server groups, their rules and members",
 			Flags: adminFlags("the answer of GET /v1/groups (an array: name, paths, cookies, policy, table_hash, members, local)"), Action: groupsCmd},
+		&cli.Command{Name: "handoffs", Usage: "show what the reading module did: connections served here, handed off, adopted, relayed, refused",
+			Flags: adminFlags("the answer of GET /v1/handoffs (an object: accepted, refused, decisions, handed_off, failures, adopted, channel_refused, relayed, latency, served, ...)"), Action: handoffsCmd},
 	)
 }
 
@@ -305,4 +308,57 @@ func healthCmd(c *cli.Context) error {
 		fmt.Fprintf(tw, "%s\t%s\t%g\t%g\t%d\n", m.ID, m.Health, m.Capacity, m.Availability, m.Buckets)
 	}
 	return tw.Flush()
+}
+
+func handoffsCmd(c *cli.Context) error {
+	var h api.Handoffs
+	if err := adminGet(c, api.PathHandoffs, &h); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(h)
+	}
+	moves := "yes"
+	if !h.Moves {
+		moves = "no (no cluster key: remote requests are relayed)"
+	}
+	fmt.Printf("node %s, moves connections: %s\n", h.NodeID, moves)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	for _, row := range []struct {
+		what string
+		m    map[string]uint64
+	}{
+		{"accepted", h.Accepted}, {"refused", h.Refused}, {"decisions", h.Decisions},
+		{"handed off", h.HandedOff}, {"failures", h.Failures}, {"adopted", h.Adopted},
+		{"channel refused", h.ChannelRefused}, {"served", h.Served},
+	} {
+		fmt.Fprintf(tw, "%s\t%s\n", row.what, countsLine(row.m))
+	}
+	fmt.Fprintf(tw, "relayed\t%d (failed %d, active %d, %d bytes up, %d down)\n",
+		h.Relayed, h.RelayFailed, h.RelayActive, h.RelayBytesUp, h.RelayBytesDown)
+	fmt.Fprintf(tw, "fallback local\t%d\nlost\t%d\n", h.FallbackLocal, h.Lost)
+	if h.Latency.Count > 0 {
+		fmt.Fprintf(tw, "latency\tp50 %.0f µs, p99 %.0f µs, max %.0f µs over %d handoffs\n",
+			h.Latency.P50US, h.Latency.P99US, h.Latency.MaxUS, h.Latency.Count)
+	} else {
+		fmt.Fprintf(tw, "latency\t-\n")
+	}
+	return tw.Flush()
+}
+
+// countsLine prints a map of counters as "a 3, b 1", sorted by label.
+func countsLine(m map[string]uint64) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
 }
