@@ -1,0 +1,220 @@
+package front
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shoal-lb/shoal/handoff/peek"
+	"github.com/shoal-lb/shoal/handoff/relay"
+)
+
+// handle runs one connection from its accept to the moment it is given
+// away or closed.
+func (s *Server) handle(cn *conn, isTLS bool) {
+	c := cn.c
+	lc := s.n.listener(isTLS)
+	req := Request{TLS: isTLS, Client: addrPort(c.RemoteAddr())}
+	var err error
+	if isTLS {
+		var hello peek.ClientHello
+		if hello, _, err = s.c.Peeker.PeekClientHello(c); err == nil {
+			req.Host = strings.ToLower(hello.SNI)
+			if s.c.SessionNode != nil {
+				req.SessionNode = s.c.SessionNode(&hello)
+			}
+		}
+	} else {
+		var head peek.HTTPHead
+		if head, _, err = s.c.Peeker.PeekHTTP(c); err == nil {
+			req.Path, req.Host, req.Cookies = head.Path, hostOnly(head.Host), head.Cookies
+		}
+	}
+	cn.phase.Store(int32(phaseOther))
+	if err != nil {
+		s.refuse(c, lc, isTLS, err)
+		return
+	}
+	lc.complete.Add(1)
+
+	d := Decision{Local: true}
+	if s.c.Decide != nil {
+		d = s.c.Decide(req)
+	}
+	switch {
+	case d.NoMember:
+		s.n.noMember.Add(1)
+		s.serveLocal(c, isTLS)
+	case d.Local || d.Node == "" || d.Node == s.c.Self:
+		s.n.local.Add(1)
+		s.serveLocal(c, isTLS)
+	default:
+		s.n.remote.add(d.Reason.String())
+		s.remote(cn, isTLS, d)
+	}
+}
+
+func (s *Server) serveLocal(c *net.TCPConn, isTLS bool) {
+	if isTLS {
+		s.c.Local.ServeTLS(c, "")
+	} else {
+		s.c.Local.ServeHTTP(c, "")
+	}
+}
+
+// remote moves the connection to d.Node, or relays it there, or serves it
+// here when neither works.
+func (s *Server) remote(cn *conn, isTLS bool, d Decision) {
+	c := cn.c
+	if s.c.Move != nil {
+		cn.phase.Store(int32(phaseMove))
+		intact, err := s.c.Move(s.ctx, c, d.Node, d.Reason)
+		cn.phase.Store(int32(phaseOther))
+		switch {
+		case err == nil:
+			s.n.moveOK.Add(1)
+			return
+		case !intact:
+			s.n.moveLost.Add(1)
+			s.log.Warn("front: handoff failed; the connection is lost", "client", c.RemoteAddr(), "node", d.Node, "err", err)
+			c.Close() // the mover has closed it already; this only makes sure
+			return
+		}
+		s.n.moveIntact.Add(1)
+		s.log.Info("front: handoff failed; relaying", "client", c.RemoteAddr(), "node", d.Node, "err", err)
+	}
+	if s.ctx.Err() != nil { // Shutdown cut it short
+		c.Close()
+		return
+	}
+	if s.relay(c, d.Node) {
+		return
+	}
+	s.n.fallbackLocal.Add(1)
+	s.serveLocal(c, isTLS)
+}
+
+// relay dials node's relay listener and relays c there, and reports
+// whether it could; when it could not, c is untouched.
+func (s *Server) relay(c *net.TCPConn, node string) bool {
+	if s.c.RelayAddr == nil {
+		return false
+	}
+	addr, ok := s.c.RelayAddr(node)
+	if !ok {
+		s.log.Warn("front: no relay address; serving here", "node", node)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.c.RelayDial)
+	var dialer net.Dialer
+	up, err := dialer.DialContext(ctx, "tcp", addr.String())
+	cancel()
+	if err == nil {
+		up.SetWriteDeadline(time.Now().Add(s.c.RelayDial))
+		_, err = up.Write(proxyLine(c))
+		up.SetWriteDeadline(time.Time{})
+		if err != nil {
+			up.Close()
+		}
+	}
+	if err != nil {
+		s.n.relayDialFailed.Add(1)
+		s.log.Warn("front: relay failed to start; serving here", "node", node, "relay", addr, "err", err)
+		return false
+	}
+	if _, err := relay.Relay(s.ctx, c, up.(*net.TCPConn), relay.Options{Idle: s.c.RelayIdle, Counters: &s.n.relay}); err != nil {
+		s.log.Debug("front: relay ended", "node", node, "client", c.RemoteAddr(), "err", err)
+	}
+	return true
+}
+
+// proxyLine is the PROXY protocol v1 header naming c's client and the VIP
+// it reached.
+func proxyLine(c net.Conn) []byte {
+	src, dst := addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
+	if !src.IsValid() || !dst.IsValid() || src.Addr().Is4() != dst.Addr().Is4() {
+		return []byte("PROXY UNKNOWN\r\n")
+	}
+	family := "TCP4"
+	if src.Addr().Is6() {
+		family = "TCP6"
+	}
+	return fmt.Appendf(nil, "PROXY %s %s %s %d %d\r\n", family, src.Addr(), dst.Addr(), src.Port(), dst.Port())
+}
+
+// refuse answers a head that was not read whole (HTTP only, and only for
+// the verdicts that have a status), counts it, and closes gently.
+func (s *Server) refuse(c *net.TCPConn, lc *listenerCounters, isTLS bool, err error) {
+	if s.ctx.Err() != nil { // Shutdown closed it under the peek
+		lc.refused.add("shutdown")
+		c.Close()
+		return
+	}
+	v, reason := peek.VerdictOf(err), peek.ReasonOf(err)
+	lc.refused.add(v.String())
+	lc.reasons.add(reason)
+	s.log.Debug("front: head refused", "client", c.RemoteAddr(), "tls", isTLS, "err", err)
+	if status := v.HTTPStatus(); !isTLS && status != 0 {
+		c.SetWriteDeadline(time.Now().Add(s.c.Drain))
+		if _, err := c.Write(response(status, reason, s.c.Self)); err == nil {
+			lc.answered.add(strconv.Itoa(status))
+		}
+	}
+	s.closeGently(c)
+}
+
+// closeGently closes c without a reset: it shuts the write half (FIN after
+// anything written), discards what the client still sends until it closes
+// its side, at most Drain and DrainBytes, then closes. Closing with unread
+// bytes in the receive queue would send RST, which may destroy the
+// response before the client reads it.
+func (s *Server) closeGently(c *net.TCPConn) {
+	defer c.Close()
+	if c.CloseWrite() != nil {
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(s.c.Drain))
+	io.CopyN(io.Discard, c, DrainBytes)
+}
+
+var statusText = map[int]string{
+	400: "Bad Request",
+	408: "Request Timeout",
+	431: "Request Header Fields Too Large",
+}
+
+// response is the minimal answer to a refused head. The body names the
+// status and the counter label (never the client's bytes).
+func response(status int, reason, self string) []byte {
+	text := statusText[status]
+	body := fmt.Sprintf("%d %s (%s)\n", status, text, reason)
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+		"Content-Length: %d\r\nX-Shoal-Node: %s\r\n\r\n%s", status, text, len(body), self, body)
+}
+
+// hostOnly is an HTTP Host for routing: without its port or brackets, one
+// trailing dot removed, lowercased.
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	} else if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
+		h = h[1 : len(h)-1]
+	}
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+// addrPort is a TCP address as a netip.AddrPort, an IPv4-mapped address
+// unmapped and any zone dropped; the zero value if a is not TCP.
+func addrPort(a net.Addr) netip.AddrPort {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap := ta.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
+}
