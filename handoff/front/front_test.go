@@ -475,11 +475,12 @@ func TestRefusalsAnsweredWithoutReset(t *testing.T) {
 // after it, not before: FirstBytes for a silent client, Head for one whose
 // head never completes (a drip does not extend it).
 func TestTimeoutAnswered(t *testing.T) {
-	const first, head, slack = 300 * time.Millisecond, 600 * time.Millisecond, 300 * time.Millisecond
+	const first, head, slack = 300 * time.Millisecond, 600 * time.Millisecond, 150 * time.Millisecond
 	h := start(t, func(c *Config) { c.Peeker = peek.Peeker{FirstBytes: first, Head: head} })
 	check := func(r result, limit time.Duration, reason string) {
 		t.Helper()
 		wantAnswer(t, r, 408, reason)
+		t.Logf("408 (%s) after %v (limit %v)", reason, r.elapsed.Round(time.Millisecond), limit)
 		if r.elapsed < limit || r.elapsed > limit+slack {
 			t.Fatalf("408 (%s) after %v, want between %v and %v", reason, r.elapsed, limit, limit+slack)
 		}
