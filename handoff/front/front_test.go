@@ -475,7 +475,7 @@ func TestRefusalsAnsweredWithoutReset(t *testing.T) {
 // after it, not before: FirstBytes for a silent client, Head for one whose
 // head never completes (a drip does not extend it).
 func TestTimeoutAnswered(t *testing.T) {
-	const first, head, slack = 300 * time.Millisecond, 600 * time.Millisecond, 150 * time.Millisecond
+	const first, head, slack = 300 * time.Millisecond, 600 * time.Millisecond, 400 * time.Millisecond
 	h := start(t, func(c *Config) { c.Peeker = peek.Peeker{FirstBytes: first, Head: head} })
 	check := func(r result, limit time.Duration, reason string) {
 		t.Helper()
