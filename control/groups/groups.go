@@ -83,7 +83,7 @@ func Validate(gs []Group) error {
 
 // hostGlobPattern: the characters of a host name (letters, digits, '-',
 // '.', and '_' seen in the wild) plus the glob characters '*' and '?';
-// no '[' classes, no '\\' escapes.
+// no '[' classes, no '\' escapes.
 var hostGlobPattern = regexp.MustCompile(`^[A-Za-z0-9*?_.-]{1,253}$`)
 
 func validHostGlob(h string) error {
