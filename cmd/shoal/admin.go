@@ -251,14 +251,14 @@ func groupsCmd(c *cli.Context) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tPOLICY\tPATHS\tCOOKIES\tTABLE\tMEMBERS (share)\tLOCAL")
+	fmt.Fprintln(tw, "GROUP\tPOLICY\tPATHS\tCOOKIES\tHOSTS\tTABLE\tMEMBERS (share)\tLOCAL")
 	for _, g := range gs {
 		var ms []string
 		for _, m := range g.Members {
 			ms = append(ms, fmt.Sprintf("%s (%.1f%%)", m.ID, 100*m.Share))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", g.Name, g.Policy, dash(strings.Join(g.Paths, " ")),
-			dash(strings.Join(g.Cookies, " ")), g.TableHash, dash(strings.Join(ms, ", ")), g.Local)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\n", g.Name, g.Policy, dash(strings.Join(g.Paths, " ")),
+			dash(strings.Join(g.Cookies, " ")), dash(strings.Join(g.Hosts, " ")), g.TableHash, dash(strings.Join(ms, ", ")), g.Local)
 	}
 	return tw.Flush()
 }

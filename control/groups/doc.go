@@ -1,6 +1,10 @@
 // Package groups holds the server groups of a cluster: named sets of nodes
 // that hold the same kind of content (*.html, *.cgi, streaming, cookie
-// sessions). A node may be in several groups.
+// sessions, virtual hosts). A node may be in several groups.
+//
+// A request belongs to the group of its first matching rule: cookie rules,
+// then host rules (the HTTP Host or TLS SNI, globs, case-insensitive), then
+// path rules, each in definition order (MatchHost).
 //
 // Contract: group definitions (names, rules, policy) are cluster-wide and
 // must be identical on every node; memberships travel in the gossiped node

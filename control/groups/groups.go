@@ -32,7 +32,12 @@ type Group struct {
 	// Cookies: a request carrying any of these cookies belongs here
 	// (persistent sessions).
 	Cookies []string `yaml:"cookies" json:"cookies,omitempty"`
-	Policy  Policy   `yaml:"policy" json:"policy"`
+	// Hosts are globs matched case-insensitively against the host the
+	// client named: the HTTP Host without its port, or the TLS SNI.
+	// "*.example.com" matches "www.example.com" and "a.b.example.com" but
+	// not "example.com" (path.Match rules; hosts have no '/').
+	Hosts  []string `yaml:"hosts" json:"hosts,omitempty"`
+	Policy Policy   `yaml:"policy" json:"policy"`
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}$`)
@@ -49,8 +54,8 @@ func Validate(gs []Group) error {
 			return fmt.Errorf("%s.name: %q defined twice", f, g.Name)
 		}
 		seen[g.Name] = true
-		if len(g.Paths) == 0 && len(g.Cookies) == 0 {
-			return fmt.Errorf("%s: group %q has no paths and no cookies: it would match nothing", f, g.Name)
+		if len(g.Paths) == 0 && len(g.Cookies) == 0 && len(g.Hosts) == 0 {
+			return fmt.Errorf("%s: group %q has no paths, cookies or hosts: it would match nothing", f, g.Name)
 		}
 		for j, p := range g.Paths {
 			if _, err := path.Match(p, "/x"); err != nil || p == "" {
@@ -62,6 +67,11 @@ func Validate(gs []Group) error {
 				return fmt.Errorf("%s.cookies[%d]: %q is not a cookie name", f, j, c)
 			}
 		}
+		for j, h := range g.Hosts {
+			if err := validHostGlob(h); err != nil {
+				return fmt.Errorf("%s.hosts[%d]: %q %v", f, j, h, err)
+			}
+		}
 		switch g.Policy {
 		case "", ByHash, ByAvailability:
 		default:
@@ -71,10 +81,43 @@ func Validate(gs []Group) error {
 	return nil
 }
 
-// Match returns the group of a request: a cookie rule first (a session
-// overrides content), then the first group whose path glob matches, in
-// definition order.
+// hostGlobPattern: the characters of a host name (letters, digits, '-',
+// '.', and '_' seen in the wild) plus the glob characters '*' and '?';
+// no '[' classes, no '\' escapes.
+var hostGlobPattern = regexp.MustCompile(`^[A-Za-z0-9*?_.-]{1,253}$`)
+
+func validHostGlob(h string) error {
+	switch {
+	case h == "":
+		return fmt.Errorf("is empty: a host glob names a host, e.g. \"*.example.com\"")
+	case strings.Contains(h, ":"):
+		return fmt.Errorf("has a ':': hosts match the host without its port (and IPv6 literals are not routed by host)")
+	case !hostGlobPattern.MatchString(h):
+		return fmt.Errorf("is not a host glob: only letters, digits, '-', '.', '_', '*' and '?' (at most 253)")
+	}
+	return nil // with only '*' and '?' as special characters, path.Match never fails
+}
+
+// Match returns the group of a request by its path and cookie names, for a
+// request with no host; see MatchHost.
 func Match(gs []Group, reqPath string, cookies []string) (string, bool) {
+	return MatchHost(gs, "", reqPath, cookies)
+}
+
+// MatchHost returns the group of a request. Each kind of rule alone
+// selects a group; the kinds are tried in this order, each over the groups
+// in definition order:
+//
+//  1. cookies: a session overrides content;
+//  2. hosts: a virtual host is a whole site, and the host is all a TLS
+//     connection shows before its handshake, so a host rule wins over a
+//     path rule and an HTTP request and an HTTPS connection to one host
+//     land in one group;
+//  3. paths, skipped when reqPath is "" (a TLS connection, or a CONNECT).
+//
+// host is the HTTP Host or the TLS SNI; a port and a trailing dot are
+// ignored, case does not matter, and "" matches no host rule.
+func MatchHost(gs []Group, host, reqPath string, cookies []string) (string, bool) {
 	for _, g := range gs {
 		for _, want := range g.Cookies {
 			for _, c := range cookies {
@@ -83,6 +126,18 @@ func Match(gs []Group, reqPath string, cookies []string) (string, bool) {
 				}
 			}
 		}
+	}
+	if h := NormalizeHost(host); h != "" {
+		for _, g := range gs {
+			for _, p := range g.Hosts {
+				if ok, _ := path.Match(strings.ToLower(p), h); ok {
+					return g.Name, true
+				}
+			}
+		}
+	}
+	if reqPath == "" {
+		return "", false
 	}
 	base := path.Base(reqPath)
 	for _, g := range gs {
@@ -97,6 +152,22 @@ func Match(gs []Group, reqPath string, cookies []string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// NormalizeHost returns the host part of an HTTP Host value or an SNI in
+// the form host rules match: lower case, without a port, without the
+// trailing dot of a fully qualified name. An IPv6 literal keeps its
+// brackets off ("[::1]:80" is "::1"); "" stays "".
+func NormalizeHost(host string) string {
+	if strings.HasPrefix(host, "[") {
+		if i := strings.IndexByte(host, ']'); i > 0 {
+			host = host[1:i]
+		}
+	} else if i := strings.LastIndexByte(host, ':'); i >= 0 && strings.Count(host, ":") == 1 {
+		host = host[:i]
+	}
+	host = strings.TrimSuffix(host, ".")
+	return strings.ToLower(host)
 }
 
 // Member is one node as the group tables see it.

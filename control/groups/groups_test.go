@@ -36,9 +36,72 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+// TestMatchHost: host rules match the Host or SNI case-insensitively,
+// without port or trailing dot, after cookies and before paths; an empty
+// host or path matches no rule of its kind.
+func TestMatchHost(t *testing.T) {
+	d := []Group{
+		{Name: "sessions", Cookies: []string{"SESSIONID"}},
+		{Name: "cgi", Paths: []string{"*.cgi"}},
+		{Name: "static", Hosts: []string{"static.example.com", "*.cdn.example.com"}},
+		{Name: "api", Hosts: []string{"api?.example.com"}, Paths: []string{"/api/*"}},
+		{Name: "all", Paths: []string{"*"}},
+	}
+	for _, c := range []struct {
+		host, path string
+		cookies    []string
+		want       string
+	}{
+		{"static.example.com", "/x.cgi", nil, "static"},                // host before path
+		{"STATIC.Example.COM:8443", "/x.cgi", nil, "static"},           // case, port
+		{"static.example.com.", "", nil, "static"},                     // FQDN dot; TLS: no path
+		{"a.b.cdn.example.com", "/", nil, "static"},                    // '*' spans labels
+		{"cdn.example.com", "/x.cgi", nil, "cgi"},                      // "*." needs a label
+		{"static.example.com", "/", []string{"SESSIONID"}, "sessions"}, // cookie first
+		{"api1.example.com", "", nil, "api"},
+		{"api12.example.com", "/api/v", nil, "api"}, // no host match, path does
+		{"www.example.com", "/x.cgi", nil, "cgi"},
+		{"", "/x.cgi", nil, "cgi"},
+		{"", "", nil, ""},                // TLS without SNI
+		{"www.example.com", "", nil, ""}, // path rules need a path
+		{"[::1]:80", "/p", nil, "all"},
+		{"static.example.com.evil", "/p", nil, "all"},
+	} {
+		got, ok := MatchHost(d, c.host, c.path, c.cookies)
+		if got != c.want || ok != (c.want != "") {
+			t.Errorf("host %q path %q cookies %v: %q %v, want %q", c.host, c.path, c.cookies, got, ok, c.want)
+		}
+	}
+	if g, _ := Match(d, "/x.cgi", nil); g != "cgi" {
+		t.Errorf("Match without host: %q", g)
+	}
+	for in, want := range map[string]string{"Example.COM": "example.com", "example.com:80": "example.com", "[2001:db8::1]:443": "2001:db8::1", "2001:db8::1": "2001:db8::1", "a.": "a", "": ""} {
+		if got := NormalizeHost(in); got != want {
+			t.Errorf("NormalizeHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	if err := Validate(defs); err != nil {
 		t.Fatal(err)
+	}
+	if err := Validate([]Group{{Name: "h", Hosts: []string{"*.Example.com", "a-b_c.example.com"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		host, field string
+	}{
+		{"", "groups[0].hosts[1]"},
+		{"example.com:443", "groups[0].hosts[1]"},
+		{"example.com/x", "groups[0].hosts[1]"},
+		{"exa mple.com", "groups[0].hosts[1]"},
+		{"[a-", "groups[0].hosts[1]"},
+	} {
+		err := Validate([]Group{{Name: "h", Hosts: []string{"ok.example.com", c.host}}})
+		if err == nil || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("host %q: %v, want an error naming %s", c.host, err, c.field)
+		}
 	}
 	for _, bad := range [][]Group{
 		{{Name: "a b", Paths: []string{"*"}}},
