@@ -22,7 +22,11 @@
 // nK.log, nK.sock (admin API), admin.token (TokenPath: the bearer token of
 // every node's TCP admin API and status page on NodeIP:AdminPort) and
 // content/ (ContentDir), the deterministic files every node serves (see
-// Objects, ContentBytes, ContentSHA256).
+// Objects, ContentBytes, ContentSHA256). The groups preset (PresetGroups)
+// adds nodes/nK/content (NodeContentDir: the common files hard-linked, plus
+// page.html on the members of group html), nK-app.{sock,pid,log} (the lab
+// app of group cgi, package lab/app) and lab-cert.pem/lab-key.pem (the lab
+// certificate, kept across Ups like content/).
 //
 // Contract:
 //   - Up first removes any previous lab (a crashed run leaves one behind),

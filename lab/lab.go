@@ -8,7 +8,9 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,6 +112,10 @@ type Options struct {
 	// no node, for tests of the network itself and for running nodes by
 	// hand.
 	NetworkOnly bool
+	// Preset is "" (every node serves the same content) or PresetGroups
+	// (content groups, the lab app, HTTPS; see PresetGroups). It needs
+	// PresetGroupsMinNodes nodes or more.
+	Preset string
 	// Configure, if set, may adjust each node's config before it is
 	// written (timeouts, lcores, ...). The result is validated.
 	Configure func(id string, c *config.Config)
@@ -156,6 +162,9 @@ func (o *Options) Validate() error {
 		if err := checkReplyPath(m); err != nil {
 			errs = append(errs, fmt.Errorf("reply path of %s: %v", NodeID(k), err))
 		}
+	}
+	if err := checkPreset(o.Preset, n); err != nil {
+		errs = append(errs, err)
 	}
 	if o.MemoryMB < 0 {
 		errs = append(errs, fmt.Errorf("memory: %d MiB is negative", o.MemoryMB))
@@ -266,6 +275,10 @@ type Lab struct {
 
 	mu    sync.Mutex
 	procs map[string]*proc // nodes started by this process
+
+	// certPath and keyPath are the lab certificate's files (CertPath and
+	// KeyPath; unit tests point them elsewhere).
+	certPath, keyPath string
 }
 
 // NodeIDs lists the node names n1..nN.
@@ -318,7 +331,7 @@ func Up(ctx context.Context, opts Options) (*Lab, error) {
 	if err := CheckHost(); err != nil {
 		return nil, err
 	}
-	l := &Lab{opts: opts, procs: map[string]*proc{}}
+	l := &Lab{opts: opts, procs: map[string]*proc{}, certPath: CertPath, keyPath: KeyPath}
 	for k := 1; k <= opts.Nodes; k++ {
 		l.ids = append(l.ids, NodeID(k))
 	}
@@ -348,6 +361,16 @@ func (l *Lab) build(ctx context.Context) error {
 	if err := WriteContent(ContentDir); err != nil {
 		return err
 	}
+	if l.opts.Preset != "" {
+		l.logf("writing each node's content to %s", NodeContentDir("nK"))
+		if err := l.writeNodeContent(); err != nil {
+			return err
+		}
+		l.logf("lab certificate %s (kept across runs)", CertPath)
+		if err := EnsureCert(l.certPath, l.keyPath); err != nil {
+			return err
+		}
+	}
 	l.logf("creating namespaces for the client and %d nodes", l.opts.Nodes)
 	if err := createNetwork(ctx, l.opts.Nodes, l.opts.StaticNeighbor); err != nil {
 		return err
@@ -361,6 +384,13 @@ func (l *Lab) build(ctx context.Context) error {
 	for k := 1; k <= l.opts.Nodes; k++ {
 		if err := l.writeConfig(k); err != nil {
 			return err
+		}
+	}
+	for k, id := range l.ids {
+		if HasApp(l.opts.Preset, k+1) {
+			if err := l.startApp(ctx, id); err != nil {
+				return err
+			}
 		}
 	}
 	for _, id := range l.ids {
@@ -391,8 +421,12 @@ func Down() error {
 	return err
 }
 
+// keptAcrossUps are the StateDir entries Up keeps: the content, so a 100 MB
+// file is not rewritten on every run, and the lab certificate.
+var keptAcrossUps = []string{contentDirName, filepath.Base(CertPath), filepath.Base(KeyPath)}
+
 // teardown stops processes and deletes namespaces; all also removes StateDir
-// (Up keeps the content so a 100 MB file is not rewritten on every run).
+// (Up keeps keptAcrossUps).
 func teardown(all bool) error {
 	var errs []error
 	if err := stopAll(); err != nil {
@@ -407,7 +441,7 @@ func teardown(all bool) error {
 		}
 	} else if entries, err := os.ReadDir(StateDir); err == nil {
 		for _, e := range entries {
-			if e.Name() != contentDirName {
+			if !slices.Contains(keptAcrossUps, e.Name()) {
 				if err := os.RemoveAll(StateDir + "/" + e.Name()); err != nil {
 					errs = append(errs, fmt.Errorf("lab: %w", err))
 				}

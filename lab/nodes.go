@@ -72,9 +72,9 @@ func BuildBinary(ctx context.Context, dir string) (string, error) {
 	return out, nil
 }
 
-// NodeConfig returns the config node k of this lab runs with, defaulted and
-// validated, so a mistake fails Up instead of crashing a node.
-func (l *Lab) NodeConfig(k int) (*config.Config, error) {
+// buildConfig is node k's config before defaults and validation (which
+// look at the files it names).
+func (l *Lab) buildConfig(k int) *config.Config {
 	id := NodeID(k)
 	var members []config.MemberConfig
 	slowStart := int(l.opts.SlowStart / time.Second)
@@ -118,13 +118,22 @@ func (l *Lab) NodeConfig(k int) (*config.Config, error) {
 		},
 		DPDK:      config.DPDKConfig{MemoryMB: l.opts.MemoryMB, Hugepages: "auto"},
 		Dataplane: config.DataplaneConfig{ExtraBuckets: l.opts.ExtraBuckets[k], ReplyPath: l.replyPath(k)},
-		HTTP:      config.HTTPConfig{Content: ContentDir},
+		HTTP:      config.HTTPConfig{Content: l.ContentDirOf(k)},
 		Admin: config.AdminConfig{Socket: SocketPath(id),
 			Listen: fmt.Sprintf("%s:%d", NodeIP(k), AdminPort), TokenFile: TokenPath},
 	}
+	l.applyPreset(k, c)
 	if l.opts.Configure != nil {
 		l.opts.Configure(id, c)
 	}
+	return c
+}
+
+// NodeConfig returns the config node k of this lab runs with, defaulted and
+// validated, so a mistake fails Up instead of crashing a node.
+func (l *Lab) NodeConfig(k int) (*config.Config, error) {
+	c := l.buildConfig(k)
+	id := c.NodeID
 	c.Defaults()
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("lab: config of %s: %s", id, strings.ReplaceAll(err.Error(), "\n", "; "))
@@ -213,6 +222,11 @@ func (l *Lab) Start(ctx context.Context, id string) error {
 	}
 	if err := l.writeConfig(k); err != nil {
 		return err
+	}
+	if _, running := appPID(id); HasApp(l.opts.Preset, k) && !running {
+		if err := l.startApp(ctx, id); err != nil {
+			return err
+		}
 	}
 	if err := l.startNode(id); err != nil {
 		return err
@@ -408,6 +422,7 @@ func stopAll() error {
 			}
 		}
 	}
+	pids = append(pids, appPIDs()...)
 	names, err := labNamespaces()
 	if err != nil {
 		return err
@@ -604,6 +619,15 @@ func Restart(ctx context.Context, id, binary string) error {
 		return err
 	}
 	l := &Lab{opts: Options{Binary: bin, ReadyTimeout: DefaultReadyTimeout}, procs: map[string]*proc{}}
+	// A node of the groups preset proxies to its lab app: start it again
+	// if it is gone too.
+	if raw, err := os.ReadFile(ConfigPath(id)); err == nil && strings.Contains(string(raw), "unix:"+AppSocket(id)) {
+		if _, running := appPID(id); !running {
+			if err := startApp(ctx, bin, id, l.logf); err != nil {
+				return err
+			}
+		}
+	}
 	if err := l.startNode(id); err != nil {
 		return err
 	}

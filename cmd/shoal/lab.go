@@ -17,6 +17,7 @@ import (
 
 	"github.com/shoal-lb/shoal/api"
 	"github.com/shoal-lb/shoal/lab"
+	"github.com/shoal-lb/shoal/lab/app"
 )
 
 func init() {
@@ -40,6 +41,7 @@ func labCommand() *cli.Command {
 					&cli.StringFlag{Name: "binary", Usage: "shoal binary that runs the nodes (default: this one)"},
 					&cli.BoolFlag{Name: "static", Usage: "static member lists instead of gossip"},
 					&cli.StringFlag{Name: "reply-path", Value: "auto", Usage: "dataplane.reply_path of every node (auto, kernel, tap), or one per node: kernel,tap,kernel"},
+					&cli.StringFlag{Name: "preset", Usage: "\"groups\": content groups html={n1,n2} (*.html) and cgi={n2,n3} (*.cgi, /upload, served by the lab app), session cookie shoal_session, HTTPS on VIP:443 (needs --nodes 3 or more; docs/lab.md)"},
 					&cli.BoolFlag{Name: "network-only", Usage: "build namespaces and content but start no node"},
 					&cli.DurationFlag{Name: "timeout", Value: lab.DefaultReadyTimeout, Usage: "how long to wait for the nodes to answer"},
 				},
@@ -114,6 +116,18 @@ func labCommand() *cli.Command {
 				},
 			},
 			{
+				// Hidden: the lab starts it (docs/lab.md documents it).
+				Name:      "app",
+				Usage:     "serve the lab app (GET /app.cgi, POST /upload) that the groups preset proxies to",
+				ArgsUsage: " ",
+				Hidden:    true,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "listen", Required: true, Usage: "unix:/path or host:port"},
+					&cli.StringFlag{Name: "node", Required: true, Usage: "node name put in the answers"},
+				},
+				Action: labApp,
+			},
+			{
 				Name:      "status",
 				Usage:     "list the lab namespaces and whether each node process is alive",
 				ArgsUsage: " ",
@@ -133,6 +147,7 @@ func labUp(c *cli.Context) error {
 		Static:         c.Bool("static"),
 		Binary:         c.String("binary"),
 		NetworkOnly:    c.Bool("network-only"),
+		Preset:         c.String("preset"),
 		ReadyTimeout:   c.Duration("timeout"),
 		Log:            os.Stderr,
 	}
@@ -153,6 +168,12 @@ func labUp(c *cli.Context) error {
 			return badInput("--%v", err)
 		}
 		opts.Weights = w
+	}
+	if opts.Preset != "" && opts.Preset != lab.PresetGroups {
+		return badInput("--preset %q: the only preset is %q", opts.Preset, lab.PresetGroups)
+	}
+	if opts.Preset == lab.PresetGroups && opts.Nodes < lab.PresetGroupsMinNodes {
+		return badInput("--preset %s needs --nodes %d or more (groups html = {n1, n2}, cgi = {n2, n3}), got --nodes %d", opts.Preset, lab.PresetGroupsMinNodes, opts.Nodes)
 	}
 	if opts.ReadyTimeout <= 0 {
 		return badInput("--timeout %v: must be positive", opts.ReadyTimeout)
@@ -181,7 +202,39 @@ func labUp(c *cli.Context) error {
 	for i, id := range l.NodeIDs() {
 		fmt.Printf("  %s  %s  weight %g  status page %s  log %s\n", id, lab.NodeIP(i+1), l.Options().Weights[i], lab.AdminURL(i+1), lab.LogPath(id))
 	}
+	if opts.Preset == lab.PresetGroups {
+		fmt.Printf("preset groups: html = {n1, n2} (*.html; /page.html only there), cgi = {n2, n3} (*.cgi, /upload: the lab app)\n")
+		fmt.Printf("  session cookie %s; HTTPS on %s:443 with %s (names %s, *.%s)\n", lab.SessionCookie, lab.VIP, lab.CertPath, lab.LabDomain, lab.LabDomain)
+		for i, id := range l.NodeIDs() {
+			dir := l.ContentDirOf(i + 1)
+			if lab.HasApp(opts.Preset, i+1) {
+				fmt.Printf("  %s  content %s  app %s (log %s)\n", id, dir, lab.AppSocket(id), lab.AppLogPath(id))
+			} else {
+				fmt.Printf("  %s  content %s\n", id, dir)
+			}
+		}
+	}
 	return nil
+}
+
+// labApp is the lab's application upstream (package lab/app), which `lab
+// up --preset groups` runs in the namespaces of n2 and n3.
+func labApp(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return badInput("lab app takes no arguments, got %q", c.Args().Slice())
+	}
+	node := c.String("node")
+	if node == "" {
+		return badInput("lab app: --node is required (the name the app puts in its answers)")
+	}
+	ln, err := app.Listen(c.String("listen"))
+	if err != nil {
+		return badInput("lab app: --%v", err)
+	}
+	ctx, cancel := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	fmt.Fprintf(os.Stderr, "lab app %s: serving on %s\n", node, ln.Addr())
+	return app.Serve(ctx, ln, node)
 }
 
 func labExec(c *cli.Context) error {
