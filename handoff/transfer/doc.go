@@ -19,6 +19,8 @@
 //	DataPlane.Release(flow)
 //	Frozen.Close (repair mode: sends nothing)
 //
+// Why in this order:
+//
 //   - Adopt comes before Release: a released socket probes the client at
 //     once, and the client's answer must reach this node, not the origin.
 //   - ACCEPT comes after Release: until the socket left repair mode the
