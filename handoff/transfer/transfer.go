@@ -259,7 +259,7 @@ func (m *Mover) exchange(ctx context.Context, peer netip.AddrPort, dest string, 
 	}
 	lost := func(err error) (wire.Message, bool, error) {
 		pc.close()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			return wire.Message{}, true, fail(CauseTimeout, fmt.Errorf("no answer within %v: %w", m.c.Timeout, err))
 		}
 		return wire.Message{}, true, fail(CauseLost, err)
