@@ -169,3 +169,16 @@ func quietLog(t testing.TB) *slog.Logger {
 	}
 	return slog.New(slog.DiscardHandler)
 }
+
+func tcpInfo(c *net.TCPConn) *unix.TCPInfo {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return &unix.TCPInfo{}
+	}
+	var ti *unix.TCPInfo
+	rc.Control(func(fd uintptr) { ti, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+	if ti == nil {
+		ti = &unix.TCPInfo{}
+	}
+	return ti
+}
