@@ -39,17 +39,23 @@ func NewEndpoint(key Key, self string, window time.Duration, now func() time.Tim
 	if window <= 0 {
 		window = DefaultWindow
 	}
-	return &Endpoint{key: key, self: self, window: window, now: now, start: now().UnixNano(), peers: map[string]*seqWindow{}}
+	start := now().UnixNano()
+	return &Endpoint{key: key, self: self, window: window, now: now, start: start, lastSeq: uint64(start), peers: map[string]*seqWindow{}}
 }
 
 // Seal seals body for node to. Sequence numbers start at the clock in
-// nanoseconds and then grow by at least one per frame, so they never
-// repeat, even across a restart of this node.
+// nanoseconds when the endpoint is made and grow by exactly one per frame,
+// so they never repeat, even across a restart of this node (a restarted
+// node starts above every number it sent before, having sent fewer frames
+// than nanoseconds passed). They do not follow the clock afterwards: the
+// receiver's window of replayWindow numbers is what tolerates the
+// reordering of concurrent handoffs, and numbers a clock apart would put
+// two frames sealed a few microseconds apart outside it.
 func (e *Endpoint) Seal(to string, handoffID uint64, body Body) ([]byte, error) {
 	now := e.now().UnixNano()
 	e.mu.Lock()
-	seq := max(e.lastSeq+1, uint64(now))
-	e.lastSeq = seq
+	e.lastSeq++
+	seq := e.lastSeq
 	e.mu.Unlock()
 	return Seal(e.key, Header{Seq: seq, Stamp: now, Sender: e.self, Receiver: to, HandoffID: handoffID}, body)
 }

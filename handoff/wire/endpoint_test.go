@@ -192,6 +192,30 @@ func TestEndpointSeqStrictlyGrows(t *testing.T) {
 	}
 }
 
+// TestEndpointReorderedConcurrentFrames: frames of concurrent handoffs,
+// sealed microseconds apart and sent over separate connections, may
+// arrive in any order; the receiver accepts each once. (Sequence numbers
+// that followed the clock in nanoseconds put frames sealed 2 µs apart
+// beyond the 1024-number window: the transfer package's 50 concurrent
+// handoffs lost connections to it.)
+func TestEndpointReorderedConcurrentFrames(t *testing.T) {
+	n1, n2, c := endpoints(t)
+	var frames [][]byte
+	for i := 0; i < replayWindow; i++ {
+		c.add(5 * time.Microsecond)
+		f, _ := n1.Seal("n2", uint64(i), &Accept{})
+		frames = append(frames, f)
+	}
+	for i := len(frames) - 1; i >= 0; i-- {
+		if _, err := n2.Open(frames[i]); err != nil {
+			t.Fatalf("frame %d of %d, opened in reverse order: %v", i, len(frames), err)
+		}
+	}
+	if _, err := n2.Open(frames[0]); !errors.Is(err, ErrReplay) {
+		t.Fatalf("a reordered frame opened twice: %v, want replay", err)
+	}
+}
+
 func TestEndpointPrunesSilentSenders(t *testing.T) {
 	_, n2, c := endpoints(t)
 	c.add(time.Millisecond)
