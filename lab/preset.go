@@ -150,10 +150,15 @@ func (l *Lab) applyPreset(k int, c *config.Config) {
 	}
 }
 
-// setHosts gives group cgi its SNI/Host rule. TODO(lead): groups.Group has
-// no Hosts field on this branch's base; once it has, set
-// Hosts: []string{CGIHost} on group cgi here (see the handoff-route work).
-func setHosts(gs []groups.Group) {}
+// setHosts gives group cgi its SNI/Host rule: a TLS connection naming
+// CGIHost goes to group cgi before any path is known.
+func setHosts(gs []groups.Group) {
+	for i := range gs {
+		if gs[i].Name == "cgi" {
+			gs[i].Hosts = []string{CGIHost}
+		}
+	}
+}
 
 // writeNodeContent builds every node's content directory: hard links to the
 // shared generated files (symlinks if the file system refuses links), and

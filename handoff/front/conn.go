@@ -55,7 +55,7 @@ func (s *Server) handle(cn *conn, isTLS bool) {
 		s.serveLocal(c, isTLS)
 	default:
 		s.n.remote.add(d.Reason.String())
-		s.remote(cn, isTLS, d)
+		s.remote(cn, isTLS, req, d)
 	}
 }
 
@@ -67,9 +67,44 @@ func (s *Server) serveLocal(c *net.TCPConn, isTLS bool) {
 	}
 }
 
-// remote moves the connection to d.Node, or relays it there, or serves it
-// here when neither works.
-func (s *Server) remote(cn *conn, isTLS bool, d Decision) {
+// remote moves the connection to d.Node, or relays it there; when
+// neither reaches d.Node, it tries the node Config.Alternate names once,
+// and serves the connection here when nothing works.
+func (s *Server) remote(cn *conn, isTLS bool, req Request, d Decision) {
+	c := cn.c
+	for attempt := 0; ; attempt++ {
+		done, lost := s.moveOrRelay(cn, d)
+		if done || lost {
+			return
+		}
+		if attempt > 0 || s.c.Alternate == nil || s.ctx.Err() != nil {
+			break
+		}
+		alt, ok := s.c.Alternate(req, d.Node)
+		if !ok || alt.Node == d.Node {
+			break
+		}
+		if alt.Local {
+			s.n.alternateLocal.Add(1)
+			s.serveLocal(c, isTLS)
+			return
+		}
+		s.n.alternate.Add(1)
+		s.log.Info("front: destination unreachable; trying another member", "client", c.RemoteAddr(), "node", d.Node, "alternate", alt.Node)
+		d = alt
+	}
+	if s.ctx.Err() != nil { // Shutdown cut it short
+		c.Close()
+		return
+	}
+	s.n.fallbackLocal.Add(1)
+	s.serveLocal(c, isTLS)
+}
+
+// moveOrRelay moves the connection to d.Node or relays it there. done: it
+// did one; lost: the move failed after the destination may have taken the
+// connection, which is closed.
+func (s *Server) moveOrRelay(cn *conn, d Decision) (done, lost bool) {
 	c := cn.c
 	if s.c.Move != nil {
 		cn.phase.Store(int32(phaseMove))
@@ -78,25 +113,20 @@ func (s *Server) remote(cn *conn, isTLS bool, d Decision) {
 		switch {
 		case err == nil:
 			s.n.moveOK.Add(1)
-			return
+			return true, false
 		case !intact:
 			s.n.moveLost.Add(1)
 			s.log.Warn("front: handoff failed; the connection is lost", "client", c.RemoteAddr(), "node", d.Node, "err", err)
 			c.Close() // the mover has closed it already; this only makes sure
-			return
+			return false, true
 		}
 		s.n.moveIntact.Add(1)
 		s.log.Info("front: handoff failed; relaying", "client", c.RemoteAddr(), "node", d.Node, "err", err)
 	}
-	if s.ctx.Err() != nil { // Shutdown cut it short
-		c.Close()
-		return
+	if s.ctx.Err() != nil {
+		return false, false
 	}
-	if s.relay(c, d.Node) {
-		return
-	}
-	s.n.fallbackLocal.Add(1)
-	s.serveLocal(c, isTLS)
+	return s.relay(c, d.Node), false
 }
 
 // relay dials node's relay listener and relays c there, and reports

@@ -87,6 +87,11 @@ type Config struct {
 	Move func(ctx context.Context, c *net.TCPConn, dest string, reason wire.Reason) (intact bool, err error)
 	// RelayAddr is node's relay listener; nil or !ok: no relay.
 	RelayAddr func(node string) (netip.AddrPort, bool)
+	// Alternate, when a decision's node could be neither moved to nor
+	// relayed to (down, or not yet known dead), decides the same request
+	// again without the failed node: another member of the group, or
+	// local. nil or !ok: serve here.
+	Alternate func(r Request, failed string) (Decision, bool)
 	// SessionNode names the node that issued the session a ClientHello
 	// resumes ("" if none); nil: TLS sessions route nowhere in particular.
 	SessionNode func(hello *peek.ClientHello) string

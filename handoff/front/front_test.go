@@ -586,6 +586,33 @@ func TestMoveNilRelays(t *testing.T) {
 	}
 }
 
+// TestAlternate: a destination that can be neither moved to nor relayed
+// to (n5: the move is refused, its relay port is dead) is replaced once by
+// the alternative decision: relayed to n3; an alternative that is local is
+// served here; without an alternative the connection is served here.
+func TestAlternate(t *testing.T) {
+	h := start(t, func(c *Config) {
+		c.Alternate = func(r Request, failed string) (Decision, bool) {
+			if r.Path != "/"+failed+"/a" {
+				t.Errorf("Alternate(%+v, %q): not the request decided for the failed node", r, failed)
+			}
+			switch failed {
+			case "n5":
+				return Decision{Node: "n3", Group: "g", Reason: wire.ReasonGroup}, true
+			case "n6":
+				return Decision{Node: "n1", Local: true, Group: "g"}, true
+			}
+			return Decision{}, false
+		}
+	})
+	wantServed(t, exchange(h.http, get("/n5/a")), "relay", "/n5/a", nil)
+	wantServed(t, exchange(h.http, get("/n6/a")), "local", "/n6/a", nil)
+	st := waitFor(t, "relay", func(st Stats) bool { return st.Relays.Finished == 1 && st.Active == 0 })
+	if st.Alternate != 1 || st.AlternateLocal != 1 || st.FallbackLocal != 0 || st.Moves.FailedIntact != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
 func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
 
 // TestConcurrentMixAndShutdown: 200 connections at once, of every kind,

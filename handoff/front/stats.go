@@ -21,6 +21,11 @@ type Stats struct {
 	// FallbackLocal counts connections served here because a remote node
 	// could be neither moved to nor relayed to.
 	FallbackLocal uint64 `json:"fallback_local"`
+	// Alternate counts connections sent to another node because their
+	// destination could be neither moved to nor relayed to (Config.Alternate);
+	// AlternateLocal those that alternative served here.
+	Alternate      uint64 `json:"alternate"`
+	AlternateLocal uint64 `json:"alternate_local"`
 	// Active is the number of connections the front holds now (not yet
 	// given away, or in a Local call that has not returned).
 	Active int64 `json:"active"`
@@ -115,6 +120,7 @@ type counters struct {
 	moveOK, moveIntact, moveLost   atomic.Uint64
 	relay                          relay.Counters
 	relayDialFailed, fallbackLocal atomic.Uint64
+	alternate, alternateLocal      atomic.Uint64
 	active                         atomic.Int64
 }
 
@@ -146,7 +152,9 @@ func (s *Server) Stats() Stats {
 			ToClient:   c.relay.ToClient.Load(),
 			DialFailed: c.relayDialFailed.Load(),
 		},
-		FallbackLocal: c.fallbackLocal.Load(),
-		Active:        c.active.Load(),
+		FallbackLocal:  c.fallbackLocal.Load(),
+		Alternate:      c.alternate.Load(),
+		AlternateLocal: c.alternateLocal.Load(),
+		Active:         c.active.Load(),
 	}
 }
