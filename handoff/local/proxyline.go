@@ -33,8 +33,9 @@ var errProxyLine = errors.New("bad PROXY v1 line")
 
 // ParseProxyLine parses one PROXY protocol v1 line, CRLF included, as
 // AppendProxyLine writes it. It is strict: one space between fields,
-// TCP4 or TCP6 with addresses of that family, decimal ports without
-// leading zeros, at most MaxProxyLine bytes. "PROXY UNKNOWN" is refused:
+// TCP4 or TCP6 with addresses of that family in their canonical text form
+// (RFC 5952 for IPv6, as shoal writes them), decimal ports without leading
+// zeros, at most MaxProxyLine bytes. "PROXY UNKNOWN" is refused:
 // shoal relays only when it knows the client.
 func ParseProxyLine(line []byte) (client, vip netip.AddrPort, err error) {
 	bad := func(format string, a ...any) (netip.AddrPort, netip.AddrPort, error) {
@@ -61,7 +62,7 @@ func ParseProxyLine(line []byte) (client, vip netip.AddrPort, err error) {
 	}
 	addr := func(s, what string) (netip.Addr, error) {
 		a, err := netip.ParseAddr(s)
-		if err != nil || a.Is4() != v4 || a.Zone() != "" || (!v4 && a.Is4In6()) {
+		if err != nil || a.Is4() != v4 || a.Zone() != "" || (!v4 && a.Is4In6()) || a.String() != s {
 			return netip.Addr{}, fmt.Errorf("%w: %s address %q is not an %s address", errProxyLine, what, s, f[1])
 		}
 		return a, nil
