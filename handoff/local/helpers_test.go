@@ -260,3 +260,16 @@ func slowApp(t *testing.T, started, release chan struct{}) string {
 	t.Cleanup(func() { srv.Close() })
 	return "unix:" + sock
 }
+
+// settle reads s's counters until ok holds or a second passes: a
+// connection's close can reach the client just before the server counts it.
+func settle(s *Server, ok func(Counters) bool) Counters {
+	deadline := time.Now().Add(time.Second)
+	for {
+		n := s.Counters()
+		if ok(n) || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

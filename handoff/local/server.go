@@ -27,6 +27,9 @@ type Config struct {
 	// SessionCookie names the persistent-session cookie ("" = none).
 	SessionCookie string
 	// TLS terminates HTTPS for ServeTLS and relayed TLS; nil refuses them.
+	// It is used as given, not copied, so session ticket keys the caller
+	// rotates on it (SetSessionTicketKeys) take effect. Without "h2" in
+	// NextProtos every connection speaks HTTP/1.1.
 	TLS *tls.Config
 	// Group says which group a request belongs to ("" = none). Nil: none.
 	Group func(*http.Request) (group string)
@@ -95,13 +98,6 @@ func New(c Config) (*Server, error) {
 	}
 	if c.Content != "" {
 		s.files = http.FileServer(http.Dir(c.Content))
-	}
-	if c.TLS != nil {
-		cfg := c.TLS.Clone()
-		if len(cfg.NextProtos) == 0 {
-			cfg.NextProtos = []string{"http/1.1"}
-		}
-		s.c.TLS = cfg
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.handle),
