@@ -41,7 +41,8 @@
 //   - ServeRelay(ln) serves the node-address relay listener: the source
 //     address must be a cluster member (Config.OriginOf), else the
 //     connection is closed (RelayUnknown); then a PROXY v1 line (TCP4 or
-//     TCP6, at most 107 bytes) within ProxyLineTimeout, else closed
+//     TCP6, at most 107 bytes; UNKNOWN keeps the socket's own addresses)
+//     within ProxyLineTimeout, else closed
 //     (RelayProxyErrors); then the first byte within HandshakeTimeout: 0x16
 //     is TLS (terminated here), anything else HTTP. Handlers see the client
 //     of the PROXY line as Request.RemoteAddr and its VIP as the local

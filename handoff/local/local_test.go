@@ -219,6 +219,17 @@ func TestServeRelay(t *testing.T) {
 		resp, _ := exchange(t, c, bufio.NewReader(c), proxy+get("/app.cgi"))
 		checkRelayed(t, resp, "http")
 	})
+	t.Run("unknown client", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		resp, _ := exchange(t, c, bufio.NewReader(c), "PROXY UNKNOWN\r\n"+get("/app.cgi"))
+		if resp.StatusCode != 200 || resp.Header.Get(HeaderRelay) != "n1" || resp.Header.Get("X-Seen-For") != "127.0.0.1" {
+			t.Fatalf("PROXY UNKNOWN: status %d, headers %v, want served with the relaying socket's address", resp.StatusCode, resp.Header)
+		}
+	})
 	t.Run("tls", func(t *testing.T) {
 		c, err := net.Dial("tcp", addr.String())
 		if err != nil {
@@ -237,7 +248,7 @@ func TestServeRelay(t *testing.T) {
 			}
 		}
 	})
-	if n := s.Counters(); n.ConnsRelayed != 2 || n.RelayProxyErrors != 0 || n.RelayUnknown != 0 || n.TLSFailures != 0 {
+	if n := s.Counters(); n.ConnsRelayed != 3 || n.RelayProxyErrors != 0 || n.RelayUnknown != 0 || n.TLSFailures != 0 {
 		t.Fatalf("counters %+v", n)
 	}
 }
@@ -272,7 +283,6 @@ func TestServeRelayRefusals(t *testing.T) {
 	for i, bad := range []string{
 		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
 		"PROXY TCP4 198.18.0.9 198.18.0.1 40000\r\n" + get("/page.html"),
-		"PROXY UNKNOWN\r\n" + get("/page.html"),
 		"PROXY TCP4 198.18.0.9 198.18.0.1 40000 80" + strings.Repeat(" ", 80) + "\r\n",
 		strings.Repeat("A", 200),
 	} {
@@ -289,7 +299,7 @@ func TestServeRelayRefusals(t *testing.T) {
 	if took := waitClosed(t, c, ProxyLineTimeout+time.Second); took < ProxyLineTimeout-100*time.Millisecond {
 		t.Fatalf("closed after %v, before the %v timeout", took, ProxyLineTimeout)
 	}
-	if n := s.Counters(); n.RelayProxyErrors != 6 || n.Requests != 0 || n.ConnsRelayed != 0 {
+	if n := s.Counters(); n.RelayProxyErrors != 5 || n.Requests != 0 || n.ConnsRelayed != 0 {
 		t.Fatalf("counters %+v", n)
 	}
 

@@ -35,8 +35,11 @@ var errProxyLine = errors.New("bad PROXY v1 line")
 // AppendProxyLine writes it. It is strict: one space between fields,
 // TCP4 or TCP6 with addresses of that family in their canonical text form
 // (RFC 5952 for IPv6, as shoal writes them), decimal ports without leading
-// zeros, at most MaxProxyLine bytes. "PROXY UNKNOWN" is refused:
-// shoal relays only when it knows the client.
+// zeros, at most MaxProxyLine bytes. "PROXY UNKNOWN" (with anything
+// after it, as the protocol allows) is accepted and returns two invalid
+// AddrPorts: the sender did not know the client, and the receiver keeps the
+// connection's own addresses (the front writes it for a client whose
+// address family differs from the VIP's).
 func ParseProxyLine(line []byte) (client, vip netip.AddrPort, err error) {
 	bad := func(format string, a ...any) (netip.AddrPort, netip.AddrPort, error) {
 		return netip.AddrPort{}, netip.AddrPort{}, fmt.Errorf("%w: %s", errProxyLine, fmt.Sprintf(format, a...))
@@ -47,6 +50,9 @@ func ParseProxyLine(line []byte) (client, vip netip.AddrPort, err error) {
 	s, ok := strings.CutSuffix(string(line), "\r\n")
 	if !ok {
 		return bad("no CRLF at the end")
+	}
+	if s == "PROXY UNKNOWN" || strings.HasPrefix(s, "PROXY UNKNOWN ") {
+		return netip.AddrPort{}, netip.AddrPort{}, nil
 	}
 	f := strings.Split(s, " ")
 	if len(f) != 6 || f[0] != "PROXY" {

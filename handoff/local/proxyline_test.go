@@ -27,10 +27,15 @@ func TestProxyLine(t *testing.T) {
 	if _, err := AppendProxyLine(nil, netip.MustParseAddrPort("198.18.0.9:1"), netip.MustParseAddrPort("[2001:db8::2]:80")); err == nil {
 		t.Fatal("mixed families accepted")
 	}
-	for _, bad := range []string{
+	for _, unknown := range []string{"PROXY UNKNOWN\r\n", "PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n"} {
+		if c, v, err := ParseProxyLine([]byte(unknown)); err != nil || c.IsValid() || v.IsValid() {
+			t.Errorf("ParseProxyLine(%q) = %v %v %v, want two invalid addresses", unknown, c, v, err)
+		}
+	}
+	for _, bad := range []string{"PROXY UNKNOWNX\r\n",
 		"", "PROXY TCP4 198.18.0.9 198.18.0.1 40000 80\n", "PROXY TCP4 198.18.0.9 198.18.0.1 40000 80",
 		"proxy TCP4 198.18.0.9 198.18.0.1 40000 80\r\n", "PROXY TCP4  198.18.0.9 198.18.0.1 40000 80\r\n",
-		"PROXY UNKNOWN\r\n", "PROXY UDP4 198.18.0.9 198.18.0.1 40000 80\r\n",
+		"PROXY UDP4 198.18.0.9 198.18.0.1 40000 80\r\n",
 		"PROXY TCP4 2001:db8::1 198.18.0.1 40000 80\r\n", "PROXY TCP6 198.18.0.9 2001:db8::1 40000 80\r\n",
 		"PROXY TCP6 ::ffff:198.18.0.9 2001:db8::1 40000 80\r\n", "PROXY TCP6 fe80::1%eth0 2001:db8::1 40000 80\r\n",
 		"PROXY TCP4 198.18.0.9 198.18.0.1 65536 80\r\n", "PROXY TCP4 198.18.0.9 198.18.0.1 040000 80\r\n",
@@ -52,7 +57,7 @@ func FuzzParseProxyLine(f *testing.F) {
 	f.Add([]byte("PROXY UNKNOWN\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		client, vip, err := ParseProxyLine(b)
-		if err != nil {
+		if err != nil || !client.IsValid() { // refused, or UNKNOWN
 			return
 		}
 		again, err := AppendProxyLine(nil, client, vip)

@@ -88,8 +88,10 @@ func (s *Server) serveRelayed(c net.Conn) {
 		c.Close()
 		return
 	}
-	w := &conn{Conn: c, meta: &connMeta{relay: origin}, buf: rest,
-		remote: net.TCPAddrFromAddrPort(client), local: net.TCPAddrFromAddrPort(vip)}
+	w := &conn{Conn: c, meta: &connMeta{relay: origin}, buf: rest}
+	if client.IsValid() { // else PROXY UNKNOWN: the socket's own addresses stand
+		w.remote, w.local = net.TCPAddrFromAddrPort(client), net.TCPAddrFromAddrPort(vip)
+	}
 	if len(rest) == 0 { // the first byte decides TLS or HTTP
 		c.SetReadDeadline(time.Now().Add(s.c.HandshakeTimeout))
 		b := make([]byte, 1)
