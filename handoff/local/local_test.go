@@ -15,7 +15,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-lb/shoal/handoff/front"
 )
+
+// The front server hands its local connections to this package.
+var _ front.Local = (*Server)(nil)
 
 // A handed-off connection arrives with its request already in the receive
 // queue (the front server only peeked it, the restore put it back): that
