@@ -3,23 +3,15 @@ package local
 import (
 	"net/http"
 	"strings"
+
+	"github.com/shoal-lb/shoal/handoff/route"
 )
 
-// The session cookie codec: "<node>~<app value>". A node ID is 1 to 32 of
-// [A-Za-z0-9_-] (config's rule), so the first '~' ends it.
-// TODO(lead): replace with handoff/route's SessionNode/PrefixSessionValue
-// once route is on main; the encoding is the same.
+// The session cookie codec is handoff/route's ("<node>~<app value>"), so
+// the value this package writes is the one the decision reads.
 
-// sessionNode splits a session cookie value into the node that issued it
-// and the application's value.
-func sessionNode(value string) (node, app string, ok bool) {
-	node, app, ok = strings.Cut(value, "~")
-	if !ok || !validNode(node) {
-		return "", value, false
-	}
-	return node, app, true
-}
-
+// validNode says whether s is a node ID (config's rule: 1 to 32 of
+// [A-Za-z0-9_-]).
 func validNode(s string) bool {
 	if len(s) < 1 || len(s) > 32 {
 		return false
@@ -55,7 +47,7 @@ func stripSessionPrefix(h http.Header, name string) {
 			if quoted {
 				inner = v[1 : len(v)-1]
 			}
-			if _, app, ok := sessionNode(inner); ok {
+			if _, app, ok := route.SessionNode(inner); ok {
 				if quoted {
 					app = `"` + app + `"`
 				}
@@ -92,7 +84,7 @@ func prefixSetCookie(h http.Header, name, self string) {
 		if inner == "" {
 			continue
 		}
-		inner = self + "~" + inner
+		inner = route.PrefixSessionValue(self, inner)
 		if quoted {
 			inner = `"` + inner + `"`
 		}

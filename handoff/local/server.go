@@ -27,9 +27,9 @@ type Config struct {
 	// SessionCookie names the persistent-session cookie ("" = none).
 	SessionCookie string
 	// TLS terminates HTTPS for ServeTLS and relayed TLS; nil refuses them.
-	// It is used as given, not copied, so session ticket keys the caller
-	// rotates on it (SetSessionTicketKeys) take effect. Without "h2" in
-	// NextProtos every connection speaks HTTP/1.1.
+	// It is used as given, not copied, so what the caller sets on it later
+	// (tickets.Configure, certificate reloads) takes effect. Without "h2"
+	// in NextProtos every connection speaks HTTP/1.1.
 	TLS *tls.Config
 	// Group says which group a request belongs to ("" = none). Nil: none.
 	Group func(*http.Request) (group string)
