@@ -1,0 +1,57 @@
+package local
+
+import "sync/atomic"
+
+// Counters is a snapshot of what a Server did.
+type Counters struct {
+	// Connections by how they arrived: accepted here, handed off by
+	// another node, relayed by another node (ServeRelay).
+	ConnsLocal, ConnsHandedOff, ConnsRelayed uint64
+	// Requests, and by outcome: served from Content, reverse-proxied to
+	// a local upstream, forwarded to another node's relay listener.
+	Requests, Static, Upstream, Forwarded uint64
+	// Responses with a 4xx or a 5xx status (whatever served them).
+	Status4xx, Status5xx uint64
+	// UpstreamErrors: a local upstream failed (502). ForwardErrors: the
+	// node a request was forwarded to failed (502).
+	UpstreamErrors, ForwardErrors uint64
+	// RelayProxyErrors: a relayed connection without a valid PROXY v1 line
+	// in time, or without a first byte after it. RelayUnknown: a relayed
+	// connection from an address that is not a cluster member.
+	RelayProxyErrors, RelayUnknown uint64
+	// TLSFailures: TLS handshakes that failed or timed out (or TLS with no
+	// certificate configured).
+	TLSFailures uint64
+}
+
+type counters struct {
+	connsLocal, connsHandedOff, connsRelayed atomic.Uint64
+	requests, static, upstream, forwarded    atomic.Uint64
+	status4xx, status5xx                     atomic.Uint64
+	upstreamErrors, forwardErrors            atomic.Uint64
+	relayProxyErrors, relayUnknown           atomic.Uint64
+	TLSFailures                              atomic.Uint64
+}
+
+func (n *counters) conns(origin, relay string) *atomic.Uint64 {
+	switch {
+	case relay != "":
+		return &n.connsRelayed
+	case origin != "":
+		return &n.connsHandedOff
+	}
+	return &n.connsLocal
+}
+
+// Counters reads the counters; safe while the server runs.
+func (s *Server) Counters() Counters {
+	n := &s.n
+	return Counters{
+		ConnsLocal: n.connsLocal.Load(), ConnsHandedOff: n.connsHandedOff.Load(), ConnsRelayed: n.connsRelayed.Load(),
+		Requests: n.requests.Load(), Static: n.static.Load(), Upstream: n.upstream.Load(), Forwarded: n.forwarded.Load(),
+		Status4xx: n.status4xx.Load(), Status5xx: n.status5xx.Load(),
+		UpstreamErrors: n.upstreamErrors.Load(), ForwardErrors: n.forwardErrors.Load(),
+		RelayProxyErrors: n.relayProxyErrors.Load(), RelayUnknown: n.relayUnknown.Load(),
+		TLSFailures: n.TLSFailures.Load(),
+	}
+}

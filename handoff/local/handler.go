@@ -1,0 +1,111 @@
+package local
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// The response headers shoal writes.
+const (
+	HeaderNode    = "X-Shoal-Node"    // the node that served the request
+	HeaderHandoff = "X-Shoal-Handoff" // the node that handed the connection off to it
+	HeaderRelay   = "X-Shoal-Relay"   // the node that relayed the connection (or forwarded the request) to it
+)
+
+// handle serves one request: a local upstream for its group, else another
+// node for a group this node does not serve, else Content.
+func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
+	s.n.requests.Add(1)
+	rec := &recorder{ResponseWriter: w}
+	defer s.countStatus(rec)
+	m, _ := r.Context().Value(metaKey{}).(*connMeta)
+	if m == nil {
+		m = &connMeta{} // not reached: every connection arrives wrapped
+	}
+	group := ""
+	if s.c.Group != nil {
+		group = s.c.Group(r)
+	}
+	if u := s.upstream[group]; u != nil && group != "" {
+		s.mark(rec, m)
+		s.n.upstream.Add(1)
+		u.proxy.ServeHTTP(rec, r)
+		return
+	}
+	// A relayed connection (which includes every forwarded request) is
+	// never forwarded again: the node that relayed it already decided.
+	if group != "" && m.relay == "" && s.c.Serves != nil && !s.c.Serves(group) && s.c.Forward != nil {
+		if node, addr, ok := s.c.Forward(r); ok && node != s.c.Self {
+			// The far node writes X-Shoal-Node (itself) and X-Shoal-Relay
+			// (this node); this node adds only how the connection reached it.
+			if m.origin != "" {
+				rec.Header().Set(HeaderHandoff, m.origin)
+			}
+			s.n.forwarded.Add(1)
+			s.forward(rec, r, m, node, addr)
+			return
+		}
+	}
+	s.mark(rec, m)
+	s.n.static.Add(1)
+	if s.files == nil {
+		http.Error(rec, fmt.Sprintf("shoal node %s: no content directory configured", s.c.Self), http.StatusNotFound)
+		return
+	}
+	s.files.ServeHTTP(rec, r)
+}
+
+// mark writes the headers of a response this node serves.
+func (s *Server) mark(w http.ResponseWriter, m *connMeta) {
+	h := w.Header()
+	h.Set(HeaderNode, s.c.Self)
+	if m.origin != "" {
+		h.Set(HeaderHandoff, m.origin)
+	}
+	if m.relay != "" {
+		h.Set(HeaderRelay, m.relay)
+	}
+}
+
+func (s *Server) countStatus(rec *recorder) {
+	switch {
+	case rec.status >= 500:
+		s.n.status5xx.Add(1)
+	case rec.status >= 400:
+		s.n.status4xx.Add(1)
+	}
+}
+
+// recorder notes a response's final status. It keeps ReadFrom (so static
+// files still go out by sendfile) and unwraps for http.ResponseController.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *recorder) ReadFrom(r io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+}
+
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,350 @@
+package local
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Config is what a node's local server needs. Self is required; the rest
+// may be zero.
+type Config struct {
+	// Self is this node's ID, written in X-Shoal-Node.
+	Self string
+	// Content is the static files root; "" serves none (404).
+	Content string
+	// Upstreams maps a group to its local upstream: "host:port" or
+	// "unix:/path". Requests of that group are reverse-proxied there.
+	Upstreams map[string]string
+	// SessionCookie names the persistent-session cookie ("" = none).
+	SessionCookie string
+	// TLS terminates HTTPS for ServeTLS and relayed TLS; nil refuses them.
+	// It is used as given, not copied, so what the caller sets on it later
+	// (tickets.Configure, certificate reloads) takes effect. Without "h2"
+	// in NextProtos every connection speaks HTTP/1.1.
+	TLS *tls.Config
+	// Group says which group a request belongs to ("" = none). Nil: none.
+	Group func(*http.Request) (group string)
+	// Serves says whether this node serves a group from Content. A group
+	// with an upstream here is always served. Nil: every group is served
+	// (nothing is ever forwarded).
+	Serves func(group string) bool
+	// Forward names the node, and its relay listener, that should serve a
+	// request of a group this node does not serve. Nil or !ok: serve here.
+	Forward func(*http.Request) (node string, addr netip.AddrPort, ok bool)
+	// OriginOf maps the address a relayed connection comes from to the
+	// cluster member that relays it. Nil or !ok: the connection is refused
+	// (only members relay).
+	OriginOf func(remote netip.Addr) (node string, ok bool)
+	// HandshakeTimeout bounds a TLS handshake and, on the relay listener,
+	// the wait for the first byte after the PROXY line. Default 10 s.
+	HandshakeTimeout time.Duration
+	// Log receives warnings; nil discards.
+	Log *slog.Logger
+}
+
+// ProxyLineTimeout bounds the wait for a relayed connection's PROXY line.
+const ProxyLineTimeout = 2 * time.Second
+
+// Server serves connections where they are; see the package contract.
+type Server struct {
+	c        Config
+	log      *slog.Logger
+	errLog   *log.Logger // net/http's and httputil's own complaints, as warnings
+	srv      *http.Server
+	ln       *chanListener
+	files    http.Handler
+	upstream map[string]*upstream
+	n        counters
+
+	ctx    context.Context // canceled by Shutdown: aborts handshakes and PROXY reads
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // connections not yet given to net/http, relay accept loops
+
+	mu     sync.Mutex
+	relays map[net.Listener]struct{}
+	closed bool
+}
+
+// New checks c and starts the server's HTTP machinery (no listener of its
+// own: connections arrive through ServeHTTP, ServeTLS and ServeRelay).
+func New(c Config) (*Server, error) {
+	if !validNode(c.Self) {
+		return nil, fmt.Errorf("local: self %q is not a node ID", c.Self)
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	lg := c.Log
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{c: c, log: lg, errLog: slog.NewLogLogger(lg.Handler(), slog.LevelWarn), ln: newChanListener(), upstream: map[string]*upstream{}, relays: map[net.Listener]struct{}{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for g, addr := range c.Upstreams {
+		u, err := newUpstream(s, g, addr)
+		if err != nil {
+			return nil, err
+		}
+		s.upstream[g] = u
+	}
+	if c.Content != "" {
+		s.files = http.FileServer(http.Dir(c.Content))
+	}
+	s.srv = &http.Server{
+		Handler:           http.HandlerFunc(s.handle),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ConnContext:       connContext,
+		ConnState:         s.connState,
+		ErrorLog:          s.errLog,
+	}
+	go s.srv.Serve(s.ln) // returns at Shutdown
+	return s, nil
+}
+
+// ServeHTTP serves c as plain HTTP; it takes ownership of c. Bytes already
+// in c's receive queue (a peeked request head) are the first request.
+// origin != "" marks a connection handed off by that node.
+func (s *Server) ServeHTTP(c net.Conn, origin string) {
+	s.n.conns(origin, "").Add(1)
+	s.give(&conn{Conn: c, meta: &connMeta{origin: origin}})
+}
+
+// ServeTLS terminates TLS on c, then serves HTTP; it takes ownership of c.
+func (s *Server) ServeTLS(c net.Conn, origin string) {
+	s.n.conns(origin, "").Add(1)
+	if !s.track() {
+		c.Close()
+		return
+	}
+	go func() {
+		defer s.wg.Done()
+		s.serveTLS(&conn{Conn: c, meta: &connMeta{origin: origin}})
+	}()
+}
+
+// serveTLS runs the handshake under HandshakeTimeout, then gives the TLS
+// connection to net/http (which sees the finished handshake and fills
+// Request.TLS).
+func (s *Server) serveTLS(c *conn) {
+	if s.c.TLS == nil {
+		s.n.TLSFailures.Add(1)
+		s.log.Debug("TLS connection but no certificate configured", "client", c.RemoteAddr())
+		c.Close()
+		return
+	}
+	tc := tls.Server(c, s.c.TLS)
+	ctx, cancel := context.WithTimeout(s.ctx, s.c.HandshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		s.n.TLSFailures.Add(1)
+		s.log.Debug("TLS handshake", "client", c.RemoteAddr(), "err", err)
+		tc.Close()
+		return
+	}
+	s.give(tc)
+}
+
+// track registers one connection (or loop) that Shutdown must wait for;
+// false once shut down.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// give hands c to net/http, or closes it when the server is shut down.
+func (s *Server) give(c net.Conn) {
+	select {
+	case s.ln.conns <- c:
+	case <-s.ln.done:
+		c.Close()
+	}
+}
+
+// Shutdown stops the relay listeners and new connections, aborts TLS
+// handshakes and PROXY reads in progress, closes idle connections and
+// waits, until ctx ends, for requests in flight to finish. After ctx ends
+// the remaining connections are closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.relays {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.ln.Close()               // also when net/http has not yet started serving it
+	err := s.srv.Shutdown(ctx) // then drains
+	if err != nil {
+		s.srv.Close()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	for _, u := range s.upstream {
+		u.tr.CloseIdleConnections()
+	}
+	return err
+}
+
+// connMeta is what a connection carries into its requests.
+type connMeta struct {
+	origin string // handed off by this node ("" = accepted here)
+	relay  string // relayed by this node (ServeRelay); never forwarded again
+
+	mu      sync.Mutex
+	forward map[netip.AddrPort]*http.Transport // one relay connection per far node, for this client connection
+}
+
+// conn is a connection with its meta, and, for a relayed one, the client
+// and VIP named by the PROXY line and the bytes read past it.
+type conn struct {
+	net.Conn
+	meta          *connMeta
+	buf           []byte // read past the PROXY line, served first
+	remote, local net.Addr
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	if len(c.buf) > 0 {
+		n := copy(p, c.buf)
+		c.buf = c.buf[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// ReadFrom keeps sendfile/splice for static files: net/http uses it when
+// the connection has it.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+// CloseWrite lets net/http half-close before closing, as on a TCPConn.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func (c *conn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.Conn.RemoteAddr()
+}
+
+func (c *conn) LocalAddr() net.Addr {
+	if c.local != nil {
+		return c.local
+	}
+	return c.Conn.LocalAddr()
+}
+
+type metaKey struct{}
+
+func metaOf(c net.Conn) *connMeta {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if w, ok := c.(*conn); ok {
+		return w.meta
+	}
+	return nil
+}
+
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if m := metaOf(c); m != nil {
+		ctx = context.WithValue(ctx, metaKey{}, m)
+	}
+	return ctx
+}
+
+// connState closes a connection's forwarding transports with it.
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	if st != http.StateClosed && st != http.StateHijacked {
+		return
+	}
+	if m := metaOf(c); m != nil {
+		m.mu.Lock()
+		for _, tr := range m.forward {
+			tr.CloseIdleConnections()
+		}
+		m.forward = nil
+		m.mu.Unlock()
+	}
+}
+
+// chanListener is the net.Listener net/http serves: connections arrive on
+// a channel from ServeHTTP, ServeTLS and ServeRelay.
+type chanListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return chanAddr{} }
+
+type chanAddr struct{}
+
+func (chanAddr) Network() string { return "shoal" }
+func (chanAddr) String() string  { return "handoff/local" }
+
+// addrPort reads a net.Addr as an AddrPort (unmapped).
+func addrPort(a net.Addr) (netip.AddrPort, bool) {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ap.IsValid()
+	case nil:
+		return netip.AddrPort{}, false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+}
