@@ -13,18 +13,18 @@ import (
 
 // Paths of the admin API.
 const (
-	PathStatus  = "/v1/status"
-	PathStats   = "/v1/stats"
-	PathRanges  = "/v1/ranges"
-	PathFlows   = "/v1/flows"
-	PathGroups  = "/v1/groups"
-	PathHealth  = "/v1/health"
-	PathDrain   = "/v1/drain"
-	PathWeight  = "/v1/weight"
-	PathServer  = "/v1/server"
+	PathStatus = "/v1/status"
+	PathStats  = "/v1/stats"
+	PathRanges = "/v1/ranges"
+	PathFlows  = "/v1/flows"
+	PathGroups = "/v1/groups"
+	PathHealth = "/v1/health"
+	PathDrain  = "/v1/drain"
+	PathWeight = "/v1/weight"
+	PathServer = "/v1/server"
 	// PathHandoffs is the reading module's counters (Handoffs).
 	PathHandoffs = "/v1/handoffs"
-	PathMetrics = "/metrics"
+	PathMetrics  = "/metrics"
 )
 
 // Flow is one entry of GET /v1/flows.
@@ -181,10 +181,10 @@ type Handoffs struct {
 	// Failures counts moves that failed, by cause (dial, timeout,
 	// refused:<cause>, restore, ...).
 	Failures map[string]uint64 `json:"failures"`
-	// Adopted counts connections this node took over, by origin node.
+	// Adopted counts connections this node took over, by reason.
 	Adopted map[string]uint64 `json:"adopted"`
 	// ChannelRefused counts handoff frames refused, by reason
-	// (authentication, replay, stale, addressee, malformed, ...).
+	// (auth, replay, stale, addressee, malformed, ...).
 	ChannelRefused map[string]uint64 `json:"channel_refused"`
 	// Relayed, RelayFailed, RelayActive, RelayBytesUp, RelayBytesDown:
 	// the fallback that splices a connection to its destination.
@@ -198,6 +198,11 @@ type Handoffs struct {
 	// move failed after the destination may have taken them.
 	FallbackLocal uint64 `json:"fallback_local"`
 	Lost          uint64 `json:"lost"`
+	// Alternate counts connections sent to another member of their group
+	// because their destination was unreachable (down, not yet known
+	// dead); AlternateLocal those served here for that reason.
+	Alternate      uint64 `json:"alternate"`
+	AlternateLocal uint64 `json:"alternate_local"`
 	// Latency is the handoff latency at the origin, freeze to ACCEPT.
 	Latency Latency `json:"latency"`
 	// Served counts requests the local server answered, by outcome

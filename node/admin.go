@@ -131,6 +131,7 @@ func startAdmin(n *Node) (*admin, error) {
 	})
 	mux.HandleFunc("GET "+api.PathHealth, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.health()) })
 	mux.HandleFunc("GET "+api.PathGroups, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.groupStatus()) })
+	mux.HandleFunc("GET "+api.PathHandoffs, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.handoffs()) })
 	// The status page and its live feed (package ui), read-only.
 	page := ui.New(uiSource{n})
 	page.Mount(mux)

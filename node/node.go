@@ -49,7 +49,7 @@ type Node struct {
 	wake    chan struct{}   // operator changes (drain, weight) for the loop
 
 	webMu sync.Mutex
-	web   *web // nil while the server is stopped (POST /v1/server, a drill)
+	web   *serving // nil while the server is stopped (POST /v1/server, a drill)
 
 	// Set once at start by startReplyPath.
 	reply          replypath.Decision
@@ -202,7 +202,7 @@ func (n *Node) setServer(running bool) error {
 	defer n.webMu.Unlock()
 	switch {
 	case running && n.web == nil:
-		w, err := startWeb(n.cfg, n.log)
+		w, err := n.startServing()
 		if err != nil {
 			return err
 		}
