@@ -158,7 +158,17 @@ func (n *Node) startServing() (_ *serving, err error) {
 		Log:         n.log,
 	}
 	if s.mover != nil {
-		fc.Move = s.mover.Move
+		fc.Move = func(ctx context.Context, c *net.TCPConn, dest string, reason wire.Reason) (bool, error) {
+			intact, err := s.mover.Move(ctx, c, dest, reason)
+			var te *transfer.Error
+			if errors.As(err, &te) {
+				switch te.Cause {
+				case transfer.CauseUnreachable, transfer.CauseDial, transfer.CauseTimeout, transfer.CauseLost:
+					n.suspects.mark(dest, suspectFor)
+				}
+			}
+			return intact, err
+		}
 	}
 	s.front = front.New(fc)
 
@@ -244,7 +254,40 @@ func (v routeView) Destination(g string, value uint32) (string, bool) {
 	return v.n.Groups().Destination(g, value)
 }
 func (v routeView) Members(g string) []groups.Member { return v.n.Groups().Members(g) }
-func (v routeView) Healthy(id string) bool           { return v.n.ctrl.Serving(id) }
+func (v routeView) Healthy(id string) bool {
+	return !v.n.suspects.is(id) && v.n.ctrl.Serving(id)
+}
+
+// suspectFor is how long a node that did not answer a handoff is passed
+// over by decisions: long enough for gossip to declare a dead node dead,
+// short enough that a slow one gets its share back soon.
+const suspectFor = 5 * time.Second
+
+// suspects are nodes passed over by decisions until a time.
+type suspects struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func (s *suspects) mark(id string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.until == nil {
+		s.until = map[string]time.Time{}
+	}
+	s.until[id] = time.Now().Add(d)
+}
+
+func (s *suspects) is(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.until[id]
+	if ok && time.Now().After(t) {
+		delete(s.until, id)
+		return false
+	}
+	return ok
+}
 
 // excluding is a view in which one node is down: the decision again
 // without a destination that could not be reached.

@@ -48,6 +48,8 @@ type Node struct {
 	checker *health.Checker // nil: no checks configured
 	wake    chan struct{}   // operator changes (drain, weight) for the loop
 
+	suspects suspects // nodes that did not answer a handoff lately
+
 	webMu sync.Mutex
 	web   *serving // nil while the server is stopped (POST /v1/server, a drill)
 

@@ -1,6 +1,8 @@
 package transfer
 
 import (
+	"golang.org/x/sys/unix"
+
 	"context"
 	"errors"
 	"fmt"
@@ -258,6 +260,17 @@ func (m *Mover) exchange(ctx context.Context, peer netip.AddrPort, dest string, 
 		}
 	}
 	lost := func(err error) (wire.Message, bool, error) {
+		// A frame acts only once its MAC, at its end, has arrived. If the
+		// destination's kernel has not acknowledged the frame's last
+		// bytes by now (a dead or unreachable node), the destination
+		// cannot have acted on it: abort the channel connection (a reset
+		// ends our retransmissions, so the frame can never complete
+		// later) and give the connection back.
+		if n := unacked(pc.c); n > 0 {
+			pc.c.SetLinger(0)
+			pc.close()
+			return wire.Message{}, false, fail(CauseUnreachable, fmt.Errorf("%d bytes of the HANDOFF never acknowledged by %v: %w", n, peer, err))
+		}
 		pc.close()
 		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			return wire.Message{}, true, fail(CauseTimeout, fmt.Errorf("no answer within %v: %w", m.c.Timeout, err))
@@ -290,4 +303,20 @@ func (m *Mover) exchange(ctx context.Context, peer netip.AddrPort, dest string, 
 	}
 	m.pool.put(pc)
 	return msg, true, nil
+}
+
+// unacked is how many bytes written to c its peer has not acknowledged
+// (SIOCOUTQ); 0 on error.
+func unacked(c *net.TCPConn) int {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err == nil {
+			n = v
+		}
+	})
+	return n
 }
