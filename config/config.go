@@ -34,6 +34,7 @@ type Config struct {
 	Dataplane DataplaneConfig `yaml:"dataplane"`
 	HTTP      HTTPConfig      `yaml:"http"`
 	Handoff   HandoffConfig   `yaml:"handoff"`
+	Content   ContentConfig   `yaml:"content"`
 	Admin     AdminConfig     `yaml:"admin"`
 	// Gossip, when it has a key, replaces cluster.members: members and
 	// their availability are learnt from the peers.
@@ -241,6 +242,17 @@ type TLSConfig struct {
 // Enabled says whether HTTPS is served.
 func (t TLSConfig) Enabled() bool { return t.Cert != "" || t.Key != "" }
 
+// ContentConfig configures the content distribution system: the node's
+// storage area of published versions and the port peers fetch them from.
+type ContentConfig struct {
+	// Store is the storage area's directory. Default
+	// /var/lib/shoal/<node_id>/store.
+	Store string `yaml:"store"`
+	// Port serves stored objects to cluster members on the node address.
+	// Default 7949.
+	Port int `yaml:"port"`
+}
+
 // HandoffConfig configures the reading module: how the front server reads
 // a request head, and the channels between node addresses that move a
 // connection (handoff) or relay it (fallback).
@@ -346,6 +358,12 @@ func (c *Config) Defaults() {
 	}
 	if c.HTTP.TLS.TicketRotationSec == 0 {
 		c.HTTP.TLS.TicketRotationSec = 3600
+	}
+	if c.Content.Store == "" {
+		c.Content.Store = "/var/lib/shoal/" + c.NodeID + "/store"
+	}
+	if c.Content.Port == 0 {
+		c.Content.Port = 7949
 	}
 	h := &c.Handoff
 	if h.Port == 0 {
@@ -721,6 +739,14 @@ func (c *Config) validateServing(bad func(field, format string, a ...any)) {
 	}
 	if h.Port == h.RelayPort {
 		bad("handoff.relay_port", "%d is also handoff.port", h.RelayPort)
+	}
+	if p := c.Content.Port; p < 1 || p > 65535 {
+		bad("content.port", "%d is not a port", p)
+	} else if p == h.Port || p == h.RelayPort || p == c.Gossip.Port {
+		bad("content.port", "%d is also used by handoff or gossip", p)
+	}
+	if !strings.HasPrefix(c.Content.Store, "/") {
+		bad("content.store", "%q must be an absolute path", c.Content.Store)
 	}
 	if h.FirstBytesMS < 10 || h.FirstBytesMS > 600000 {
 		bad("handoff.first_bytes_ms", "%d must be between 10 and 600000", h.FirstBytesMS)
