@@ -108,4 +108,44 @@ func (n *Node) writeMetrics(w io.Writer) {
 		metrics.WriteCounterUint64(w, "shoal_gossip_packets_sent_total", g.PacketsSent)
 		metrics.WriteCounterUint64(w, "shoal_gossip_packets_received_total", g.PacketsReceived)
 	}
+	n.writeHandoffMetrics(w)
+}
+
+// writeHandoffMetrics writes the reading module's counters: one metric per
+// map of GET /v1/handoffs, labelled by its keys, and the latency histogram.
+func (n *Node) writeHandoffMetrics(w io.Writer) {
+	h := n.handoffs()
+	for _, m := range []struct {
+		name, label string
+		v           map[string]uint64
+	}{
+		{"shoal_front_accepted_total", "listener", h.Accepted},
+		{"shoal_front_refused_total", "reason", h.Refused},
+		{"shoal_front_decisions_total", "decision", h.Decisions},
+		{"shoal_handoff_moved_total", "reason", h.HandedOff},
+		{"shoal_handoff_failures_total", "cause", h.Failures},
+		{"shoal_handoff_adopted_total", "reason", h.Adopted},
+		{"shoal_handoff_channel_refused_total", "reason", h.ChannelRefused},
+		{"shoal_local_served_total", "outcome", h.Served},
+	} {
+		for k, v := range m.v {
+			metrics.WriteCounterUint64(w, fmt.Sprintf(`%s{%s=%q}`, m.name, m.label, k), v)
+		}
+	}
+	metrics.WriteCounterUint64(w, "shoal_relay_started_total", h.Relayed)
+	metrics.WriteCounterUint64(w, "shoal_relay_failed_total", h.RelayFailed)
+	metrics.WriteGaugeUint64(w, "shoal_relay_active", uint64(max(h.RelayActive, 0)))
+	metrics.WriteCounterUint64(w, `shoal_relay_bytes_total{direction="up"}`, h.RelayBytesUp)
+	metrics.WriteCounterUint64(w, `shoal_relay_bytes_total{direction="down"}`, h.RelayBytesDown)
+	metrics.WriteCounterUint64(w, "shoal_front_fallback_local_total", h.FallbackLocal)
+	metrics.WriteCounterUint64(w, "shoal_front_lost_total", h.Lost)
+	metrics.WriteCounterUint64(w, "shoal_front_alternate_total", h.Alternate)
+	metrics.WriteCounterUint64(w, "shoal_front_alternate_local_total", h.AlternateLocal)
+	for _, b := range h.Latency.Buckets {
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_handoff_latency_seconds_bucket{le="%g"}`, b.LeUS/1e6), b.Count)
+	}
+	if len(h.Latency.Buckets) > 0 {
+		metrics.WriteCounterUint64(w, `shoal_handoff_latency_seconds_bucket{le="+Inf"}`, h.Latency.Count)
+		metrics.WriteCounterUint64(w, "shoal_handoff_latency_seconds_count", h.Latency.Count)
+	}
 }
