@@ -23,6 +23,7 @@ func init() {
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "requests", Value: 300, Usage: "fresh-connection requests to send"},
 			&cli.StringFlag{Name: "weights", Value: "1,2,1", Usage: "capacities of the 3 nodes"},
+			&cli.IntFlag{Name: "handoff-requests", Value: 30, Usage: "requests of each kind in the content-groups part"},
 		},
 		Action: runDemo,
 	})
@@ -36,13 +37,24 @@ func runDemo(c *cli.Context) error {
 	if n < 1 || n > 100000 {
 		return badInput("demo: --requests %d must be between 1 and 100000", n)
 	}
+	if h := c.Int("handoff-requests"); h < 1 || h > 10000 {
+		return badInput("demo: --handoff-requests %d must be between 1 and 10000", h)
+	}
 	weights, err := lab.ParseWeights(c.String("weights"), 3)
 	if err != nil {
 		return usageError{err}
 	}
 	ctx, cancel := context.WithTimeout(c.Context, 10*time.Minute)
 	defer cancel()
-	fmt.Printf("shoal demo: 3 nodes with capacities %s share VIP %s; every node sees every packet.\n\n", c.String("weights"), lab.VIP)
+	if err := demoCluster(ctx, n, weights, c.String("weights")); err != nil {
+		return err
+	}
+	return demoGroups(ctx, c.Int("handoff-requests"))
+}
+
+// demoCluster is the L4 part: shares by capacity, a crash, a return.
+func demoCluster(ctx context.Context, n int, weights []float64, weightsFlag string) error {
+	fmt.Printf("shoal demo: 3 nodes with capacities %s share VIP %s; every node sees every packet.\n\n", weightsFlag, lab.VIP)
 	l, err := lab.Up(ctx, lab.Options{Nodes: 3, Weights: weights, Log: os.Stderr})
 	if err != nil {
 		return err
