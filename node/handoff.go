@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,6 +81,7 @@ func (n *Node) startServing() (_ *serving, err error) {
 		}
 	}
 	nodeAddr := n.nodeAddr()
+	vip, _ := netip.ParseAddr(cfg.Cluster.VIP)
 	relayLn, err := listen("handoff.relay_port", net.JoinHostPort(nodeAddr.String(), strconv.Itoa(cfg.Handoff.RelayPort)))
 	if err != nil {
 		return nil, err
@@ -107,13 +110,15 @@ func (n *Node) startServing() (_ *serving, err error) {
 		Self: cfg.NodeID, Content: cfg.HTTP.Content, Upstreams: cfg.HTTP.Upstreams,
 		SessionCookie: cfg.HTTP.SessionCookie, TLS: tlsCfg,
 		Group: func(r *http.Request) string {
+			rq := requestOf(r)
 			var cookies []string
-			for _, c := range r.Cookies() {
+			for _, c := range rq.Cookies {
 				cookies = append(cookies, c.Name)
 			}
-			g, _ := groups.MatchHost(cfg.Groups, r.Host, r.URL.Path, cookies)
+			g, _ := groups.MatchHost(cfg.Groups, rq.Host, rq.Path, cookies)
 			return g
 		},
+		Source: nodeAddr,
 		Serves: func(g string) bool { return serves[g] },
 		Forward: func(r *http.Request) (string, netip.AddrPort, bool) {
 			d := route.Decide(rcfg, view, requestOf(r))
@@ -145,15 +150,22 @@ func (n *Node) startServing() (_ *serving, err error) {
 		Peeker: peek.Peeker{FirstBytes: time.Duration(cfg.Handoff.FirstBytesMS) * time.Millisecond,
 			Head: time.Duration(cfg.Handoff.HeadMS) * time.Millisecond},
 		Decide: func(r front.Request) front.Decision {
-			d := route.Decide(rcfg, view, route.Request(r))
-			return front.Decision(d)
+			if r.Server.Addr() != vip {
+				// The node's own address (health checks, probes, the
+				// operator): served here; only the VIP's connections
+				// can move or be relayed.
+				return front.Decision{Node: cfg.NodeID, Local: true}
+			}
+			return front.Decision(route.Decide(rcfg, view, routeRequest(r)))
 		},
 		Alternate: func(r front.Request, failed string) (front.Decision, bool) {
-			d := route.Decide(rcfg, excluding{view, failed}, route.Request(r))
+			d := route.Decide(rcfg, excluding{view, failed}, routeRequest(r))
 			return front.Decision(d), d.Node != failed
 		},
 		Local:       s.local,
 		RelayAddr:   n.relayAddr,
+		Skip:        n.suspects.is,
+		Source:      nodeAddr,
 		SessionNode: sessionNode,
 		Log:         n.log,
 	}
@@ -220,6 +232,11 @@ func (s *serving) stop() {
 	s.wg.Wait()
 }
 
+// routeRequest is the decision's view of what the front peeked.
+func routeRequest(r front.Request) route.Request {
+	return route.Request{TLS: r.TLS, Path: r.Path, Host: r.Host, Cookies: r.Cookies, SessionNode: r.SessionNode, Client: r.Client}
+}
+
 // sessionNode is the node a TLS ClientHello's ticket names: the first
 // pre_shared_key identity (TLS 1.3), else the session_ticket extension.
 func sessionNode(h *peek.ClientHello) string {
@@ -235,9 +252,19 @@ func sessionNode(h *peek.ClientHello) string {
 	return ""
 }
 
-// requestOf is the routing view of a later request on a connection.
+// requestOf is the routing view of a later request on a connection, the
+// way the front saw the first: the path cleaned as peek cleans it, the
+// SNI as the host on TLS.
 func requestOf(r *http.Request) route.Request {
-	rq := route.Request{Path: r.URL.Path, Host: groups.NormalizeHost(r.Host)}
+	host := r.Host
+	if r.TLS != nil && r.TLS.ServerName != "" {
+		host = r.TLS.ServerName
+	}
+	p := path.Clean("/" + r.URL.Path)
+	if strings.HasSuffix(r.URL.Path, "/") && p != "/" {
+		p += "/"
+	}
+	rq := route.Request{Path: p, Host: groups.NormalizeHost(host)}
 	for _, c := range r.Cookies() {
 		rq.Cookies = append(rq.Cookies, peek.Cookie{Name: c.Name, Value: c.Value})
 	}
@@ -333,9 +360,14 @@ func (n *Node) peerAddr(id string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// memberAt is the member whose node address is a: who may relay to us.
+// memberAt is the other member whose node address is a: who may relay
+// to us (this node's own address is nobody: a local process could
+// otherwise claim any client address in a PROXY line).
 func (n *Node) memberAt(a netip.Addr) (string, bool) {
 	a = a.Unmap()
+	if a == n.nodeAddr() {
+		return "", false
+	}
 	if n.gossip != nil {
 		for _, m := range n.gossip.Members() {
 			if host, _, err := net.SplitHostPort(m.Addr); err == nil && host == a.String() {

@@ -19,7 +19,7 @@ import (
 func (s *Server) handle(cn *conn, isTLS bool) {
 	c := cn.c
 	lc := s.n.listener(isTLS)
-	req := Request{TLS: isTLS, Client: addrPort(c.RemoteAddr())}
+	req := Request{TLS: isTLS, Client: addrPort(c.RemoteAddr()), Server: addrPort(c.LocalAddr())}
 	var err error
 	if isTLS {
 		var hello peek.ClientHello
@@ -140,21 +140,37 @@ func (s *Server) relay(c *net.TCPConn, node string) bool {
 		s.log.Warn("front: no relay address; serving here", "node", node)
 		return false
 	}
+	if s.c.Skip != nil && s.c.Skip(node) {
+		s.n.relayDialFailed.Add(1)
+		s.log.Info("front: not relaying to a node that failed lately", "node", node)
+		return false
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.c.RelayDial)
-	var dialer net.Dialer
+	dialer := net.Dialer{}
+	if s.c.Source.IsValid() {
+		dialer.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(s.c.Source, 0))
+	}
 	up, err := dialer.DialContext(ctx, "tcp", addr.String())
 	cancel()
 	if err == nil {
-		up.SetWriteDeadline(time.Now().Add(s.c.RelayDial))
-		_, err = up.Write(proxyLine(c))
-		up.SetWriteDeadline(time.Time{})
+		// The relay listener answers RelayAck once it has taken the
+		// PROXY line from a member; anything else (it refused us, it
+		// is gone) leaves the client untouched for another try.
+		up.SetDeadline(time.Now().Add(s.c.RelayDial))
+		if _, err = up.Write(proxyLine(c)); err == nil {
+			var ack [1]byte
+			if _, err = io.ReadFull(up, ack[:]); err == nil && ack[0] != RelayAck {
+				err = fmt.Errorf("relay answered %q, not the acknowledgement", ack[0])
+			}
+		}
+		up.SetDeadline(time.Time{})
 		if err != nil {
 			up.Close()
 		}
 	}
 	if err != nil {
 		s.n.relayDialFailed.Add(1)
-		s.log.Warn("front: relay failed to start; serving here", "node", node, "relay", addr, "err", err)
+		s.log.Warn("front: relay failed to start", "node", node, "relay", addr, "err", err)
 		return false
 	}
 	if _, err := relay.Relay(s.ctx, c, up.(*net.TCPConn), relay.Options{Idle: s.c.RelayIdle, Counters: &s.n.relay}); err != nil {

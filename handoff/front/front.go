@@ -30,7 +30,14 @@ type Request struct {
 	SessionNode string
 	// Client is the client's address and port.
 	Client netip.AddrPort
+	// Server is the address and port the client reached (the VIP, or the
+	// node's own address).
+	Server netip.AddrPort
 }
+
+// RelayAck is the byte a relay listener (handoff/local) answers once it
+// accepted a relayed connection's PROXY line.
+const RelayAck = '+'
 
 // Decision says who serves a connection. It has the fields of
 // route.Decision plus NoMember.
@@ -92,6 +99,12 @@ type Config struct {
 	// again without the failed node: another member of the group, or
 	// local. nil or !ok: serve here.
 	Alternate func(r Request, failed string) (Decision, bool)
+	// Skip names nodes not worth a relay attempt now (they failed a
+	// handoff lately); nil: none.
+	Skip func(node string) bool
+	// Source is the address relays are dialled from (the node address);
+	// zero: the kernel's choice.
+	Source netip.Addr
 	// SessionNode names the node that issued the session a ClientHello
 	// resumes ("" if none); nil: TLS sessions route nowhere in particular.
 	SessionNode func(hello *peek.ClientHello) string

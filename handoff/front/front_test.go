@@ -119,6 +119,9 @@ func (r *relayServer) serve() {
 			if err != nil {
 				return
 			}
+			if _, err := c.Write([]byte{RelayAck}); err != nil {
+				return
+			}
 			f := strings.Fields(line)
 			var src, dst netip.AddrPort
 			if len(f) == 6 && f[0] == "PROXY" && f[1] == "TCP4" && strings.HasSuffix(line, "\r\n") {

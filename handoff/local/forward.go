@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -16,7 +17,7 @@ import (
 // far node sees the client's address and a relayed connection per client
 // connection (closed when the client's closes).
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, m *connMeta, node string, addr netip.AddrPort) {
-	tr, err := m.transport(r, addr)
+	tr, err := m.transport(r, addr, s.c.Source)
 	if err != nil {
 		s.n.forwardErrors.Add(1)
 		s.mark(w, m)
@@ -48,7 +49,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, m *connMeta, no
 }
 
 // transport returns the connection's keep-alive transport to addr.
-func (m *connMeta) transport(r *http.Request, addr netip.AddrPort) (*http.Transport, error) {
+func (m *connMeta) transport(r *http.Request, addr netip.AddrPort, source netip.Addr) (*http.Transport, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if tr := m.forward[addr]; tr != nil {
@@ -68,16 +69,26 @@ func (m *connMeta) transport(r *http.Request, addr netip.AddrPort) (*http.Transp
 		return nil, err
 	}
 	d := &net.Dialer{Timeout: upstreamDialTimeout, KeepAlive: 30 * time.Second}
+	if src := source; src.IsValid() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
+	}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			c, err := d.DialContext(ctx, "tcp", addr.String())
 			if err != nil {
 				return nil, err
 			}
+			c.SetDeadline(time.Now().Add(upstreamDialTimeout))
 			if _, err := c.Write(line); err != nil {
 				c.Close()
 				return nil, err
 			}
+			var ack [1]byte
+			if _, err := io.ReadFull(c, ack[:]); err != nil || ack[0] != RelayAck {
+				c.Close()
+				return nil, fmt.Errorf("relay listener %v did not accept the connection (%q, %v)", addr, ack[0], err)
+			}
+			c.SetDeadline(time.Time{})
 			return c, nil
 		},
 		MaxIdleConnsPerHost:   1, // one client connection sends one request at a time

@@ -164,7 +164,13 @@ func TestUpstreamUploadExpectContinue(t *testing.T) {
 		if _, err := client.Write(body); err != nil {
 			t.Fatal(err)
 		}
+		// Both this server (when the handler reads the body) and the
+		// upstream (ReverseProxy forwards 1xx) may say 100 Continue; a
+		// client skips interim responses.
 		resp, got := readResponse(t, br)
+		for resp.StatusCode == http.StatusContinue {
+			resp, got = readResponse(t, br)
+		}
 		if want := fmt.Sprintf("%s %d\n", hex.EncodeToString(sum[:]), len(body)); resp.StatusCode != 200 || string(got) != want {
 			t.Fatalf("upload %d: %d %q, want %q", i, resp.StatusCode, got, want)
 		}
@@ -221,7 +227,7 @@ func TestServeRelay(t *testing.T) {
 		}
 		defer c.Close()
 		// The PROXY line and the request in one segment, as a relay sends them.
-		resp, _ := exchange(t, c, bufio.NewReader(c), proxy+get("/app.cgi"))
+		resp, _ := exchange(t, c, bufio.NewReader(acked(t, c)), proxy+get("/app.cgi"))
 		checkRelayed(t, resp, "http")
 	})
 	t.Run("unknown client", func(t *testing.T) {
@@ -230,7 +236,7 @@ func TestServeRelay(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		resp, _ := exchange(t, c, bufio.NewReader(c), "PROXY UNKNOWN\r\n"+get("/app.cgi"))
+		resp, _ := exchange(t, c, bufio.NewReader(acked(t, c)), "PROXY UNKNOWN\r\n"+get("/app.cgi"))
 		if resp.StatusCode != 200 || resp.Header.Get(HeaderRelay) != "n1" || resp.Header.Get("X-Seen-For") != "127.0.0.1" {
 			t.Fatalf("PROXY UNKNOWN: status %d, headers %v, want served with the relaying socket's address", resp.StatusCode, resp.Header)
 		}
@@ -243,6 +249,10 @@ func TestServeRelay(t *testing.T) {
 		defer c.Close()
 		if _, err := io.WriteString(c, strings.Replace(proxy, " 80\r", " 443\r", 1)); err != nil {
 			t.Fatal(err)
+		}
+		var ack [1]byte
+		if _, err := io.ReadFull(c, ack[:]); err != nil || ack[0] != RelayAck {
+			t.Fatalf("relay acknowledgement %q, %v", ack[0], err)
 		}
 		tc := tls.Client(c, cliTLS)
 		for i := 0; i < 2; i++ {
@@ -481,4 +491,30 @@ func TestShutdownDrains(t *testing.T) {
 	c2, s2 := tcpPair(t, "")
 	s.ServeHTTP(s2, "")
 	waitClosed(t, c2, time.Second)
+}
+
+// acked reads c after checking the relay listener's acknowledgement byte,
+// which comes first.
+func acked(t *testing.T, c net.Conn) io.Reader {
+	return &ackReader{t: t, c: c}
+}
+
+type ackReader struct {
+	t    *testing.T
+	c    net.Conn
+	seen bool
+}
+
+func (a *ackReader) Read(p []byte) (int, error) {
+	if !a.seen {
+		var b [1]byte
+		if _, err := io.ReadFull(a.c, b[:]); err != nil {
+			return 0, err
+		}
+		if b[0] != RelayAck {
+			a.t.Errorf("first byte %q, want the relay acknowledgement %q", b[0], RelayAck)
+		}
+		a.seen = true
+	}
+	return a.c.Read(p)
 }

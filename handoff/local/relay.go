@@ -8,6 +8,11 @@ import (
 	"time"
 )
 
+// RelayAck is the byte the relay listener answers once it has accepted a
+// relayed connection (a member, a valid PROXY line); the relaying side
+// (handoff/front, and Forward here) sends nothing more before it.
+const RelayAck = '+'
+
 // ServeRelay serves the node-address relay listener until ln is closed
 // (Shutdown closes it). Each connection comes from a cluster member
 // (OriginOf of its source address) and starts with a PROXY v1 line naming
@@ -88,6 +93,15 @@ func (s *Server) serveRelayed(c net.Conn) {
 		c.Close()
 		return
 	}
+	// Acknowledge: the relaying node splices only after this byte, so a
+	// refusal above leaves it free to serve the client another way.
+	c.SetWriteDeadline(time.Now().Add(ProxyLineTimeout))
+	if _, err := c.Write([]byte{RelayAck}); err != nil {
+		s.n.relayProxyErrors.Add(1)
+		c.Close()
+		return
+	}
+	c.SetWriteDeadline(time.Time{})
 	w := &conn{Conn: c, meta: &connMeta{relay: origin}, buf: rest}
 	if client.IsValid() { // else PROXY UNKNOWN: the socket's own addresses stand
 		w.remote, w.local = net.TCPAddrFromAddrPort(client), net.TCPAddrFromAddrPort(vip)

@@ -44,6 +44,10 @@ type Config struct {
 	// cluster member that relays it. Nil or !ok: the connection is refused
 	// (only members relay).
 	OriginOf func(remote netip.Addr) (node string, ok bool)
+	// Source is the address forwarded requests are dialled from (the node
+	// address, which the far node's relay listener knows); zero: the
+	// kernel's choice.
+	Source netip.Addr
 	// HandshakeTimeout bounds a TLS handshake and, on the relay listener,
 	// the wait for the first byte after the PROXY line. Default 10 s.
 	HandshakeTimeout time.Duration
