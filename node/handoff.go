@@ -121,6 +121,9 @@ func (n *Node) startServing() (_ *serving, err error) {
 		Source: nodeAddr,
 		Serves: func(g string) bool { return serves[g] },
 		Forward: func(r *http.Request) (string, netip.AddrPort, bool) {
+			if la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); !ok || la.AddrPort().Addr().Unmap() != vip {
+				return "", netip.AddrPort{}, false // the node's own address: served here, as the front does
+			}
 			d := route.Decide(rcfg, view, requestOf(r))
 			if d.Local {
 				return "", netip.AddrPort{}, false
