@@ -49,7 +49,7 @@ type source struct {
 	rng  []string // Range headers received
 }
 
-func serve(t *testing.T, h http.Handler) netip.AddrPort {
+func serve(t testing.TB, h http.Handler) netip.AddrPort {
 	t.Helper()
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
