@@ -127,4 +127,3 @@ func sumReasons(m map[string]uint64) (n uint64) {
 	}
 	return n
 }
-
