@@ -28,13 +28,17 @@ func alive(ids ...string) []Member {
 	return ms
 }
 
-func old() table.Row     { return table.Row{Version: 1, SHA256: sha1, State: table.Available, Holds: true, Gen: 1} }
+func old() table.Row {
+	return table.Row{Version: 1, SHA256: sha1, State: table.Available, Holds: true, Gen: 1}
+}
 func oldUpd() table.Row  { r := old(); r.State = table.Updating; return r }
 func oldUnav() table.Row { r := old(); r.State = table.Unavailable; return r }
 func fetched() table.Row {
 	return table.Row{Version: 2, SHA256: sha2, State: table.Updating, Holds: true, Gen: 2}
 }
-func done() table.Row { return table.Row{Version: 2, SHA256: sha2, State: table.Available, Holds: true, Gen: 3} }
+func done() table.Row {
+	return table.Row{Version: 2, SHA256: sha2, State: table.Available, Holds: true, Gen: 3}
+}
 
 // rowsIn gives the members in rollout order the rows listed, in order.
 func rowsIn(order []string, rs ...table.Row) map[string]table.Row {
@@ -183,4 +187,3 @@ func TestSourcesAndThreshold(t *testing.T) {
 		t.Errorf("no members: %v %v", r, s)
 	}
 }
-
