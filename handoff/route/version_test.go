@@ -143,7 +143,7 @@ func TestDecideVersionProperty(t *testing.T) {
 	nodes := []string{"n1", "n2", "n3", "n4", "n5"}
 	states := []table.State{table.Available, table.Updating, table.Unavailable}
 	moved := map[wire.Reason]int{}
-	for round := 0; round < 400; round++ {
+	for round := 0; round < 150; round++ {
 		var healthy []string
 		for _, n := range nodes {
 			if rng.Intn(5) != 0 {
