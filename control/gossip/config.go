@@ -91,6 +91,28 @@ type Config struct {
 	RefusedLogInterval time.Duration
 
 	Logger *slog.Logger // nil = slog.Default()
+
+	// State, when set, rides on this gossip: its broadcasts leave with
+	// memberlist's gossip, its full state with push/pull, both encrypted
+	// like the rest. nil: no application state (the default).
+	State StateDelegate
+}
+
+// StateDelegate is application state replicated by gossip (the versions
+// update table). memberlist calls it from its packet and push/pull loops:
+// every method must be quick and must not call back into Gossip.
+type StateDelegate interface {
+	// LocalState is the full state sent on push/pull (join is true when
+	// the exchange is part of a Join).
+	LocalState(join bool) []byte
+	// MergeRemoteState merges a peer's full state from push/pull.
+	MergeRemoteState(buf []byte, join bool)
+	// GetBroadcasts returns queued messages to piggyback on gossip, each
+	// costing overhead bytes more, within limit bytes in total.
+	GetBroadcasts(overhead, limit int) [][]byte
+	// NotifyMsg receives one message a peer broadcast. buf is reused
+	// after the call: copy what is kept.
+	NotifyMsg(buf []byte)
 }
 
 func (c *Config) setDefaults() {

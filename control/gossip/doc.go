@@ -29,6 +29,9 @@
 //   - Failure detection is tuned for a LAN (see the Default* constants): a
 //     crashed node disappears from its peers' Members within about a second.
 //     Leave announces a departure so peers drop the node at once.
+//   - Config.State (optional) carries application state on the same
+//     encrypted gossip: its broadcasts piggyback on gossip rounds, its full
+//     state rides every push/pull and join (versions/table uses it).
 //   - memberlist's own log lines are routed to the slog.Logger at their
 //     level.
 //

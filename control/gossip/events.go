@@ -40,10 +40,33 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return slices.Clone(d.g.localEnc)
 }
 
-func (delegate) NotifyMsg([]byte)                           {}
-func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (delegate) LocalState(join bool) []byte                { return nil }
-func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+// The user-state methods forward to Config.State when one is set.
+
+func (d delegate) NotifyMsg(buf []byte) {
+	if s := d.g.cfg.State; s != nil && len(buf) > 0 {
+		s.NotifyMsg(buf)
+	}
+}
+
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	if s := d.g.cfg.State; s != nil {
+		return s.GetBroadcasts(overhead, limit)
+	}
+	return nil
+}
+
+func (d delegate) LocalState(join bool) []byte {
+	if s := d.g.cfg.State; s != nil {
+		return s.LocalState(join)
+	}
+	return nil
+}
+
+func (d delegate) MergeRemoteState(buf []byte, join bool) {
+	if s := d.g.cfg.State; s != nil && len(buf) > 0 {
+		s.MergeRemoteState(buf, join)
+	}
+}
 
 func (d delegate) NotifyJoin(n *memberlist.Node)   { d.g.onAlive(n) }
 func (d delegate) NotifyUpdate(n *memberlist.Node) { d.g.onAlive(n) }

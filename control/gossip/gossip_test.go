@@ -560,3 +560,66 @@ func TestShutdownUnderTraffic(t *testing.T) {
 		}
 	}
 }
+
+// recState is an in-repo StateDelegate that offers one broadcast and a
+// fixed full state, and records what it receives.
+type recState struct {
+	mu       sync.Mutex
+	out      [][]byte
+	local    []byte
+	msgs     [][]byte
+	remote   [][]byte
+	joinSeen bool
+}
+
+func (s *recState) LocalState(join bool) []byte { return s.local }
+func (s *recState) MergeRemoteState(buf []byte, join bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.remote = append(s.remote, slices.Clone(buf))
+	s.joinSeen = s.joinSeen || join
+}
+func (s *recState) GetBroadcasts(overhead, limit int) [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.out
+	s.out = nil
+	return out
+}
+func (s *recState) NotifyMsg(buf []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.msgs = append(s.msgs, slices.Clone(buf))
+}
+
+// TestStateDelegate: Config.State gets the peer's full state on join and
+// the peer's broadcasts; without it (every other test) nothing changes.
+func TestStateDelegate(t *testing.T) {
+	start := func(id string, s *recState, seeds ...string) *Gossip {
+		cfg := testConfig(id, testKey, &recorder{})
+		cfg.Seeds, cfg.State = seeds, s
+		g, err := Start(cfg, Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = g.Shutdown() })
+		return g
+	}
+	sa, sb := &recState{local: []byte("state of a")}, &recState{local: []byte("state of b")}
+	a := start("a", sa)
+	start("b", sb, a.LocalAddr())
+	sa.mu.Lock()
+	sa.out = [][]byte{[]byte("delta from a")}
+	sa.mu.Unlock()
+	waitFor(t, "b to receive a's state and broadcast", func() bool {
+		sb.mu.Lock()
+		defer sb.mu.Unlock()
+		return len(sb.msgs) == 1 && string(sb.msgs[0]) == "delta from a" &&
+			len(sb.remote) > 0 && string(sb.remote[0]) == "state of a" && sb.joinSeen
+	})
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	if len(sa.remote) == 0 || string(sa.remote[0]) != "state of b" {
+		t.Fatalf("a merged %q, want b's state", sa.remote)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/shoal-lb/shoal/control/groups"
 	"github.com/shoal-lb/shoal/handoff/peek"
 	"github.com/shoal-lb/shoal/handoff/wire"
+	"github.com/shoal-lb/shoal/versions/table"
 )
 
 // Request is what the front server knows of a connection before deciding.
@@ -25,6 +26,15 @@ type View interface {
 	groups.Chooser                        // Destination(group, connValue) (node, ok)
 	Members(group string) []groups.Member // the group's members (Availability > 0 = serving)
 	Healthy(node string) bool             // alive and serving (in the cluster table)
+}
+
+// Contents is the part of a View that reads the update table
+// (versions/table.Table.Content has this method). A View that also
+// implements it gets version-aware decisions (rule 2 of the package
+// documentation); one that does not decides as before. rows are by node
+// and must not be modified.
+type Contents interface {
+	Content(path string) (pub table.Publication, rows map[string]table.Row, ok bool)
 }
 
 // Config is this node's part of the decision.
@@ -68,6 +78,17 @@ func Decide(c Config, v View, r Request) Decision {
 			session = node
 		}
 	}
+	value := ConnValue(r.Client)
+	if hasCookie && cookie != "" {
+		value = hash32([]byte(cookie))
+	}
+	if cv, ok := v.(Contents); ok && !r.TLS && r.Path != "" {
+		if pub, rows, ok := cv.Content(r.Path); ok {
+			if d, ok := byVersion(c, v, pub, rows, session, value); ok {
+				return d
+			}
+		}
+	}
 	if session != "" && v.Healthy(session) && (group == "" || serving(v.Members(group), session)) {
 		return decision(c.Self, session, group, wire.ReasonSession)
 	}
@@ -75,10 +96,6 @@ func Decide(c Config, v View, r Request) Decision {
 		return Decision{Node: c.Self, Local: true}
 	}
 
-	value := ConnValue(r.Client)
-	if hasCookie && cookie != "" {
-		value = hash32([]byte(cookie))
-	}
 	members := v.Members(group)
 	node, ok := v.Destination(group, value)
 	if !ok || !v.Healthy(node) || !serving(members, node) {
@@ -88,6 +105,64 @@ func Decide(c Config, v View, r Request) Decision {
 		return Decision{Node: c.Self, Local: true, Group: group, NoMember: true}
 	}
 	return decision(c.Self, node, group, wire.ReasonGroup)
+}
+
+// byVersion is the decision for a published path: among the healthy
+// serving members of the publication's group whose row is available, those
+// with the highest version, then the session node if it is one of them,
+// else the group policy. ok is false when there is no such member.
+func byVersion(c Config, v View, pub table.Publication, rows map[string]table.Row, session string, value uint32) (Decision, bool) {
+	members := v.Members(pub.Group)
+	var cands []groups.Member
+	best := uint64(0)
+	selfMember, selfCand := false, false
+	for _, m := range members {
+		selfMember = selfMember || m.ID == c.Self
+		r, ok := rows[m.ID]
+		if !ok || r.State != table.Available || m.Availability <= 0 || !v.Healthy(m.ID) {
+			continue
+		}
+		if r.Version > best {
+			best, cands = r.Version, cands[:0]
+		}
+		if r.Version == best {
+			cands = append(cands, m)
+		}
+	}
+	if len(cands) == 0 {
+		return Decision{}, false
+	}
+	for _, m := range cands {
+		selfCand = selfCand || m.ID == c.Self
+		if m.ID == session {
+			return decision(c.Self, session, pub.Group, wire.ReasonSession), true
+		}
+	}
+	var node string
+	if policyOf(c.Groups, pub.Group) == groups.ByAvailability {
+		bestAv := 0.0
+		for _, m := range cands { // sorted by ID: ties go to the first
+			if m.Availability > bestAv {
+				node, bestAv = m.ID, m.Availability
+			}
+		}
+	} else {
+		node, _ = rendezvous(v, cands, value)
+	}
+	reason := wire.ReasonGroup
+	if selfMember && !selfCand {
+		reason = wire.ReasonVersion
+	}
+	return decision(c.Self, node, pub.Group, reason), true
+}
+
+func policyOf(defs []groups.Group, group string) groups.Policy {
+	for _, g := range defs {
+		if g.Name == group {
+			return g.Policy
+		}
+	}
+	return groups.ByHash
 }
 
 func decision(self, node, group string, reason wire.Reason) Decision {
