@@ -47,7 +47,7 @@ func TestWireIsSnakeCase(t *testing.T) {
 			walk(path+"."+name, f.Type)
 		}
 	}
-	for _, v := range []any{Status{}, Stats{}, Ranges{}, []GroupStatus{}, Health{}, []Flow{}, Handoffs{}} {
+	for _, v := range []any{Status{}, Stats{}, Ranges{}, []GroupStatus{}, Health{}, []Flow{}, Handoffs{}, Content{}, Publication{}} {
 		ty := reflect.TypeOf(v)
 		walk(ty.String(), ty)
 	}

@@ -24,6 +24,12 @@ const (
 	PathServer = "/v1/server"
 	// PathHandoffs is the reading module's counters (Handoffs).
 	PathHandoffs = "/v1/handoffs"
+	// PathContent is the update table as this node sees it (Content);
+	// ?path=P for one path.
+	PathContent = "/v1/content"
+	// PathContentPublish publishes a new version (POST, the content as
+	// the body; query path, group, threshold, batch): a Publication.
+	PathContentPublish = "/v1/content/publish"
 	PathMetrics  = "/metrics"
 )
 
@@ -224,4 +230,75 @@ type Latency struct {
 type LatencyBucket struct {
 	LeUS  float64 `json:"le_us"`
 	Count uint64  `json:"count"`
+}
+
+// Content is GET /v1/content: every published path, and each node's word
+// on it, as this node's update table has it.
+type Content struct {
+	NodeID string        `json:"node_id"`
+	Paths  []ContentPath `json:"paths"`
+	// Fetch counts this node's transfers from peers.
+	Fetch ContentFetch `json:"fetch"`
+	// TableRejected counts update-table messages from peers refused, by
+	// reason.
+	TableRejected map[string]uint64 `json:"table_rejected,omitempty"`
+}
+
+// ContentPath is one published path: its publication, the rollout's
+// progress and every node's row.
+type ContentPath struct {
+	Path      string `json:"path"`
+	Version   uint64 `json:"version"`
+	SHA256    string `json:"sha256"`
+	Size      int64  `json:"size"`
+	Group     string `json:"group"`
+	Threshold int    `json:"threshold"`
+	Batch     int    `json:"batch"`
+	Publisher string `json:"publisher"`
+	// Members is the group's alive members; Done those available at
+	// Version; Share is Done/Members; ThresholdReached says whether older
+	// copies are now unavailable.
+	Members          int     `json:"members"`
+	Done             int     `json:"done"`
+	Share            float64 `json:"share"`
+	ThresholdReached bool    `json:"threshold_reached"`
+	// FetchFailures counts this node's failed fetches of the path.
+	FetchFailures uint64        `json:"fetch_failures"`
+	Nodes         []ContentNode `json:"nodes"`
+}
+
+// ContentNode is one node's row for a path.
+type ContentNode struct {
+	Node    string `json:"node"`
+	Version uint64 `json:"version"`
+	// State: available, updating or unavailable.
+	State string `json:"state"`
+	// Holds: the node has the version's object and serves it to peers.
+	Holds bool `json:"holds"`
+	// Alive: an alive member of the publication's group; Round its round
+	// in the rollout order (-1 outside it).
+	Alive bool `json:"alive"`
+	Round int  `json:"round"`
+}
+
+// ContentFetch counts transfers of objects from peers.
+type ContentFetch struct {
+	Fetches     uint64            `json:"fetches"`
+	Fetched     uint64            `json:"fetched"`
+	Failed      uint64            `json:"failed"`
+	Bytes       uint64            `json:"bytes"`
+	BytesPerSec float64           `json:"bytes_per_sec"`
+	Failures    map[string]uint64 `json:"failures"`
+}
+
+// Publication is POST /v1/content/publish's answer.
+type Publication struct {
+	Path      string `json:"path"`
+	Version   uint64 `json:"version"`
+	SHA256    string `json:"sha256"`
+	Size      int64  `json:"size"`
+	Group     string `json:"group"`
+	Threshold int    `json:"threshold"`
+	Batch     int    `json:"batch"`
+	Publisher string `json:"publisher"`
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/shoal-lb/shoal/api"
 	"github.com/shoal-lb/shoal/config"
+	"github.com/shoal-lb/shoal/control/groups"
 	"github.com/shoal-lb/shoal/control/health"
 	"github.com/shoal-lb/shoal/control/ranges"
 )
@@ -28,6 +29,13 @@ func ConfigPath(id string) string { return filepath.Join(StateDir, id+".yaml") }
 func PIDPath(id string) string    { return filepath.Join(StateDir, id+".pid") }
 func LogPath(id string) string    { return filepath.Join(StateDir, id+".log") }
 func SocketPath(id string) string { return filepath.Join(StateDir, id+".sock") }
+
+// StorePath is node id's storage area of published versions
+// (content.store); it survives a node's restart, not lab down.
+func StorePath(id string) string { return filepath.Join(StateDir, "store", id) }
+
+// GroupAll is the group every lab defines, holding every node.
+const GroupAll = "all"
 
 // proc is a node process started by this process. A goroutine waits for it,
 // so it never lingers as a zombie and readiness can notice an early exit.
@@ -122,6 +130,14 @@ func (l *Lab) buildConfig(k int) *config.Config {
 		Admin: config.AdminConfig{Socket: SocketPath(id),
 			Listen: fmt.Sprintf("%s:%d", NodeIP(k), AdminPort), TokenFile: TokenPath},
 	}
+	// Every lab has group "all", holding every node: a target for
+	// published content (docs/versions.md). Presets add theirs.
+	c.Groups = []groups.Group{{Name: GroupAll}}
+	c.MemberOf = []string{GroupAll}
+	for i := range c.Cluster.Members {
+		c.Cluster.Members[i].Groups = []string{GroupAll}
+	}
+	c.Content.Store = StorePath(id)
 	l.applyPreset(k, c)
 	if l.opts.Configure != nil {
 		l.opts.Configure(id, c)

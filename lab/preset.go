@@ -132,11 +132,11 @@ func (l *Lab) applyPreset(k int, c *config.Config) {
 		return
 	}
 	id := NodeID(k)
-	c.Groups = PresetGroupDefs()
+	c.Groups = append(c.Groups, PresetGroupDefs()...)
 	setHosts(c.Groups)
-	c.MemberOf = PresetMemberOf(k)
+	c.MemberOf = append(c.MemberOf, PresetMemberOf(k)...)
 	for i := range c.Cluster.Members { // static mode: the member list says it too
-		c.Cluster.Members[i].Groups = PresetMemberOf(i + 1)
+		c.Cluster.Members[i].Groups = append(c.Cluster.Members[i].Groups, PresetMemberOf(i+1)...)
 		c.Cluster.Members[i].Address = NodeIP(i + 1)
 	}
 	c.HTTP.Content = l.ContentDirOf(k)

@@ -61,13 +61,14 @@ func validConfig(t *testing.T, l *Lab, k int) *config.Config {
 // cookie and TLS files are as docs/lab.md states, in gossip and static mode
 // and with a fourth node that joins no group.
 func TestPresetGroupsConfigs(t *testing.T) {
-	wantMember := map[string][]string{"n1": {"html"}, "n2": {"html", "cgi"}, "n3": {"cgi"}, "n4": nil}
+	wantMember := map[string][]string{"n1": {"all", "html"}, "n2": {"all", "html", "cgi"}, "n3": {"all", "cgi"}, "n4": {"all"}}
+	wantDefs := append([]groups.Group{{Name: GroupAll}}, PresetGroupDefs()...)
 	for _, static := range []bool{false, true} {
 		l := presetLab(t, 4, static)
 		for k := 1; k <= 4; k++ {
 			id := NodeID(k)
 			c := validConfig(t, l, k)
-			if !slices.EqualFunc(c.Groups, PresetGroupDefs(), func(a, b groups.Group) bool {
+			if !slices.EqualFunc(c.Groups, wantDefs, func(a, b groups.Group) bool {
 				return a.Name == b.Name && slices.Equal(a.Paths, b.Paths) && a.Policy == b.Policy
 			}) {
 				t.Errorf("%s groups %+v", id, c.Groups)
@@ -106,10 +107,11 @@ func TestPresetGroupsConfigs(t *testing.T) {
 			}
 		}
 	}
-	// Without a preset nothing changes: the shared content, no groups.
+	// Without a preset: the shared content and group "all" alone.
 	l := &Lab{opts: Options{Nodes: 3, Weights: []float64{1, 1, 1}}}
 	c := validConfig(t, l, 2)
-	if c.HTTP.Content != ContentDir || c.Groups != nil || c.HTTP.Upstreams != nil || c.HTTP.TLS.Enabled() || c.HTTP.SessionCookie != "" {
+	if c.HTTP.Content != ContentDir || len(c.Groups) != 1 || c.Groups[0].Name != GroupAll || !slices.Equal(c.MemberOf, []string{GroupAll}) ||
+		c.HTTP.Upstreams != nil || c.HTTP.TLS.Enabled() || c.HTTP.SessionCookie != "" || c.Content.Store != StorePath("n2") {
 		t.Errorf("no preset: %+v groups %v", c.HTTP, c.Groups)
 	}
 }

@@ -3,12 +3,14 @@ package node
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/shoal-lb/shoal/api"
@@ -131,6 +133,30 @@ func startAdmin(n *Node) (*admin, error) {
 	})
 	mux.HandleFunc("GET "+api.PathHealth, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.health()) })
 	mux.HandleFunc("GET "+api.PathGroups, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.groupStatus()) })
+	mux.HandleFunc("GET "+api.PathContent, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, n.versions.status(r.URL.Query().Get("path")))
+	})
+	mux.HandleFunc("POST "+api.PathContentPublish, func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		threshold, batch := 50, 1
+		for name, dst := range map[string]*int{"threshold": &threshold, "batch": &batch} {
+			if s := q.Get(name); s != "" {
+				v, err := strconv.Atoi(s)
+				if err != nil {
+					http.Error(w, fmt.Sprintf("%s: %q is not a number", name, s), http.StatusBadRequest)
+					return
+				}
+				*dst = v
+			}
+		}
+		pub, code, err := n.versions.Publish(q.Get("path"), q.Get("group"), threshold, batch, r)
+		if err != nil {
+			http.Error(w, err.Error(), code)
+			return
+		}
+		writeJSON(w, api.Publication{Path: pub.Path, Version: pub.Version, SHA256: hex.EncodeToString(pub.SHA256[:]),
+			Size: pub.Size, Group: pub.Group, Threshold: pub.Threshold, Batch: pub.Batch, Publisher: pub.Publisher})
+	})
 	mux.HandleFunc("GET "+api.PathHandoffs, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.handoffs()) })
 	// The status page and its live feed (package ui), read-only.
 	page := ui.New(uiSource{n})

@@ -41,10 +41,14 @@ func (n *Node) startGossip(meta gossip.Meta) (*gossip.Gossip, error) {
 		return nil, inputErr("%v", err)
 	}
 	addr := netip.MustParsePrefix(cfg.Interface.Address).Addr().String()
-	g, err := gossip.Start(gossip.Config{
+	gc := gossip.Config{
 		NodeID: cfg.NodeID, BindAddr: addr, BindPort: cfg.Gossip.Port,
 		Seeds: cfg.Gossip.Seeds, Key: key, Logger: n.log,
-	}, meta)
+	}
+	if n.versions != nil && n.versions.gossip != nil {
+		gc.State = n.versions.gossip // the update table rides on gossip
+	}
+	g, err := gossip.Start(gc, meta)
 	if err != nil {
 		if errors.Is(err, gossip.ErrWrongKey) || errors.Is(err, gossip.ErrNodeIDConflict) {
 			return nil, inputErr("gossip: %v", err)

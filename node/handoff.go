@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/shoal-lb/shoal/versions/table"
 	"net"
 	"net/http"
 	"net/netip"
@@ -131,8 +132,9 @@ func (n *Node) startServing() (_ *serving, err error) {
 			a, ok := n.relayAddr(d.Node)
 			return d.Node, a, ok
 		},
-		OriginOf: n.memberAt,
-		Log:      n.log,
+		OriginOf:  n.memberAt,
+		Published: n.versions.published,
+		Log:       n.log,
 	})
 	if err != nil {
 		return nil, inputErr("http: %v", err)
@@ -284,6 +286,11 @@ func (v routeView) Destination(g string, value uint32) (string, bool) {
 	return v.n.Groups().Destination(g, value)
 }
 func (v routeView) Members(g string) []groups.Member { return v.n.Groups().Members(g) }
+
+// Content makes decisions version-aware (route.Contents): the update table.
+func (v routeView) Content(p string) (table.Publication, map[string]table.Row, bool) {
+	return v.n.versions.table.Content(p)
+}
 func (v routeView) Healthy(id string) bool {
 	return !v.n.suspects.is(id) && v.n.ctrl.Serving(id)
 }

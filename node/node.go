@@ -49,6 +49,7 @@ type Node struct {
 	wake    chan struct{}   // operator changes (drain, weight) for the loop
 
 	suspects suspects // nodes that did not answer a handoff lately
+	versions *versionsSvc
 
 	webMu sync.Mutex
 	web   *serving // nil while the server is stopped (POST /v1/server, a drill)
@@ -87,6 +88,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		go func() { defer close(done); n.checker.Run(hctx) }()
 		onExit(func() { stopHealth(); <-done })
 	}
+	if err := n.openVersions(); err != nil {
+		return err
+	}
+	onExit(func() { n.versions.stop() })
 	agent, err := n.newAgent()
 	if err != nil {
 		return err
@@ -137,6 +142,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		}
 		n.gossip.Shutdown()
+	}
+	if err := n.versions.start(); err != nil {
+		stopGossip(false)
+		return err
 	}
 	if err := n.setServer(true); err != nil {
 		stopGossip(false)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -56,12 +57,73 @@ func newApp() *cli.App {
 }
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
+	app := newApp()
+	if err := app.Run(interspersed(app.Commands, os.Args)); err != nil {
 		fmt.Fprintf(os.Stderr, "shoal: %v\n", err)
 		var u usageError
-		if errors.As(err, &u) {
+		if errors.As(err, &u) || strings.HasPrefix(err.Error(), "Required flag") {
 			os.Exit(2)
 		}
 		os.Exit(1)
 	}
+}
+
+// interspersed moves the flags of a leaf command before its positional
+// arguments, so that `shoal content publish /page.html --from F --group G`
+// parses as written (urfave/cli stops at the first positional argument).
+// A flag that takes a value takes the next word unless written name=value;
+// "--" ends the flags.
+func interspersed(cmds []*cli.Command, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	i := 1
+	var leaf *cli.Command
+	for i < len(args) {
+		var next *cli.Command
+		for _, c := range cmds {
+			if c.HasName(args[i]) {
+				next = c
+			}
+		}
+		if next == nil {
+			break
+		}
+		leaf, cmds = next, next.Subcommands
+		i++
+	}
+	if leaf == nil || len(leaf.Subcommands) > 0 || leaf.SkipFlagParsing {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range leaf.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var flags, positional []string
+	rest := args[i:]
+	for j := 0; j < len(rest); j++ {
+		a := rest[j]
+		switch {
+		case a == "--":
+			positional = append(positional, rest[j+1:]...)
+			j = len(rest)
+		case len(a) > 1 && a[0] == '-':
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && takesValue[name] && j+1 < len(rest) {
+				flags = append(flags, rest[j+1])
+				j++
+			}
+		default:
+			positional = append(positional, a)
+		}
+	}
+	out := append(append([]string{}, args[:i]...), flags...)
+	if len(positional) > 0 {
+		out = append(append(out, "--"), positional...)
+	}
+	return out
 }

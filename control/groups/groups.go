@@ -54,9 +54,6 @@ func Validate(gs []Group) error {
 			return fmt.Errorf("%s.name: %q defined twice", f, g.Name)
 		}
 		seen[g.Name] = true
-		if len(g.Paths) == 0 && len(g.Cookies) == 0 && len(g.Hosts) == 0 {
-			return fmt.Errorf("%s: group %q has no paths, cookies or hosts: it would match nothing", f, g.Name)
-		}
 		for j, p := range g.Paths {
 			if _, err := path.Match(p, "/x"); err != nil || p == "" {
 				return fmt.Errorf("%s.paths[%d]: %q is not a valid glob", f, j, p)

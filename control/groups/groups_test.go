@@ -106,7 +106,6 @@ func TestValidate(t *testing.T) {
 	for _, bad := range [][]Group{
 		{{Name: "a b", Paths: []string{"*"}}},
 		{{Name: "a", Paths: []string{"*"}}, {Name: "a", Paths: []string{"*"}}},
-		{{Name: "a"}},
 		{{Name: "a", Paths: []string{"["}}},
 		{{Name: "a", Cookies: []string{"x=y"}}},
 		{{Name: "a", Paths: []string{"*"}, Policy: "random"}},
@@ -114,6 +113,21 @@ func TestValidate(t *testing.T) {
 		if err := Validate(bad); err == nil || !strings.Contains(err.Error(), "groups[") {
 			t.Errorf("%+v: %v", bad, err)
 		}
+	}
+}
+
+// TestGroupWithoutRules: a group with no rules matches no request by
+// itself; it is a target for published content (every lab's group "all").
+func TestGroupWithoutRules(t *testing.T) {
+	gs := []Group{{Name: "all"}, {Name: "html", Paths: []string{"*.html"}}}
+	if err := Validate(gs); err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := Match(gs, "/index.html", nil); !ok || g != "html" {
+		t.Fatalf("Match = %q, %v; want html", g, ok)
+	}
+	if g, ok := Match(gs, "/x", nil); ok {
+		t.Fatalf("Match = %q: a group without rules matched", g)
 	}
 }
 

@@ -22,6 +22,9 @@ type Counters struct {
 	// TLSFailures: TLS handshakes that failed or timed out (or TLS with no
 	// certificate configured).
 	TLSFailures uint64
+	// Versioned: requests answered with a published version from here;
+	// VersionUnavailable: published paths no node could serve (503).
+	Versioned, VersionUnavailable uint64
 }
 
 type counters struct {
@@ -31,6 +34,7 @@ type counters struct {
 	upstreamErrors, forwardErrors            atomic.Uint64
 	relayProxyErrors, relayUnknown           atomic.Uint64
 	TLSFailures                              atomic.Uint64
+	versioned, versionUnavailable            atomic.Uint64
 }
 
 func (n *counters) conns(origin, relay string) *atomic.Uint64 {
@@ -53,5 +57,6 @@ func (s *Server) Counters() Counters {
 		UpstreamErrors: n.upstreamErrors.Load(), ForwardErrors: n.forwardErrors.Load(),
 		RelayProxyErrors: n.relayProxyErrors.Load(), RelayUnknown: n.relayUnknown.Load(),
 		TLSFailures: n.TLSFailures.Load(),
+		Versioned:   n.versioned.Load(), VersionUnavailable: n.versionUnavailable.Load(),
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 )
 
 // The response headers shoal writes.
@@ -11,6 +12,7 @@ const (
 	HeaderNode    = "X-Shoal-Node"    // the node that served the request
 	HeaderHandoff = "X-Shoal-Handoff" // the node that handed the connection off to it
 	HeaderRelay   = "X-Shoal-Relay"   // the node that relayed the connection (or forwarded the request) to it
+	HeaderVersion = "X-Shoal-Version" // the version of published content served
 )
 
 // handle serves one request: a local upstream for its group, else another
@@ -26,6 +28,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	group := ""
 	if s.c.Group != nil {
 		group = s.c.Group(r)
+	}
+	if s.c.Published != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		if s.servePublished(rec, r, m) {
+			return
+		}
 	}
 	if u := s.upstream[group]; u != nil && group != "" {
 		s.mark(rec, m)
@@ -109,3 +116,38 @@ func (w *recorder) ReadFrom(r io.Reader) (int64, error) {
 }
 
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// servePublished serves a published path: its version from here, or from
+// the node Forward names when this node serves no version of it now. It
+// reports whether it answered; unpublished paths go on as before.
+func (s *Server) servePublished(w *recorder, r *http.Request, m *connMeta) bool {
+	p := s.c.Published(r)
+	switch p.Status {
+	case PublishedHere:
+		defer p.File.Close()
+		s.mark(w, m)
+		s.n.versioned.Add(1)
+		h := w.Header()
+		h.Set(HeaderVersion, strconv.FormatUint(p.Version, 10))
+		h.Set("ETag", p.ETag)
+		http.ServeContent(w, r, p.Name, p.ModTime, p.File)
+		return true
+	case PublishedElsewhere:
+		if m.relay == "" && s.c.Forward != nil {
+			if node, addr, ok := s.c.Forward(r); ok && node != s.c.Self {
+				if m.origin != "" {
+					w.Header().Set(HeaderHandoff, m.origin)
+				}
+				s.n.forwarded.Add(1)
+				s.forward(w, r, m, node, addr)
+				return true
+			}
+		}
+		s.mark(w, m)
+		s.n.versionUnavailable.Add(1)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, fmt.Sprintf("shoal node %s: no node serves a version of %s right now", s.c.Self, r.URL.Path), http.StatusServiceUnavailable)
+		return true
+	}
+	return false
+}

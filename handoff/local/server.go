@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 )
@@ -44,6 +45,13 @@ type Config struct {
 	// cluster member that relays it. Nil or !ok: the connection is refused
 	// (only members relay).
 	OriginOf func(remote netip.Addr) (node string, ok bool)
+	// Published, if set, says whether a GET or HEAD request's path is
+	// content published by the content distribution system (versions/)
+	// and, when this node serves a version of it, opens that version:
+	// served with X-Shoal-Version and its ETag (conditional requests and
+	// ranges as for any file). A path published but not served here is
+	// forwarded (Forward), or answered 503 with Retry-After.
+	Published func(r *http.Request) Published
 	// Source is the address forwarded requests are dialled from (the node
 	// address, which the far node's relay listener knows); zero: the
 	// kernel's choice.
@@ -53,6 +61,29 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// Log receives warnings; nil discards.
 	Log *slog.Logger
+}
+
+// PublishedStatus says where a published path is served.
+type PublishedStatus int
+
+// Where a path is served.
+const (
+	NotPublished       PublishedStatus = iota // not published content: served as any path
+	PublishedHere                             // this node serves a version: Published.File
+	PublishedElsewhere                        // published, but this node serves no version now
+)
+
+// Published is Config.Published's answer.
+type Published struct {
+	Status PublishedStatus
+	// For PublishedHere: the open file (the server closes it), its
+	// version, entity tag, modification time and name (for the
+	// Content-Type by extension).
+	File    *os.File
+	Version uint64
+	ETag    string
+	ModTime time.Time
+	Name    string
 }
 
 // ProxyLineTimeout bounds the wait for a relayed connection's PROXY line.

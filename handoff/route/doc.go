@@ -11,7 +11,9 @@
 //     group, whatever rule 1 matched: the candidates are the group's
 //     Healthy serving members whose row is available, of those the ones at
 //     the highest version; the session node (rule 3) if it is one of
-//     them, else the group policy over the candidates (hash: rendezvous of
+//     them, else this node if it is one (every candidate serves the same
+//     bytes: a move would buy nothing), else the group policy over the
+//     candidates (hash: rendezvous of
 //     (value, node ID) with the value of rule 5; availability: the
 //     highest, ties to the lowest ID). Reason: ReasonVersion when this
 //     node is a member of the group but not a candidate (it lacks the

@@ -138,6 +138,12 @@ func byVersion(c Config, v View, pub table.Publication, rows map[string]table.Ro
 			return decision(c.Self, session, pub.Group, wire.ReasonSession), true
 		}
 	}
+	// Every candidate serves the same bytes: a candidate that holds the
+	// connection serves it (no move buys anything); the cluster table
+	// already spread connections by capacity.
+	if selfCand {
+		return Decision{Node: c.Self, Local: true, Group: pub.Group}, true
+	}
 	var node string
 	if policyOf(c.Groups, pub.Group) == groups.ByAvailability {
 		bestAv := 0.0
