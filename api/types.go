@@ -30,7 +30,7 @@ const (
 	// PathContentPublish publishes a new version (POST, the content as
 	// the body; query path, group, threshold, batch): a Publication.
 	PathContentPublish = "/v1/content/publish"
-	PathMetrics  = "/metrics"
+	PathMetrics        = "/metrics"
 )
 
 // Flow is one entry of GET /v1/flows.
