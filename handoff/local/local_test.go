@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -517,4 +519,81 @@ func (a *ackReader) Read(p []byte) (int, error) {
 		a.seen = true
 	}
 	return a.c.Read(p)
+}
+
+// TestPublished: a published path served here carries its version and
+// ETag, answers conditional and range requests like a file; one published
+// but not served here is forwarded to the node Forward names, and with no
+// such node answered 503 with Retry-After; an unpublished path is served
+// as before.
+func TestPublished(t *testing.T) {
+	dir, _ := content(t)
+	obj := filepath.Join(t.TempDir(), "v2")
+	if err := os.WriteFile(obj, []byte("version two\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	published := func(where PublishedStatus) func(r *http.Request) Published {
+		return func(r *http.Request) Published {
+			if r.URL.Path != "/news.html" {
+				return Published{}
+			}
+			if where != PublishedHere {
+				return Published{Status: where}
+			}
+			f, err := os.Open(obj)
+			if err != nil {
+				t.Error(err)
+				return Published{}
+			}
+			return Published{Status: PublishedHere, File: f, Version: 2, ETag: `"v2-abc"`, ModTime: time.Unix(1e9, 0), Name: "news.html"}
+		}
+	}
+	far := newServer(t, Config{Self: "n2", Content: dir, Published: published(PublishedHere), OriginOf: only("127.0.0.1", "n1")})
+	farRelay := relayListener(t, far)
+	near := newServer(t, Config{Self: "n1", Content: dir, Published: published(PublishedElsewhere),
+		Forward: func(*http.Request) (string, netip.AddrPort, bool) { return "n2", farRelay, true }})
+	none := newServer(t, Config{Self: "n3", Content: dir, Published: published(PublishedElsewhere)})
+
+	client, server := tcpPair(t, "")
+	far.ServeHTTP(server, "")
+	br := bufio.NewReader(client)
+	resp, body := exchange(t, client, br, get("/news.html"))
+	if resp.StatusCode != 200 || string(body) != "version two\n" || resp.Header.Get(HeaderVersion) != "2" ||
+		resp.Header.Get("ETag") != `"v2-abc"` || resp.Header.Get(HeaderNode) != "n2" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("served here: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	resp, _ = exchange(t, client, br, "GET /news.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"v2-abc\"\r\n\r\n")
+	if resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("If-None-Match with the ETag: %d, want 304", resp.StatusCode)
+	}
+	resp, body = exchange(t, client, br, "GET /news.html HTTP/1.1\r\nHost: x\r\nRange: bytes=8-\r\n\r\n")
+	if resp.StatusCode != http.StatusPartialContent || string(body) != "two\n" {
+		t.Fatalf("range: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := exchange(t, client, br, get("/page.html")); resp.StatusCode != 200 || resp.Header.Get(HeaderVersion) != "" || string(body) != "<p>page</p>\n" {
+		t.Fatalf("an unpublished path: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+
+	client, server = tcpPair(t, "")
+	near.ServeHTTP(server, "")
+	resp, body = exchange(t, client, bufio.NewReader(client), get("/news.html"))
+	if resp.StatusCode != 200 || string(body) != "version two\n" || resp.Header.Get(HeaderNode) != "n2" || resp.Header.Get(HeaderRelay) != "n1" {
+		t.Fatalf("published elsewhere: %d %q %v, want forwarded to n2", resp.StatusCode, body, resp.Header)
+	}
+
+	client, server = tcpPair(t, "")
+	none.ServeHTTP(server, "")
+	resp, _ = exchange(t, client, bufio.NewReader(client), get("/news.html"))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("published nowhere reachable: %d %v, want 503 with Retry-After", resp.StatusCode, resp.Header)
+	}
+	if c := near.Counters(); c.Forwarded != 1 {
+		t.Errorf("near counters %+v", c)
+	}
+	if c := far.Counters(); c.Versioned != 4 { // 200, 304, 206, and the request near forwarded
+		t.Errorf("far counters %+v", c)
+	}
+	if c := none.Counters(); c.VersionUnavailable != 1 {
+		t.Errorf("none counters %+v", c)
+	}
 }
