@@ -340,7 +340,14 @@ func logTail(id string) string {
 // is really that node: pids are reused, and a stale pid file must never make
 // the lab signal an unrelated process.
 func nodePID(id string) (int, bool) {
-	raw, err := os.ReadFile(PIDPath(id))
+	return pidFileProcess(PIDPath(id), "\x00"+ConfigPath(id))
+}
+
+// pidFileProcess returns the pid in pidFile if that process is alive and
+// its command line (NUL-separated) contains marker: a reused pid is never
+// taken for ours.
+func pidFileProcess(pidFile, marker string) (int, bool) {
+	raw, err := os.ReadFile(pidFile)
 	if err != nil {
 		return 0, false
 	}
@@ -349,7 +356,7 @@ func nodePID(id string) (int, bool) {
 		return 0, false
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmdline), "\x00"+ConfigPath(id)) {
+	if err != nil || !strings.Contains(string(cmdline), marker) {
 		return 0, false
 	}
 	return pid, true

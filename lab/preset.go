@@ -292,19 +292,7 @@ func startApp(ctx context.Context, bin, id string, logf func(string, ...any)) er
 // appPID returns the pid in node id's app pid file if that process is alive
 // and is that app (a reused pid is never signalled).
 func appPID(id string) (int, bool) {
-	raw, err := os.ReadFile(AppPIDPath(id))
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || pid <= 0 || !alive(pid) {
-		return 0, false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmdline), "\x00app\x00--listen\x00unix:"+AppSocket(id)+"\x00") {
-		return 0, false
-	}
-	return pid, true
+	return pidFileProcess(AppPIDPath(id), "\x00app\x00--listen\x00unix:"+AppSocket(id)+"\x00")
 }
 
 // appPIDs lists the live lab apps recorded in StateDir.

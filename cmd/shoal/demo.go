@@ -120,6 +120,24 @@ func (a demoAnswer) String() string {
 // demoRequests runs curl in the client namespace, four at a time.
 func demoRequests(ctx context.Context, n int) []demoAnswer {
 	out := make([]demoAnswer, n)
+	fourAtATime(n, func(i int) {
+		var so, se bytes.Buffer
+		cmd := lab.Exec(ctx, "client", "curl", "-sS", "--max-time", "10", "-H", "Connection: close",
+			"-o", "/dev/null", "-w", "%{http_code} %header{x-shoal-node}", "http://"+lab.VIP+"/obj/1k")
+		cmd.Stdout, cmd.Stderr = &so, &se
+		err := cmd.Run()
+		var a demoAnswer
+		fmt.Sscanf(so.String(), "%d %s", &a.code, &a.node)
+		if err != nil || a.code != 200 {
+			a.node, a.err = "", strings.TrimSpace(se.String()+" "+so.String())
+		}
+		out[i] = a
+	})
+	return out
+}
+
+// fourAtATime runs f(0..n-1) on four goroutines and waits.
+func fourAtATime(n int, f func(i int)) {
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for w := 0; w < 4; w++ {
@@ -127,17 +145,7 @@ func demoRequests(ctx context.Context, n int) []demoAnswer {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				var so, se bytes.Buffer
-				cmd := lab.Exec(ctx, "client", "curl", "-sS", "--max-time", "10", "-H", "Connection: close",
-					"-o", "/dev/null", "-w", "%{http_code} %header{x-shoal-node}", "http://"+lab.VIP+"/obj/1k")
-				cmd.Stdout, cmd.Stderr = &so, &se
-				err := cmd.Run()
-				var a demoAnswer
-				fmt.Sscanf(so.String(), "%d %s", &a.code, &a.node)
-				if err != nil || a.code != 200 {
-					a.node, a.err = "", strings.TrimSpace(se.String()+" "+so.String())
-				}
-				out[i] = a
+				f(i)
 			}
 		}()
 	}
@@ -146,7 +154,6 @@ func demoRequests(ctx context.Context, n int) []demoAnswer {
 	}
 	close(next)
 	wg.Wait()
-	return out
 }
 
 // demoRound sends n requests and prints who answered beside the table.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 
 	"github.com/shoal-lb/shoal/api"
@@ -112,35 +111,22 @@ type demoHop struct{ node, origin string }
 // reads X-Shoal-Node and X-Shoal-Handoff.
 func demoCurl(ctx context.Context, n int, args []string) []demoHop {
 	out := make([]demoHop, n)
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				argv := append([]string{"curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w",
-					"%{http_code} %header{x-shoal-node} %header{x-shoal-handoff}"}, args...)
-				var so bytes.Buffer
-				cmd := lab.Exec(ctx, "client", argv...)
-				cmd.Stdout = &so
-				var code int
-				var h demoHop
-				if cmd.Run() == nil {
-					fmt.Sscanf(so.String(), "%d %s %s", &code, &h.node, &h.origin)
-				}
-				if code != 200 {
-					h = demoHop{}
-				}
-				out[i] = h
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	fourAtATime(n, func(i int) {
+		argv := append([]string{"curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w",
+			"%{http_code} %header{x-shoal-node} %header{x-shoal-handoff}"}, args...)
+		var so bytes.Buffer
+		cmd := lab.Exec(ctx, "client", argv...)
+		cmd.Stdout = &so
+		var code int
+		var h demoHop
+		if cmd.Run() == nil {
+			fmt.Sscanf(so.String(), "%d %s %s", &code, &h.node, &h.origin)
+		}
+		if code != 200 {
+			h = demoHop{}
+		}
+		out[i] = h
+	})
 	return out
 }
 
