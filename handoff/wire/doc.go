@@ -4,11 +4,15 @@
 //
 // Contract:
 //
-//   - Three messages: HANDOFF (the connection's tuple, why it moves, and its
-//     TCP state: sequence numbers, both queues, options, window, timestamp
-//     clock), ACCEPT (the destination owns the socket now) and REFUSE (with
-//     a cause; the origin falls back to relaying). A HANDOFF's origin node
-//     is its authenticated sender.
+//   - Five messages, version 2: HANDOFF (the connection's tuple, why it
+//     moves, and its TCP state: sequence numbers, both queues, options,
+//     window, timestamp clock), READY (the destination restored and adopted
+//     it and holds it silent), COMMIT (the origin will never thaw it: the
+//     destination may release it), ACCEPT (the destination owns the socket
+//     now) and REFUSE (with a cause; the destination undid everything and
+//     the origin keeps the connection). A HANDOFF's origin node is its
+//     authenticated sender. Version 1 (HANDOFF, ACCEPT, REFUSE only) is
+//     refused with ErrVersion.
 //   - Every frame is versioned and authenticated: HMAC-SHA256 over the whole
 //     frame with a key derived from the cluster key by HKDF-SHA256 under a
 //     label of its own ("shoal handoff v1 hmac-sha256"), so the handoff key
@@ -24,7 +28,8 @@
 //     1024 numbers per sender). A receiver that restarts therefore cannot
 //     be fed a frame recorded before it started.
 //   - Decoding is strict and canonical: sizes are bounded (each queue at
-//     most MaxQueue bytes), every field is range-checked, trailing bytes
+//     most MaxQueue bytes; ReadFrame allocates as bytes arrive, not what
+//     the length field claims), every field is range-checked, trailing bytes
 //     and non-zero reserved bits are refused, and re-encoding a decoded
 //     message gives the same bytes (fuzzed). Every refusal is an *Error
 //     with a Reason from a fixed set, for the caller's counters, and a

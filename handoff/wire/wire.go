@@ -12,7 +12,9 @@ import (
 )
 
 // Version is the format version this code writes and the only one it reads.
-const Version uint8 = 1
+// Version 2 added READY and COMMIT (the two-phase exchange); version 1
+// frames are refused with ErrVersion.
+const Version uint8 = 2
 
 // Magic starts every frame: "SHHO", shoal handoff.
 const Magic uint32 = 0x5348484f
@@ -40,6 +42,8 @@ const (
 	TypeHandoff Type = 1
 	TypeAccept  Type = 2
 	TypeRefuse  Type = 3
+	TypeReady   Type = 4
+	TypeCommit  Type = 5
 )
 
 func (t Type) String() string {
@@ -50,6 +54,10 @@ func (t Type) String() string {
 		return "ACCEPT"
 	case TypeRefuse:
 		return "REFUSE"
+	case TypeReady:
+		return "READY"
+	case TypeCommit:
+		return "COMMIT"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -63,12 +71,12 @@ type Header struct {
 	Stamp int64
 	// Sender and Receiver are node IDs, 1..255 bytes each.
 	Sender, Receiver string
-	// HandoffID pairs an ACCEPT or REFUSE with its HANDOFF; the origin
-	// chooses it.
+	// HandoffID pairs a READY, COMMIT, ACCEPT or REFUSE with its
+	// HANDOFF; the origin chooses it.
 	HandoffID uint64
 }
 
-// Body is one of *Handoff, *Accept, *Refuse.
+// Body is one of *Handoff, *Ready, *Commit, *Accept, *Refuse.
 type Body interface{ messageType() Type }
 
 // Reason says why a connection moves.
@@ -139,9 +147,24 @@ type Window struct {
 	SndWl1, SndWnd, MaxWindow, RcvWnd, RcvWup uint32
 }
 
-// Accept says the receiver restored the connection and owns it.
+// Ready says the receiver restored the connection and its data plane
+// delivers the flow to it, while the socket stays silent (repair mode,
+// behind a drop-all filter) until a COMMIT. Until the origin sends COMMIT
+// the receiver can still abort without a trace.
+type Ready struct {
+	// RestoreMicros is how long restore and adoption took on the
+	// receiver.
+	RestoreMicros uint32
+}
+
+// Commit tells the receiver of a READY to release the connection: from
+// the first byte of a COMMIT on, the origin never thaws it.
+type Commit struct{}
+
+// Accept says the receiver released the connection and owns it.
 type Accept struct {
-	// RestoreMicros is how long the restore took on the receiver.
+	// RestoreMicros is the time from the HANDOFF's receipt to the
+	// release on the receiver.
 	RestoreMicros uint32
 }
 
@@ -182,6 +205,8 @@ type Refuse struct {
 }
 
 func (*Handoff) messageType() Type { return TypeHandoff }
+func (*Ready) messageType() Type   { return TypeReady }
+func (*Commit) messageType() Type  { return TypeCommit }
 func (*Accept) messageType() Type  { return TypeAccept }
 func (*Refuse) messageType() Type  { return TypeRefuse }
 
@@ -260,7 +285,23 @@ func ReasonOf(err error) string {
 
 // ReadFrame reads one whole frame from a stream. It reads the fixed header
 // first and refuses a bad magic, version or length before reading on.
-func ReadFrame(r io.Reader) ([]byte, error) {
+func ReadFrame(r io.Reader) ([]byte, error) { return ReadFrameWith(r, nil) }
+
+// readChunk is the first allocation for a frame's body, and the most a
+// frame's buffer grows by at a time.
+const (
+	readChunk    = 64 << 10
+	maxReadChunk = 1 << 20
+)
+
+// ReadFrameWith is ReadFrame calling onHeader (if not nil) with the length
+// of the rest of the frame once the fixed header is accepted, before the
+// body is read: where a server moves its read deadline from the header's
+// to the body's. The length field is not trusted for memory: the buffer
+// starts at one chunk and grows only as bytes arrive (never beyond what
+// has arrived plus a chunk of at most 1 MiB), so a peer that claims 16 MiB
+// and sends little costs little; the MAC is checked afterwards, by Open.
+func ReadFrameWith(r io.Reader, onHeader func(rest int)) ([]byte, error) {
 	var h [headerSize]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return nil, err
@@ -269,13 +310,27 @@ func ReadFrame(r io.Reader) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	frame := make([]byte, headerSize+n+macSize)
+	total := headerSize + n + macSize
+	if onHeader != nil {
+		onHeader(total - headerSize)
+	}
+	frame := make([]byte, headerSize, min(total, headerSize+readChunk))
 	copy(frame, h[:])
-	if _, err := io.ReadFull(r, frame[headerSize:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	for len(frame) < total {
+		if len(frame) == cap(frame) {
+			grow := min(max(len(frame), readChunk), maxReadChunk)
+			next := make([]byte, len(frame), min(total, len(frame)+grow))
+			copy(next, frame)
+			frame = next
 		}
-		return nil, err
+		k, err := r.Read(frame[len(frame):cap(frame)])
+		frame = frame[:len(frame)+k]
+		if err != nil && len(frame) < total {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
 	}
 	return frame, nil
 }
@@ -295,13 +350,13 @@ func checkFixed(h []byte) (int, error) {
 	return n, nil
 }
 
-// Seal encodes and authenticates one frame. Layout, version 1 (all integers
+// Seal encodes and authenticates one frame. Layout, version 2 (all integers
 // big-endian):
 //
 //	fixed header
 //	  0   4  magic "SHHO" (0x5348484f)
-//	  4   1  version = 1
-//	  5   1  type: 1 HANDOFF, 2 ACCEPT, 3 REFUSE
+//	  4   1  version = 2
+//	  5   1  type: 1 HANDOFF, 2 ACCEPT, 3 REFUSE, 4 READY, 5 COMMIT
 //	  6   2  reserved, 0
 //	  8   4  length L of envelope + body
 //	envelope
@@ -314,8 +369,10 @@ func checkFixed(h []byte) (int, error) {
 //	trailer
 //	 12+L 32 HMAC-SHA256(key, bytes 0 .. 12+L)
 //
-// ACCEPT's body is the 4-byte restore time in microseconds; REFUSE's is a
-// 1-byte cause and a detail string (1-byte length, then bytes).
+// READY's body is the 4-byte restore-and-adopt time in microseconds;
+// COMMIT's is empty; ACCEPT's is the 4-byte time from the HANDOFF's
+// receipt to the release in microseconds; REFUSE's is a 1-byte cause and
+// a detail string (1-byte length, then bytes).
 func Seal(k Key, h Header, body Body) ([]byte, error) {
 	if body == nil {
 		return nil, fail(ErrMalformed, "no body")
@@ -340,6 +397,9 @@ func Seal(k Key, h Header, body Body) ([]byte, error) {
 		if b, err = encodeHandoff(b, m); err != nil {
 			return nil, err
 		}
+	case *Ready:
+		b = binary.BigEndian.AppendUint32(b, m.RestoreMicros)
+	case *Commit:
 	case *Accept:
 		b = binary.BigEndian.AppendUint32(b, m.RestoreMicros)
 	case *Refuse:
@@ -506,6 +566,10 @@ func open(k Key, frame []byte) (Message, error) {
 	switch m.Type {
 	case TypeHandoff:
 		m.Body = d.handoff()
+	case TypeReady:
+		m.Body = &Ready{RestoreMicros: d.u32("ready.restore_micros")}
+	case TypeCommit:
+		m.Body = &Commit{}
 	case TypeAccept:
 		m.Body = &Accept{RestoreMicros: d.u32("accept.restore_micros")}
 	case TypeRefuse:

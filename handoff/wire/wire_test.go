@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -62,9 +63,11 @@ var goldens = []struct {
 	file string
 	body Body
 }{
-	{"handoff_v1.golden", goldenHandoff()},
-	{"accept_v1.golden", &Accept{RestoreMicros: 180}},
-	{"refuse_v1.golden", &Refuse{Cause: CauseRestore, Detail: "TCP_REPAIR_WINDOW: invalid argument"}},
+	{"handoff_v2.golden", goldenHandoff()},
+	{"ready_v2.golden", &Ready{RestoreMicros: 150}},
+	{"commit_v2.golden", &Commit{}},
+	{"accept_v2.golden", &Accept{RestoreMicros: 180}},
+	{"refuse_v2.golden", &Refuse{Cause: CauseRestore, Detail: "TCP_REPAIR_WINDOW: invalid argument"}},
 }
 
 // hexDump writes 16 bytes a line, "offset: hex", the form of the golden
@@ -198,7 +201,7 @@ func TestRoundTrip(t *testing.T) {
 	noOpts := goldenHandoff()
 	noOpts.State.SACK, noOpts.State.Timestamps, noOpts.State.WindowScaling = false, false, false
 	noOpts.State.SndWscale, noOpts.State.RcvWscale, noOpts.State.SendQueue, noOpts.State.RecvQueue, noOpts.State.Unsent = 0, 0, nil, nil, 0
-	for _, body := range []Body{goldenHandoff(), v6, big, noOpts, &Accept{}, &Refuse{Cause: CauseAdopt}} {
+	for _, body := range []Body{goldenHandoff(), v6, big, noOpts, &Ready{RestoreMicros: 1 << 31}, &Commit{}, &Accept{}, &Refuse{Cause: CauseAdopt}} {
 		h := Header{Seq: r.Uint64(), Stamp: -int64(r.Uint32()), Sender: strings.Repeat("s", 255), Receiver: "r", HandoffID: r.Uint64()}
 		m := roundTrip(t, k, h, body)
 		if m.Seq != h.Seq || m.Stamp != h.Stamp || m.Sender != h.Sender || m.HandoffID != h.HandoffID || m.Type != body.messageType() {
@@ -272,7 +275,7 @@ func TestTruncatedAndOversizeRefused(t *testing.T) {
 		off  int
 		val  byte
 		want *Error
-	}{{0, 'X', ErrMagic}, {4, 2, ErrVersion}} {
+	}{{0, 'X', ErrMagic}, {4, 1, ErrVersion}, {4, 3, ErrVersion}} {
 		f := bytes.Clone(frame)
 		f[tc.off] = tc.val
 		if _, err := ReadFrame(bytes.NewReader(f)); !errors.Is(err, tc.want) {
@@ -390,5 +393,69 @@ func TestIPv4MappedTupleIsEncodedAsIPv4(t *testing.T) {
 	got, err := open(testKey(t), frame)
 	if err != nil || got.Body.(*Handoff).Client != goldenHandoff().Client {
 		t.Fatalf("got %v, %v", got.Body, err)
+	}
+}
+
+// TestVersion1Refused: a frame of the first format (no READY/COMMIT
+// exchange; testdata/handoff_v1.golden, authentic under the test key) is
+// refused with ErrVersion from its fixed header, before its body is read.
+func TestVersion1Refused(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "handoff_v1.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := parseDump(t, string(b))
+	if v1[4] != 1 {
+		t.Fatalf("testdata/handoff_v1.golden has version %d", v1[4])
+	}
+	if _, err := ReadFrame(io.MultiReader(bytes.NewReader(v1[:headerSize]), neverRead{t})); !errors.Is(err, ErrVersion) {
+		t.Fatalf("ReadFrame of a v1 frame: %v, want version", err)
+	}
+	if _, err := NewEndpoint(testKey(t), "n2", 0, nil).Open(v1); !errors.Is(err, ErrVersion) || ReasonOf(err) != "version" {
+		t.Fatalf("Open of a v1 frame: %v, want version", err)
+	}
+}
+
+// trickle is a peer that claims a frame of length claim and sends only
+// send bytes of it, then stops (EOF).
+func trickle(claim uint32, send int) io.Reader {
+	h := make([]byte, headerSize)
+	binary.BigEndian.PutUint32(h, Magic)
+	h[4] = Version
+	h[5] = byte(TypeHandoff)
+	binary.BigEndian.PutUint32(h[8:], claim)
+	return io.MultiReader(bytes.NewReader(h), io.LimitReader(zeros{}, int64(send)))
+}
+
+type zeros struct{}
+
+func (zeros) Read(b []byte) (int, error) { clear(b); return len(b), nil }
+
+// TestReadFrameAllocatesWhatArrives: a header claiming the largest frame,
+// followed by 100 KiB and silence, makes ReadFrame allocate about what
+// arrived plus a chunk, not the claimed 16 MiB (before the MAC can be
+// checked, the length is only a claim). A whole large frame still reads.
+func TestReadFrameAllocatesWhatArrives(t *testing.T) {
+	claim := uint32(MaxFrame - headerSize - macSize)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const n = 8
+	for range n {
+		if _, err := ReadFrame(trickle(claim, 100<<10)); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("ReadFrame: %v, want unexpected EOF", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	per := (after.TotalAlloc - before.TotalAlloc) / n
+	// 100 KiB arrived: a 64 KiB chunk, then one growth to 128 KiB (the
+	// copy), so about 200 KiB; the claimed frame is 16.8 MB.
+	if per > 512<<10 {
+		t.Fatalf("ReadFrame allocated %d bytes per truncated frame that claimed %d and sent 100 KiB", per, claim)
+	}
+	t.Logf("%d bytes allocated per frame claiming %d bytes and sending 100 KiB", per, claim)
+	got, err := ReadFrame(trickle(claim, int(claim)+macSize))
+	if err != nil || len(got) != MaxFrame {
+		t.Fatalf("a whole %d-byte frame: %d bytes, %v", MaxFrame, len(got), err)
 	}
 }
