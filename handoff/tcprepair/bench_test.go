@@ -77,7 +77,7 @@ func BenchmarkHandoffSteps(b *testing.B) {
 				return err
 			}
 			lat = append(lat, time.Since(t0))
-			moved, err := r.Release()
+			moved, err := r.Release(time.Time{})
 			if err != nil {
 				return err
 			}

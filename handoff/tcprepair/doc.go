@@ -28,23 +28,28 @@
 //     probe, and the connection goes on at the origin (the peer
 //     retransmits what the filter dropped).
 //   - Restore, run in the network namespace that must own the socket,
-//     creates a socket in repair mode, sets both queues' sequence numbers,
+//     creates a socket behind the same drop-all filter as Freeze's (a
+//     socket in repair mode otherwise still takes in and acknowledges the
+//     peer's data once connected) in repair mode, sets both queues' sequence numbers,
 //     binds the original local address (the VIP; FreeBind allows an address
 //     not configured here), connects (no SYN in repair mode), restores the
 //     options, the receive queue, the sent part of the send queue, then the
 //     window (only now: its checks are relative to the restored rcv_nxt)
-//     and the timestamp clock. The socket stays in repair mode, silent,
-//     until Release: the caller makes the data plane deliver the flow to
-//     this node in between.
+//     and the timestamp clock. The socket stays in repair mode behind the
+//     filter, silent and deaf, until Release: the caller makes the data
+//     plane deliver the flow to this node in between, and waits for the
+//     origin's commitment.
 //   - A queue larger than the new socket's default buffer makes Restore
 //     set that buffer (SO_SNDBUFFORCE, SO_RCVBUFFORCE) to twice the queue
 //     plus 64 KiB, which fixes its size for the connection's life (no
 //     autotuning). A handoff right after the peek has a send queue of zero
 //     and a receive queue of one request, and keeps autotuning.
-//   - Release leaves repair mode, which sends a window probe so the peer
-//     answers at once with its current ACK and window, queues the part of
-//     the send queue that was never sent as ordinary data, and returns a
-//     *net.TCPConn. Abort closes a restored socket silently instead.
+//   - Release removes the filter, leaves repair mode, which sends a window
+//     probe so the peer answers at once with its current ACK and window,
+//     queues the part of the send queue that was never sent as ordinary
+//     data (by a deadline), and returns a *net.TCPConn. Until Release
+//     the restored socket has neither sent nor acknowledged anything, so
+//     Abort closes it without a trace, and the origin may thaw.
 //
 // Sequence numbers are unsigned 32-bit: setsockopt(TCP_QUEUE_SEQ) takes a
 // C int, into which values above 2^31 are packed by bits, not by value.

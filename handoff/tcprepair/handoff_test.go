@@ -260,7 +260,7 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		frozen, r, st, restored, accepted := handoff(t, n, eps, 0, 1, connA, 1)
 		movePath(t, n, 1, frozen)
 		t0 := time.Now()
-		connB, err := r.Release()
+		connB, err := r.Release(time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -320,7 +320,7 @@ func TestHandoffBetweenNodes(t *testing.T) {
 			}
 			lat = append(lat, restored)
 			movePath(t, n, dest, frozen)
-			moved, err := r.Release()
+			moved, err := r.Release(time.Time{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -112,7 +112,7 @@ func TestMoveOnLoopback(t *testing.T) {
 	if d := again.TSVal - st.TSVal; d > 1_000_000 {
 		t.Fatalf("timestamp clock jumped by %d (from %d to %d)", d, st.TSVal, again.TSVal)
 	}
-	moved, err := r.Release()
+	moved, err := r.Release(time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,12 +188,12 @@ func TestRestoreHighSequenceNumbers(t *testing.T) {
 			t.Fatalf("restored %+v, want %+v", st, *c.want)
 		}
 	}
-	ca, err := ra.Release()
+	ca, err := ra.Release(time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ca.Close()
-	cb, err := rb.Release()
+	cb, err := rb.Release(time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,5 +292,61 @@ func TestRestoreNamesAMissingAddress(t *testing.T) {
 	err := inNS(ns, func() error { _, err := Restore(vip, client, &st, Options{}); return err })
 	if err == nil || !strings.Contains(err.Error(), "FreeBind") {
 		t.Fatalf("restore on an address not here: %v, want a bind error that names the way out", err)
+	}
+}
+
+// TestRestoredSilentUntilRelease: a restored socket takes in and
+// acknowledges nothing the peer sends until Release (the peer's bytes stay
+// unacknowledged in its send queue, retransmissions included), so a
+// destination that aborts before Release leaves no trace the origin would
+// contradict by thawing; after Release the peer's retransmission delivers
+// them.
+func TestRestoredSilentUntilRelease(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "silent")
+	rsts := countRSTs(t, ns)
+	ln := listen(t, ns, "127.0.0.1:8080")
+	client := dial(t, ns, "127.0.0.1:8080")
+	server, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	frozen, err := Freeze(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := frozen.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, remote := frozen.Local(), frozen.Remote()
+	frozen.Close()
+	var r *Restored
+	if err := inNS(ns, func() (err error) { r, err = Restore(local, remote, &st, Options{}); return }); err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("sent while the restored socket waited for its commit")
+	if _, err := client.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // more than loopback's minimum RTO: a retransmission too is dropped
+	if q := sockInt(t, client, unix.SIOCOUTQ); q != len(msg) {
+		t.Fatalf("client has %d unacknowledged bytes, want %d: the restored socket acknowledged data before Release", q, len(msg))
+	}
+	moved, err := r.Release(time.Now().Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer moved.Close()
+	if got := readFull(t, moved, len(msg)); !bytes.Equal(got, msg) {
+		t.Fatalf("after Release read %q", got)
+	}
+	moved.Write([]byte("ok"))
+	if got := readFull(t, client, 2); string(got) != "ok" {
+		t.Fatalf("client read %q", got)
+	}
+	if in, out := rsts(); in != 0 || out != 0 {
+		t.Fatalf("resets: %d in, %d out", in, out)
 	}
 }

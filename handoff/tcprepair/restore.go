@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -19,11 +21,23 @@ type Options struct {
 	FreeBind bool
 }
 
-// Restored is a restored socket still in repair mode: the peer hears
-// nothing from it until Release.
+// Restored is a restored socket still in repair mode behind a drop-all
+// filter: the peer hears nothing from it, and what the peer sends is
+// neither taken in nor acknowledged, until Release.
 type Restored struct {
 	fd     int
 	unsent []byte
+}
+
+// silentStep marks a Release error after which the socket is still in
+// repair mode behind its filter.
+const silentStep = " (still silent)"
+
+// Silent says whether err, from Release, left the socket in repair mode
+// behind its filter, so that Abort still closes it without a trace.
+func Silent(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && strings.HasSuffix(e.Step, silentStep)
 }
 
 // bufferSlack is added to twice a queue's length when a socket buffer must
@@ -54,6 +68,13 @@ func Restore(local, remote netip.AddrPort, st *wire.TCPState, o Options) (_ *Res
 			unix.Close(fd) // still in repair mode: silent
 		}
 	}()
+	// The filter first: a socket in repair mode still takes in and
+	// acknowledges what the peer sends once it is connected, and until
+	// the origin commits the handoff this one must not have acted.
+	prog := unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return nil, stepErr("SO_ATTACH_FILTER", err)
+	}
 	if err := setRepair(fd, unix.TCP_REPAIR_ON); err != nil {
 		return nil, err
 	}
@@ -181,14 +202,29 @@ func sockaddr(ap netip.AddrPort) unix.Sockaddr {
 	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
 }
 
-// Release leaves repair mode and returns the live connection (see the
-// package contract).
-func (r *Restored) Release() (*net.TCPConn, error) {
+// Release removes the drop-all filter, leaves repair mode and returns the
+// live connection (see the package contract). The never-sent tail is
+// written by deadline (zero: no deadline); it normally fits the socket's
+// buffer at once. A failure before the socket left repair mode is an
+// Silent error: the socket is still in repair mode behind its filter and
+// Abort closes it without a trace.
+func (r *Restored) Release(deadline time.Time) (*net.TCPConn, error) {
 	if r.fd < 0 {
 		return nil, errors.New("tcprepair: release after release or abort")
 	}
-	if err := setRepair(r.fd, unix.TCP_REPAIR_OFF); err != nil {
-		return nil, err
+	// The filter goes first, so the peer's answer to the window probe that
+	// leaving repair mode sends is taken in. In between, a segment meets
+	// a socket in repair mode: it may be acknowledged, which is harmless
+	// now that the origin committed.
+	if err := unix.SetsockoptInt(r.fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0); err != nil {
+		return nil, stepErr("SO_DETACH_FILTER"+silentStep, err)
+	}
+	if err := unix.SetsockoptInt(r.fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_OFF); err != nil {
+		prog := unix.SockFprog{Len: uint16(len(dropAll)), Filter: &dropAll[0]}
+		if aerr := unix.SetsockoptSockFprog(r.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); aerr != nil {
+			return nil, fmt.Errorf("%w; and re-attaching the filter: %v", err, aerr)
+		}
+		return nil, stepErr("TCP_REPAIR=0"+silentStep, err)
 	}
 	f := os.NewFile(uintptr(r.fd), "tcprepair")
 	r.fd = -1
@@ -199,7 +235,10 @@ func (r *Restored) Release() (*net.TCPConn, error) {
 	}
 	tc := c.(*net.TCPConn)
 	if len(r.unsent) > 0 {
-		if _, err := tc.Write(r.unsent); err != nil {
+		tc.SetWriteDeadline(deadline)
+		_, err := tc.Write(r.unsent)
+		tc.SetWriteDeadline(time.Time{})
+		if err != nil {
 			tc.Close()
 			return nil, stepErr("write the unsent tail", err)
 		}
