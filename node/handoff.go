@@ -38,6 +38,10 @@ type serving struct {
 	keys  *tickets.Keys   // nil: no TLS or no cluster key
 	lns   []net.Listener
 	wg    sync.WaitGroup
+	// relayLn stays open until the local server stops; chanDone closes
+	// when the channel's Serve has drained.
+	relayLn  net.Listener
+	chanDone chan struct{}
 }
 
 // startServing opens every listener first, so that a port in use fails
@@ -148,6 +152,7 @@ func (n *Node) startServing() (_ *serving, err error) {
 			Self: cfg.NodeID, Key: wk, Port: cfg.Handoff.Port,
 			Timeout:   time.Duration(cfg.Handoff.TimeoutMS) * time.Millisecond,
 			DataPlane: dataplaneFlows{n.runtime}, Peers: peers{n}, Log: n.log,
+			IsMember: func(a netip.Addr) bool { _, ok := n.memberAt(a); return ok },
 		})
 	}
 	fc := front.Config{
@@ -180,7 +185,7 @@ func (n *Node) startServing() (_ *serving, err error) {
 			var te *transfer.Error
 			if errors.As(err, &te) {
 				switch te.Cause {
-				case transfer.CauseUnreachable, transfer.CauseDial, transfer.CauseTimeout, transfer.CauseLost:
+				case transfer.CauseDial, transfer.CauseNoReady, transfer.CauseTimeout, transfer.CauseLost:
 					n.suspects.mark(dest, suspectFor)
 				}
 			}
@@ -193,9 +198,12 @@ func (n *Node) startServing() (_ *serving, err error) {
 	if tlsLn != nil {
 		s.serve(func() error { return s.front.Serve(tlsLn, true) })
 	}
+	s.relayLn = relayLn
 	s.serve(func() error { s.local.ServeRelay(relayLn); return nil })
 	if chanLn != nil {
+		s.chanDone = make(chan struct{})
 		s.serve(func() error {
+			defer close(s.chanDone)
 			return s.mover.Serve(chanLn, func(c *net.TCPConn, origin string) {
 				if tlsLn != nil && c.LocalAddr().(*net.TCPAddr).Port == tlsLn.Addr().(*net.TCPAddr).Port {
 					s.local.ServeTLS(c, origin)
@@ -218,22 +226,37 @@ func (s *serving) serve(f func() error) {
 	}()
 }
 
-// stop closes the listeners, lets connections in flight finish for a
-// moment, then closes them.
+// stop closes the listeners, lets connections and handoffs in flight
+// finish for a moment, then closes them, in an order that lets each part
+// finish what the next one needs: no new client or channel connection
+// first; handoffs to this node in flight finish (new ones on open channel
+// connections are refused "draining", so their origins relay); the
+// front's connections, moves from this node included, finish; then the
+// local server, which serves what the front and the channel gave it;
+// last the mover's own goroutines.
 func (s *serving) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.front.Shutdown(ctx) }()
-	go func() { defer wg.Done(); s.local.Shutdown(ctx) }()
+	bounded := func(d time.Duration, f func(context.Context)) {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		f(ctx)
+	}
 	for _, ln := range s.lns {
-		ln.Close()
+		if ln != s.relayLn {
+			ln.Close()
+		}
 	}
 	if s.mover != nil {
-		s.mover.Close()
+		s.mover.Drain()
+		if s.chanDone != nil {
+			<-s.chanDone // Serve waits for its handoffs in flight, bounded by handoff.timeout_ms
+		}
 	}
-	wg.Wait()
+	bounded(2*time.Second, func(ctx context.Context) { s.front.Shutdown(ctx) })
+	bounded(2*time.Second, func(ctx context.Context) { s.local.Shutdown(ctx) })
+	s.relayLn.Close()
+	if s.mover != nil {
+		bounded(2*time.Second, func(ctx context.Context) { s.mover.Shutdown(ctx) })
+	}
 	s.wg.Wait()
 }
 

@@ -19,12 +19,25 @@ import (
 )
 
 // fakeDest is a destination node "b" on the test's loopback that opens
-// each HANDOFF and answers what answer returns (nil: nothing, ever).
+// each frame (HANDOFF, COMMIT) and answers what answer returns (nil:
+// nothing, ever).
 type fakeDest struct {
 	ln       net.Listener
 	ep       *wire.Endpoint
 	accepted atomic.Int32
 	frames   atomic.Int32
+	handoffs atomic.Int32
+}
+
+// twoPhase answers a HANDOFF with READY and a COMMIT with final (nil:
+// never answers the COMMIT).
+func twoPhase(final wire.Body) func(wire.Message) wire.Body {
+	return func(m wire.Message) wire.Body {
+		if m.Type == wire.TypeHandoff {
+			return &wire.Ready{RestoreMicros: 5}
+		}
+		return final
+	}
 }
 
 func newFakeDest(t *testing.T, key wire.Key, answer func(wire.Message) wire.Body, after func(net.Conn)) *fakeDest {
@@ -60,6 +73,9 @@ func newFakeDest(t *testing.T, key wire.Key, answer func(wire.Message) wire.Body
 						t.Errorf("fake destination: %v", err)
 						return
 					}
+					if m.Type == wire.TypeHandoff {
+						d.handoffs.Add(1)
+					}
 					body := answer(m)
 					if body == nil {
 						c.Read(make([]byte, 1)) // until the origin gives up and closes
@@ -68,7 +84,9 @@ func newFakeDest(t *testing.T, key wire.Key, answer func(wire.Message) wire.Body
 					f, _ := d.ep.Seal(m.Sender, m.HandoffID, body)
 					c.Write(f)
 					if after != nil {
-						after(c)
+						if _, ready := body.(*wire.Ready); !ready {
+							after(c)
+						}
 					}
 				}
 			}()
@@ -152,14 +170,15 @@ func TestRefuseThaws(t *testing.T) {
 	servesEndToEnd(t, client, server, request)
 }
 
-// TestNoAnswerLosesTheConnection: a destination that takes the HANDOFF
-// and never answers costs that one connection: Move gives up after the
-// timeout, closes the frozen socket silently (the client hears neither a
-// FIN nor a reset) and says it is lost; it never withdraws the flow.
-func TestNoAnswerLosesTheConnection(t *testing.T) {
+// TestNoAcceptLosesTheConnection: a destination that answers READY, takes
+// the COMMIT and never answers costs that one connection: Move gives up
+// after the timeout, closes the frozen socket silently (the client hears
+// neither a FIN nor a reset) and says it is lost; it never withdraws the
+// flow.
+func TestNoAcceptLosesTheConnection(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "o")
-	d := newFakeDest(t, testKey(t), func(wire.Message) wire.Body { return nil }, nil)
+	d := newFakeDest(t, testKey(t), twoPhase(nil), nil)
 	dp := &recorder{}
 	const timeout = 300 * time.Millisecond
 	m := origin(t, d.port(), dp, timeout)
@@ -184,8 +203,8 @@ func TestNoAnswerLosesTheConnection(t *testing.T) {
 	if n, err := client.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("client read %d bytes, %v; want silence (no FIN, no reset)", n, err)
 	}
-	if s := m.Stats(); s.Failures[CauseTimeout] != 1 || d.frames.Load() != 1 {
-		t.Errorf("stats %+v, %d frames sent; want one timeout after one frame", s, d.frames.Load())
+	if s := m.Stats(); s.Failures[CauseTimeout] != 1 || d.frames.Load() != 2 {
+		t.Errorf("stats %+v, %d frames sent; want one timeout after a HANDOFF and a COMMIT", s, d.frames.Load())
 	}
 }
 
@@ -196,7 +215,7 @@ func TestNoAnswerLosesTheConnection(t *testing.T) {
 func TestAcceptWithdrawsThenCloses(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "o")
-	d := newFakeDest(t, testKey(t), func(wire.Message) wire.Body { return &wire.Accept{RestoreMicros: 7} }, nil)
+	d := newFakeDest(t, testKey(t), twoPhase(&wire.Accept{RestoreMicros: 7}), nil)
 	dp := &recorder{}
 	m := origin(t, d.port(), dp, time.Second)
 	for i := range 2 {
@@ -236,7 +255,7 @@ func TestAcceptWithdrawsThenCloses(t *testing.T) {
 func TestClosedPooledConnectionReplaced(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "o")
-	d := newFakeDest(t, testKey(t), func(wire.Message) wire.Body { return &wire.Accept{} },
+	d := newFakeDest(t, testKey(t), twoPhase(&wire.Accept{}),
 		func(c net.Conn) { c.(*net.TCPConn).SetLinger(0); c.Close() }) // a reset after each answer
 	m := origin(t, d.port(), &recorder{}, time.Second)
 	for i := range 2 {
@@ -246,8 +265,8 @@ func TestClosedPooledConnectionReplaced(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // let the reset arrive
 	}
-	if n := d.accepted.Load(); n != 2 || d.frames.Load() != 2 {
-		t.Errorf("%d connections and %d frames, want 2 and 2", n, d.frames.Load())
+	if n := d.accepted.Load(); n != 2 || d.handoffs.Load() != 2 {
+		t.Errorf("%d connections and %d HANDOFFs, want 2 and 2", n, d.handoffs.Load())
 	}
 }
 

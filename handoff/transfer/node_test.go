@@ -92,7 +92,7 @@ func runNode(role string) error {
 	key, _ := wire.DeriveKey([]byte("shoal transfer test cluster key!"))
 	peers := staticPeers{"a": netip.MustParseAddr(nodeNet + "1"), "b": netip.MustParseAddr(nodeNet + "2")}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	m := New(Config{Self: role, Key: key, Port: chanPort, Timeout: time.Second, DataPlane: ruleDataPlane{}, Peers: peers, Log: log})
+	m := New(Config{Self: role, Key: key, Port: chanPort, Timeout: 2 * time.Second, DataPlane: ruleDataPlane{}, Peers: peers, Log: log})
 	var ln net.Listener
 	var err error
 	if role == "b" {

@@ -22,7 +22,7 @@ const (
 )
 
 // chanConn is one channel connection to a peer. It carries one handoff at
-// a time: a HANDOFF, then its answer.
+// a time: HANDOFF, READY, COMMIT, ACCEPT (or a REFUSE).
 type chanConn struct {
 	c        *net.TCPConn
 	r        *bufio.Reader
@@ -34,6 +34,9 @@ type chanConn struct {
 // watch bounds the exchange by ctx: its deadline on the socket, and a
 // cancellation interrupts a blocked read or write.
 func (pc *chanConn) watch(ctx context.Context) {
+	if pc.stop != nil {
+		pc.stop()
+	}
 	if d, ok := ctx.Deadline(); ok {
 		pc.c.SetDeadline(d)
 	}
@@ -102,11 +105,17 @@ func (p *pool) get(ctx context.Context, peer netip.AddrPort) (pc *chanConn, reus
 		pc.close()
 	}
 	p.mu.Unlock()
+	pc, err = p.dial(ctx, peer)
+	return pc, false, err
+}
+
+// dial opens a fresh connection to peer.
+func (p *pool) dial(ctx context.Context, peer netip.AddrPort) (*chanConn, error) {
 	c, err := p.dialer.DialContext(ctx, "tcp", peer.String())
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	return &chanConn{c: c.(*net.TCPConn), r: bufio.NewReaderSize(c, 4096), peer: peer}, false, nil
+	return &chanConn{c: c.(*net.TCPConn), r: bufio.NewReaderSize(c, 4096), peer: peer}, nil
 }
 
 // put returns a connection after a complete exchange.
@@ -131,5 +140,47 @@ func (p *pool) closeAll() {
 			pc.c.Close()
 		}
 		delete(p.idle, peer)
+	}
+}
+
+// tracker counts goroutines or operations in flight and waits, bounded,
+// for none (a WaitGroup may not be added to while it is waited on).
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{}
+}
+
+func (t *tracker) add() {
+	t.mu.Lock()
+	if t.n == 0 {
+		t.zero = make(chan struct{})
+	}
+	t.n++
+	t.mu.Unlock()
+}
+
+func (t *tracker) done() {
+	t.mu.Lock()
+	if t.n--; t.n == 0 {
+		close(t.zero)
+	}
+	t.mu.Unlock()
+}
+
+// wait returns when none is in flight (true) or when stop fires (false).
+func (t *tracker) wait(stop <-chan struct{}) bool {
+	t.mu.Lock()
+	if t.n == 0 {
+		t.mu.Unlock()
+		return true
+	}
+	z := t.zero
+	t.mu.Unlock()
+	select {
+	case <-z:
+		return true
+	case <-stop:
+		return false
 	}
 }

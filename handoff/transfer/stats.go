@@ -11,23 +11,26 @@ import (
 // Failure causes, the labels of Stats.Failures. A REFUSE is counted as
 // "refused:" followed by its wire.Cause ("refused:adopt").
 const (
-	CauseFreeze  = "freeze"  // origin: tcprepair.Freeze failed; the connection is untouched
-	CauseDump    = "dump"    // origin: Dump refused (not ESTABLISHED, queues too large); thawed
-	CauseSeal    = "seal"    // origin: the state does not fit the wire format; thawed
-	CausePeer    = "peer"    // origin: no node address for the destination; nothing was frozen
-	CauseDial    = "dial"    // origin: no channel connection to the destination; thawed
-	CauseSend    = "send"    // origin: the HANDOFF could not be written whole; thawed
-	CauseTimeout = "timeout" // origin: no answer within Timeout after the HANDOFF was sent; closed
-	// CauseUnreachable: no answer within Timeout and the destination's
-	// kernel never acknowledged the whole HANDOFF (a dead or cut-off
-	// node), so it cannot have acted on it; thawed.
-	CauseUnreachable = "unreachable"
-	CauseLost        = "lost"     // origin: the channel broke or answered nonsense after the HANDOFF was sent; closed
-	CauseWithdraw    = "withdraw" // origin: DataPlane.Release failed after an ACCEPT (the move still happened)
-	CauseRestore     = "restore"  // destination: tcprepair.Restore failed; refused
-	CauseAdopt       = "adopt"    // destination: DataPlane.Adopt failed; refused
-	CauseRelease     = "release"  // destination: Restored.Release failed
-	CauseAnswer      = "answer"   // destination: the ACCEPT or REFUSE could not be sent
+	CauseFreeze = "freeze" // origin: tcprepair.Freeze failed; the connection is untouched
+	CauseDump   = "dump"   // origin: Dump refused (not ESTABLISHED, queues too large); thawed
+	CauseSeal   = "seal"   // origin: the state does not fit the wire format; thawed
+	CausePeer   = "peer"   // origin: no node address for the destination; nothing was frozen
+	CauseDial   = "dial"   // origin: no channel connection to the destination; nothing was frozen (or, redialling a broken pooled one, thawed)
+	CauseSend   = "send"   // origin: the HANDOFF, or not a byte of COMMIT, could be written; thawed
+	// CauseNoReady: no READY within ReadyShare of Timeout, or the channel
+	// broke or answered nonsense before it. No COMMIT was written, so the
+	// destination cannot release: thawed.
+	CauseNoReady  = "no_ready"
+	CauseTimeout  = "timeout"   // origin: no ACCEPT within Timeout after COMMIT was written; closed
+	CauseLost     = "lost"      // origin: the channel broke or answered nonsense after COMMIT was written; closed
+	CauseWithdraw = "withdraw"  // origin: DataPlane.Release failed after an ACCEPT (the move still happened)
+	CauseRestore  = "restore"   // destination: tcprepair.Restore failed; refused
+	CauseAdopt    = "adopt"     // destination: DataPlane.Adopt failed; refused
+	CauseRelease  = "release"   // destination: Restored.Release failed
+	CauseAnswer   = "answer"    // destination: the READY, ACCEPT or REFUSE could not be sent
+	CauseNoCommit = "no_commit" // destination: no COMMIT within the budget, or the channel broke before it; aborted
+	CauseBudget   = "busy"      // destination: half of Timeout from the HANDOFF's receipt passed before READY or Release; aborted, refused "busy"
+	CauseDraining = "draining"  // destination: the node is stopping; refused "draining"
 )
 
 // LatencyBounds are the upper bounds of the latency histogram's buckets

@@ -1,8 +1,6 @@
 package transfer
 
 import (
-	"golang.org/x/sys/unix"
-
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,9 +59,20 @@ type Config struct {
 	// Port is the channel's TCP port on every node address.
 	Port int
 	// Timeout bounds one handoff on the origin, from the freeze to the
-	// answer, and each data-plane call and write on the destination.
-	// 0 means DefaultTimeout.
+	// ACCEPT (the READY must come within ReadyShare of it); the
+	// destination gives itself half of it from the HANDOFF's receipt to
+	// the release (see the package contract). It also bounds reading one
+	// frame on the channel once its first byte arrived. 0 means
+	// DefaultTimeout.
 	Timeout time.Duration
+	// IsMember says whether a channel connection's source address is a
+	// cluster member's node address; others are closed at once and
+	// counted (Stats.Refusals "not_member"). nil accepts every source.
+	IsMember func(netip.Addr) bool
+	// IdleTimeout closes a channel connection on which no frame starts for
+	// that long (0: DefaultIdleTimeout). Origins retire idle connections
+	// after 60 s, so it is longer.
+	IdleTimeout time.Duration
 	// DataPlane adopts and releases flows.
 	DataPlane DataPlane
 	// Peers resolves destinations.
@@ -76,6 +86,18 @@ type Config struct {
 // DefaultTimeout is Config.Timeout's default (config's handoff.timeout_ms).
 const DefaultTimeout = time.Second
 
+// DefaultIdleTimeout is Config.IdleTimeout's default.
+const DefaultIdleTimeout = 90 * time.Second
+
+// Channel connection caps on the destination: more from one peer, or in
+// all, are closed at once and counted (Stats.Refusals "too_many"). An
+// origin opens one connection per concurrent handoff to a peer and keeps
+// up to 32 idle.
+const (
+	MaxConnsPerPeer = 64
+	MaxConns        = 256
+)
+
 // Mover moves connections to other nodes (Move) and takes them over from
 // other nodes (Serve). It is safe for concurrent use.
 type Mover struct {
@@ -84,6 +106,12 @@ type Mover struct {
 	pool  pool
 	stats *stats
 	ids   atomic.Uint64
+
+	draining atomic.Bool   // new HANDOFFs are refused "draining"
+	takes    tracker       // handoffs in flight on the destination
+	bg       tracker       // adopt and releaseLater goroutines
+	done     chan struct{} // closed by Shutdown
+	doneOnce sync.Once
 }
 
 // New returns a Mover for c.
@@ -97,7 +125,10 @@ func New(c Config) *Mover {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	m := &Mover{c: c, ep: wire.NewEndpoint(c.Key, c.Self, 0, c.Now), stats: newStats()}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	m := &Mover{c: c, ep: wire.NewEndpoint(c.Key, c.Self, 0, c.Now), stats: newStats(), done: make(chan struct{})}
 	m.pool.init()
 	m.ids.Store(uint64(c.Now().UnixNano())) // handoff IDs never repeat across restarts either
 	return m
@@ -109,6 +140,26 @@ func (m *Mover) Stats() Stats { return m.stats.snapshot() }
 // Close closes the idle channel connections. Moves after Close dial anew.
 func (m *Mover) Close() error {
 	m.pool.closeAll()
+	return nil
+}
+
+// Drain makes the destination refuse new HANDOFFs with REFUSE "draining"
+// while the handoffs in flight finish. Serve drains by itself when its
+// listener closes; Drain starts it earlier, on connections already open.
+func (m *Mover) Drain() { m.draining.Store(true) }
+
+// Shutdown closes the idle channel connections, cuts short the retries of
+// withdrawals (each makes one last attempt) and waits, until ctx ends, for
+// the goroutines the Mover started: those handing adopted connections to
+// Serve's adopt function and those retrying a withdrawal. Call it after
+// Serve returned and after the server behind adopt stopped.
+func (m *Mover) Shutdown(ctx context.Context) error {
+	m.Drain()
+	m.pool.closeAll()
+	m.doneOnce.Do(func() { close(m.done) })
+	if !m.bg.wait(ctx.Done()) {
+		return ctx.Err()
+	}
 	return nil
 }
 
@@ -136,11 +187,18 @@ func (e *Error) Error() string {
 }
 func (e *Error) Unwrap() error { return e.Err }
 
+// ReadyShare is the part of Config.Timeout within which the origin must
+// receive READY; the rest is left for COMMIT and ACCEPT. The destination
+// sends READY within half of Timeout from the HANDOFF's receipt or not at
+// all, so 3/4 leaves a quarter for the channel's delays.
+const ReadyShare = 0.75
+
 // Move moves c to node dest (see the package contract). On success c's
 // socket is gone. On error, intact says whether c is usable again (the
-// handoff failed before the HANDOFF frame left, or dest refused: c was
-// thawed) or lost (no answer after the frame left: c was closed
-// silently).
+// handoff failed before any byte of COMMIT was written: no channel
+// connection, no READY within the time, a REFUSE, a broken channel; c was
+// thawed) or lost (COMMIT was written and no ACCEPT or REFUSE came: c was
+// closed silently).
 func (m *Mover) Move(ctx context.Context, c *net.TCPConn, dest string, reason wire.Reason) (intact bool, err error) {
 	fail := func(cause string, intact bool, err error) (bool, error) {
 		m.stats.failed(cause)
@@ -158,13 +216,20 @@ func (m *Mover) Move(ctx context.Context, c *net.TCPConn, dest string, reason wi
 	ctx, cancel := context.WithTimeout(ctx, m.c.Timeout)
 	defer cancel()
 
+	// The channel connection before the freeze: the client is never
+	// frozen while this node dials.
+	pc, reused, err := m.pool.get(ctx, peer)
+	if err != nil {
+		return fail(CauseDial, true, err)
+	}
 	start := m.c.Now()
 	frozen, err := tcprepair.Freeze(c)
 	if err != nil {
+		m.pool.put(pc)
 		return fail(CauseFreeze, true, err)
 	}
-	// thaw gives the connection back after a failure before the HANDOFF
-	// left or after a REFUSE.
+	// thaw gives the connection back: allowed whenever no byte of COMMIT
+	// left this node, or after a REFUSE.
 	thaw := func(cause string, err error) (bool, error) {
 		if terr := frozen.Thaw(); terr != nil {
 			frozen.Close() // still in repair mode: silent
@@ -174,23 +239,28 @@ func (m *Mover) Move(ctx context.Context, c *net.TCPConn, dest string, reason wi
 	}
 	st, err := frozen.Dump()
 	if err != nil {
+		m.pool.put(pc)
 		return thaw(CauseDump, err)
 	}
 	id := m.ids.Add(1)
 	flow := Flow{Client: frozen.Remote(), VIP: frozen.Local(), ClientNext: st.RecvSeq + uint32(len(st.RecvQueue))}
 	frame, err := m.ep.Seal(dest, id, &wire.Handoff{Client: flow.Client, VIP: flow.VIP, Reason: reason, State: st})
 	if err != nil {
+		m.pool.put(pc)
 		return thaw(CauseSeal, err)
 	}
-	answer, sent, err := m.exchange(ctx, peer, dest, id, frame)
+	readyBy := start.Add(time.Duration(float64(m.c.Timeout) * ReadyShare))
+	answer, committed, err := m.exchange(ctx, readyBy, pc, reused, peer, dest, id, frame)
 	if err != nil {
-		if !sent {
-			return thaw(err.(*Error).Cause, err.(*Error).Err)
+		e := err.(*Error)
+		if !committed {
+			return thaw(e.Cause, e.Err)
 		}
-		// The destination may have taken the connection: thawing could
-		// leave two live sockets on it. Close silently and lose it.
+		// COMMIT left: the destination may have released the connection,
+		// and thawing could leave two live sockets on it. Close silently
+		// and lose it.
 		frozen.Close()
-		return fail(err.(*Error).Cause, false, err.(*Error).Err)
+		return fail(e.Cause, false, e.Err)
 	}
 	switch b := answer.Body.(type) {
 	case *wire.Refuse:
@@ -207,6 +277,7 @@ func (m *Mover) Move(ctx context.Context, c *net.TCPConn, dest string, reason wi
 		if err != nil {
 			m.stats.failed(CauseWithdraw)
 			m.c.Log.Warn("handoff: withdrawing the moved flow failed; keeping the frozen socket while retrying", "to", dest, "client", flow.Client, "err", err)
+			m.bg.add()
 			go m.releaseLater(flow, frozen)
 			return false, nil
 		}
@@ -219,10 +290,17 @@ func (m *Mover) Move(ctx context.Context, c *net.TCPConn, dest string, reason wi
 // releaseLater retries a failed withdrawal. The frozen socket swallows the
 // client's segments meanwhile; it is closed after a withdrawal, or after
 // the last attempt (then the client may see a reset from this node).
+// Shutdown makes the next attempt the last.
 func (m *Mover) releaseLater(f Flow, frozen *tcprepair.Frozen) {
+	defer m.bg.done()
 	defer frozen.Close()
 	for i := 0; i < 5; i++ {
-		time.Sleep(m.c.Timeout)
+		last := i == 4
+		select {
+		case <-time.After(m.c.Timeout):
+		case <-m.done:
+			last = true
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), m.c.Timeout)
 		err := m.c.DataPlane.Release(ctx, f)
 		cancel()
@@ -230,93 +308,134 @@ func (m *Mover) releaseLater(f Flow, frozen *tcprepair.Frozen) {
 			return
 		}
 		m.c.Log.Warn("handoff: withdrawing the moved flow failed again", "client", f.Client, "attempt", i+2, "err", err)
+		if last {
+			return
+		}
 	}
 }
 
-// exchange sends frame to peer over a pooled connection and returns the
-// authentic ACCEPT or REFUSE for handoff id. sent says whether the frame
-// may have reached the destination whole (then nothing is retried).
-func (m *Mover) exchange(ctx context.Context, peer netip.AddrPort, dest string, id uint64, frame []byte) (wire.Message, bool, error) {
+// exchange runs the two phases on pc: HANDOFF → READY (by readyBy), then
+// COMMIT → ACCEPT (by ctx's deadline), and returns the authentic ACCEPT,
+// or a REFUSE answering either phase. committed says whether any byte of
+// COMMIT was written: from then on the destination may release the
+// connection, so it must not be thawed.
+func (m *Mover) exchange(ctx context.Context, readyBy time.Time, pc *chanConn, reused bool, peer netip.AddrPort, dest string, id uint64, frame []byte) (_ wire.Message, committed bool, _ error) {
 	fail := func(cause string, err error) *Error { return &Error{Cause: cause, Node: dest, Err: err} }
-	var pc *chanConn
+	rctx, rcancel := context.WithDeadline(ctx, readyBy)
+	defer rcancel()
 	for attempt := 0; ; attempt++ {
-		var reused bool
-		var err error
-		pc, reused, err = m.pool.get(ctx, peer)
-		if err != nil {
-			return wire.Message{}, false, fail(CauseDial, err)
-		}
-		pc.watch(ctx)
+		pc.watch(rctx)
 		n, err := pc.c.Write(frame)
 		if err == nil {
 			break
 		}
 		pc.close()
-		// Not written whole: the destination cannot have opened it (a
-		// frame acts only once its MAC, at its end, arrives). A broken
-		// idle connection is worth one fresh attempt.
-		if !reused || attempt > 0 || ctx.Err() != nil {
+		// A broken idle connection is worth one fresh attempt. A HANDOFF
+		// that reached the destination whole on the broken one is aborted
+		// there: no COMMIT can ever come on it.
+		if !reused || attempt > 0 || rctx.Err() != nil {
 			return wire.Message{}, false, fail(CauseSend, fmt.Errorf("wrote %d of %d bytes: %w", n, len(frame), err))
 		}
-	}
-	lost := func(err error) (wire.Message, bool, error) {
-		// A frame acts only once its MAC, at its end, has arrived. If the
-		// destination's kernel has not acknowledged the frame's last
-		// bytes by now (a dead or unreachable node), the destination
-		// cannot have acted on it: abort the channel connection (a reset
-		// ends our retransmissions, so the frame can never complete
-		// later) and give the connection back.
-		if n := unacked(pc.c); n > 0 {
-			pc.c.SetLinger(0)
-			pc.close()
-			return wire.Message{}, false, fail(CauseUnreachable, fmt.Errorf("%d bytes of the HANDOFF never acknowledged by %v: %w", n, peer, err))
+		if pc, err = m.pool.dial(rctx, peer); err != nil {
+			return wire.Message{}, false, fail(CauseDial, err)
 		}
+	}
+	// Phase one: READY or REFUSE. Anything else, or nothing in time, and
+	// the connection is given back: no COMMIT was written, so the
+	// destination cannot release (it aborts when the channel closes or
+	// its own budget ends). The channel connection is reset, so that no
+	// COMMIT can follow on it.
+	msg, err := m.answer(pc, dest, id, wire.TypeReady, wire.TypeRefuse)
+	inTime := pc.stop() && rctx.Err() == nil
+	if err == nil && msg.Type == wire.TypeRefuse {
+		// A REFUSE is acted on whenever it arrives: the destination
+		// undid everything before sending it.
+		if inTime {
+			pc.c.SetDeadline(time.Time{})
+			m.pool.put(pc)
+		} else {
+			pc.close()
+		}
+		return msg, false, nil
+	}
+	if err != nil || !inTime {
+		// A READY read just as the deadline fired counts as none: no
+		// time is left for the commit.
+		wait := time.Duration(float64(m.c.Timeout) * ReadyShare)
+		if err == nil {
+			err = fmt.Errorf("READY after the %v allowed for it", wait)
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("no READY within %v: %w", wait, err)
+		}
+		pc.c.SetLinger(0)
+		pc.close()
+		return wire.Message{}, false, fail(CauseNoReady, err)
+	}
+	// Phase two: COMMIT, then ACCEPT or REFUSE.
+	commit, err := m.ep.Seal(dest, id, &wire.Commit{})
+	if err != nil {
+		pc.c.SetLinger(0)
+		pc.close()
+		return wire.Message{}, false, fail(CauseSeal, err)
+	}
+	pc.watch(ctx)
+	if n, err := pc.c.Write(commit); err != nil {
+		pc.c.SetLinger(0)
+		pc.close()
+		if n == 0 {
+			// Not a byte of COMMIT left: still safe to thaw.
+			return wire.Message{}, false, fail(CauseSend, fmt.Errorf("COMMIT: %w", err))
+		}
+		return wire.Message{}, true, fail(CauseLost, fmt.Errorf("wrote %d of %d bytes of COMMIT: %w", n, len(commit), err))
+	}
+	msg, err = m.answer(pc, dest, id, wire.TypeAccept, wire.TypeRefuse)
+	if err != nil {
 		pc.close()
 		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			return wire.Message{}, true, fail(CauseTimeout, fmt.Errorf("no answer within %v: %w", m.c.Timeout, err))
+			return wire.Message{}, true, fail(CauseTimeout, fmt.Errorf("no ACCEPT within %v of the freeze: %w", m.c.Timeout, err))
 		}
 		return wire.Message{}, true, fail(CauseLost, err)
 	}
+	// An authentic answer is acted on even if the deadline fired as it
+	// arrived; only the connection, whose deadline may have fired, is not
+	// reused.
+	if pc.unwatch() {
+		m.pool.put(pc)
+	} else {
+		pc.close()
+	}
+	return msg, true, nil
+}
+
+// answer reads the next frame on pc and checks that it is authentic, from
+// dest, about handoff id and of one of the types want.
+func (m *Mover) answer(pc *chanConn, dest string, id uint64, want ...wire.Type) (wire.Message, error) {
 	raw, err := wire.ReadFrame(pc.r)
 	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil {
-			return lost(err)
+		var we *wire.Error
+		if errors.As(err, &we) {
+			m.stats.refused(err) // a bad header; EOF, reset and timeouts are failures, not refusals
 		}
-		m.stats.refused(err)
-		return lost(fmt.Errorf("reading the answer: %w", err))
+		return wire.Message{}, fmt.Errorf("reading the answer: %w", err)
 	}
 	msg, err := m.ep.Open(raw)
 	if err != nil {
 		m.stats.refused(err)
-		return lost(fmt.Errorf("the answer: %w", err))
+		return wire.Message{}, fmt.Errorf("the answer: %w", err)
 	}
 	switch {
 	case msg.Sender != dest:
-		return lost(fmt.Errorf("answer from %q", msg.Sender))
+		m.stats.refusedAs("unexpected")
+		return wire.Message{}, fmt.Errorf("answer from %q", msg.Sender)
 	case msg.HandoffID != id:
-		return lost(fmt.Errorf("answer for handoff %d, this one is %d", msg.HandoffID, id))
-	case msg.Type != wire.TypeAccept && msg.Type != wire.TypeRefuse:
-		return lost(fmt.Errorf("a %v in answer", msg.Type))
+		m.stats.refusedAs("unexpected")
+		return wire.Message{}, fmt.Errorf("answer for handoff %d, this one is %d", msg.HandoffID, id)
 	}
-	if !pc.unwatch() {
-		return lost(ctx.Err()) // the deadline fired as the answer arrived
-	}
-	m.pool.put(pc)
-	return msg, true, nil
-}
-
-// unacked is how many bytes written to c its peer has not acknowledged
-// (SIOCOUTQ); 0 on error.
-func unacked(c *net.TCPConn) int {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return 0
-	}
-	n := 0
-	rc.Control(func(fd uintptr) {
-		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err == nil {
-			n = v
+	for _, t := range want {
+		if msg.Type == t {
+			return msg, nil
 		}
-	})
-	return n
+	}
+	m.stats.refusedAs("unexpected")
+	return wire.Message{}, fmt.Errorf("a %v in answer", msg.Type)
 }
