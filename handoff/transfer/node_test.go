@@ -92,6 +92,8 @@ func runNode(role string) error {
 	key, _ := wire.DeriveKey([]byte("shoal transfer test cluster key!"))
 	peers := staticPeers{"a": netip.MustParseAddr(nodeNet + "1"), "b": netip.MustParseAddr(nodeNet + "2")}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// 2 s: the destination gives itself half, and 50 concurrent Adopts,
+	// each an ip(8) process, take up to half a second on two shared cores.
 	m := New(Config{Self: role, Key: key, Port: chanPort, Timeout: 2 * time.Second, DataPlane: ruleDataPlane{}, Peers: peers, Log: log})
 	var ln net.Listener
 	var err error
@@ -99,18 +101,7 @@ func runNode(role string) error {
 		if ln, err = net.Listen("tcp4", fmt.Sprintf("%s2:%d", nodeNet, chanPort)); err != nil {
 			return err
 		}
-		go m.Serve(ln, func(c *net.TCPConn, origin string) {
-			defer c.Close()
-			req, err := http.ReadRequest(bufio.NewReader(c))
-			if err != nil {
-				log.Error("adopted connection", "err", err)
-				return
-			}
-			body := "served " + req.URL.Path + " by b"
-			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Shoal-Node: b\r\nX-Shoal-Handoff: %s\r\n\r\n%s", len(body), origin, body)
-			c.CloseWrite()
-			io.Copy(io.Discard, c) // until the client closes
-		})
+		go m.Serve(ln, func(c *net.TCPConn, origin string) { serveOne(c, role, origin, log) })
 	} else {
 		if ln, err = net.Listen("tcp4", vip+":80"); err != nil {
 			return err
@@ -130,8 +121,7 @@ func runNode(role string) error {
 					if intact, err := m.Move(context.Background(), tc, "b", wire.ReasonGroup); err != nil {
 						log.Error("move", "intact", intact, "err", err)
 						if intact {
-							fmt.Fprintf(tc, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-							tc.Close()
+							serveOne(tc, role, "", log) // thawed: the origin serves it
 						}
 					}
 				}()
@@ -142,6 +132,21 @@ func runNode(role string) error {
 	io.Copy(io.Discard, os.Stdin)
 	ln.Close()
 	return json.NewEncoder(os.Stdout).Encode(m.Stats())
+}
+
+// serveOne answers the request on c as node self (origin: the node that
+// handed it over, "" if none), then waits for the client to close.
+func serveOne(c *net.TCPConn, self, origin string, log *slog.Logger) {
+	defer c.Close()
+	req, err := http.ReadRequest(bufio.NewReader(c))
+	if err != nil {
+		log.Error("serving a connection", "err", err)
+		return
+	}
+	body := "served " + req.URL.Path + " by " + self
+	fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Shoal-Node: %s\r\nX-Shoal-Handoff: %s\r\n\r\n%s", len(body), self, origin, body)
+	c.CloseWrite()
+	io.Copy(io.Discard, c) // until the client closes
 }
 
 // cluster is the two-node layout with both nodes running.
@@ -354,4 +359,44 @@ func TestMoveBetweenNodes(t *testing.T) {
 		t.Errorf("stats: A %+v; B %+v", s[0], s[1])
 	}
 	t.Logf("freeze→ACCEPT over %d moves: p50 ≤ %v, p99 ≤ %v, max %v", s[0].Latency.Count, s[0].Latency.Quantile(0.5), s[0].Latency.Quantile(0.99), s[0].Latency.Max)
+}
+
+// TestOneWayLossNeverTwoSockets: the node network loses everything from B
+// to A on the channel (A's frames reach B, B's ACKs and answers do not).
+// B restores and adopts the connection and answers READY, which is lost;
+// A, having no READY, never sends COMMIT and thaws; B, having no COMMIT,
+// aborts its silent socket and forgets the flow. The client is served by
+// A alone, on its one connection, with no reset: never by two live
+// sockets. (The rule the two-phase exchange replaced thawed on
+// unacknowledged channel bytes while B had already released and served.)
+func TestOneWayLossNeverTwoSockets(t *testing.T) {
+	c := newCluster(t)
+	cmd := exec.Command("ip", "netns", "exec", c.node[1], "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(fmt.Sprintf(`table inet shoaltrcut {
+	chain out {
+		type filter hook output priority 0;
+		ip daddr %s1 tcp sport %d tcp flags & syn == 0 drop
+	}
+}`, nodeNet, chanPort))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	resp, body, _, err := c.get("/cut")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || body != "served /cut by a" || resp.Header.Get("X-Shoal-Handoff") != "" {
+		t.Fatalf("response %d %q, headers %v; want A's own answer", resp.StatusCode, body, resp.Header)
+	}
+	time.Sleep(200 * time.Millisecond) // B's abort is due 1 s after the HANDOFF, A's thaw 1.5 s after the freeze
+	if in, out := c.rsts[c.client](); in != 0 || out != 0 {
+		t.Errorf("client: %d resets received, %d sent", in, out)
+	}
+	s := c.stop(t)
+	if len(s[0].Moves) != 0 || s[0].Failures[CauseNoReady] != 1 || len(s[0].Refusals) != 0 {
+		t.Errorf("A: %+v; want one no_ready failure, no move", s[0])
+	}
+	if len(s[1].Adopted) != 0 || s[1].Failures[CauseNoCommit] != 1 {
+		t.Errorf("B: %+v; want one no_commit failure, nothing adopted", s[1])
+	}
 }
