@@ -107,10 +107,14 @@ type Stats struct {
 	// Failures counts failed handoffs on either side by cause (the Cause*
 	// labels, "refused:<wire.Cause>").
 	Failures map[string]uint64 `json:"failures"`
-	// Refusals counts channel frames refused, by wire.ReasonOf ("auth",
-	// "replay", "stale", "io", ...; "unexpected" for an authentic frame
-	// of the wrong type): on the destination, HANDOFF frames; on the
-	// origin, answers.
+	// Refusals counts channel frames and connections refused, by
+	// wire.ReasonOf ("auth", "replay", "stale", "version", "io" for a
+	// stream broken inside a frame, ...; "unexpected" for an authentic
+	// frame of the wrong type, sender or handoff; "deadline" for a frame
+	// started and not finished in time; "not_member" and "too_many" for
+	// connections closed on accept): on the destination, frames and
+	// connections; on the origin, answers (an EOF, reset or timeout
+	// waiting for one is a failure, not a refusal).
 	Refusals map[string]uint64 `json:"refusals"`
 	// Latency is freeze → ACCEPT received, at the origin.
 	Latency Histogram `json:"latency"`
