@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -74,8 +75,8 @@ func main() {
 // A flag that takes a value takes the next word unless written name=value;
 // "--" ends the flags.
 func interspersed(cmds []*cli.Command, args []string) []string {
-	if len(args) < 2 {
-		return args
+	if len(args) < 2 || slices.Contains(args, "--generate-bash-completion") {
+		return args // shell completion reads the words as typed
 	}
 	i := 1
 	var leaf *cli.Command

@@ -158,3 +158,22 @@ func TestJSONDocumented(t *testing.T) {
 		t.Fatalf("only %d commands with --json found", n)
 	}
 }
+
+// TestInterspersed: a leaf command's flags may follow its positional
+// arguments (the issue's `shoal content publish PATH --from F --group G`);
+// words after "--" stay positional; other words are left alone.
+func TestInterspersed(t *testing.T) {
+	app := newApp()
+	for _, c := range []struct{ in, want string }{
+		{"shoal content publish /p.html --from f --group all --threshold 60", "shoal content publish --from f --group all --threshold 60 -- /p.html"},
+		{"shoal content publish --from=f /p.html --json --group g", "shoal content publish --from=f --json --group g -- /p.html"},
+		{"shoal content publish /p.html -- --from", "shoal content publish -- /p.html --from"},
+		{"shoal status --json", "shoal status --json"},
+		{"shoal content", "shoal content"},
+		{"shoal status - --generate-bash-completion", "shoal status - --generate-bash-completion"},
+	} {
+		if got := strings.Join(interspersed(app.Commands, strings.Fields(c.in)), " "); got != c.want {
+			t.Errorf("%q\n got %q\nwant %q", c.in, got, c.want)
+		}
+	}
+}
