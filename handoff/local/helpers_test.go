@@ -90,6 +90,19 @@ func readResponse(t *testing.T, br *bufio.Reader) (*http.Response, []byte) {
 	return resp, body
 }
 
+// readFinal reads the final response, skipping interim ones: both this
+// server (when the handler reads the body) and an upstream or far node
+// (ReverseProxy forwards 1xx) may say 100 Continue, and a client skips
+// interim responses.
+func readFinal(t *testing.T, br *bufio.Reader) (*http.Response, []byte) {
+	t.Helper()
+	resp, body := readResponse(t, br)
+	for resp.StatusCode >= 100 && resp.StatusCode < 200 {
+		resp, body = readResponse(t, br)
+	}
+	return resp, body
+}
+
 func get(path string) string {
 	return "GET " + path + " HTTP/1.1\r\nHost: shop.example\r\n\r\n"
 }
