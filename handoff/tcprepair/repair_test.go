@@ -350,3 +350,54 @@ func TestRestoredSilentUntilRelease(t *testing.T) {
 		t.Fatalf("resets: %d in, %d out", in, out)
 	}
 }
+
+// TestReleasedSocketLetsTheServiceRebind: a restored socket that closes
+// first sits in TIME_WAIT; a server restarted then must still bind its
+// port (SO_REUSEADDR), as it can beside the TIME_WAIT of sockets its
+// listener accepted. Leaving repair mode clears the socket's reuse, so
+// Release sets it again.
+func TestReleasedSocketLetsTheServiceRebind(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "rebind")
+	ln := listen(t, ns, "127.0.0.1:8081")
+	client := dial(t, ns, "127.0.0.1:8081")
+	server, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	client.Write([]byte("hello"))
+	for sockInt(t, server, unix.SIOCINQ) < 5 {
+		time.Sleep(time.Millisecond)
+	}
+	frozen, err := Freeze(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := frozen.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, remote := frozen.Local(), frozen.Remote()
+	frozen.Close()
+	var r *Restored
+	if err := inNS(ns, func() (err error) { r, err = Restore(local, remote, &st, Options{}); return }); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := r.Release(time.Now().Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFull(t, moved, 5); string(got) != "hello" {
+		t.Fatalf("moved socket read %q", got)
+	}
+	moved.Close() // the server closes first: its side goes to TIME_WAIT
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := client.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("client read %d bytes, %v; want EOF", n, err)
+	}
+	client.Close()
+	time.Sleep(50 * time.Millisecond) // the last ACK reaches the server side
+	again := listen(t, ns, "127.0.0.1:8081")
+	again.Close()
+}

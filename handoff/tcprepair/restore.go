@@ -226,6 +226,15 @@ func (r *Restored) Release(deadline time.Time) (*net.TCPConn, error) {
 		}
 		return nil, stepErr("TCP_REPAIR=0"+silentStep, err)
 	}
+	// Leaving repair mode sets the socket's address reuse to none (the
+	// kernel's TCP_REPAIR_OFF), unlike every socket a listener accepts:
+	// its TIME_WAIT would then keep a restarted node from binding its
+	// service port for a minute. Give it the reuse an accepted socket has.
+	if err := unix.SetsockoptInt(r.fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		unix.Close(r.fd)
+		r.fd = -1
+		return nil, stepErr("SO_REUSEADDR", err)
+	}
 	f := os.NewFile(uintptr(r.fd), "tcprepair")
 	r.fd = -1
 	c, err := net.FileConn(f) // a dup registered with the poller
