@@ -109,6 +109,50 @@ func (n *Node) writeMetrics(w io.Writer) {
 		metrics.WriteCounterUint64(w, "shoal_gossip_packets_received_total", g.PacketsReceived)
 	}
 	n.writeHandoffMetrics(w)
+	n.writeContentMetrics(w)
+}
+
+// writeContentMetrics writes the content distribution system's state from
+// GET /v1/content: per published path the rollout's progress and this
+// node's own row; the node's transfers (rate, bytes, failures by cause);
+// update-table messages refused.
+func (n *Node) writeContentMetrics(w io.Writer) {
+	if n.versions == nil {
+		return
+	}
+	c := n.versions.status("")
+	for _, p := range c.Paths {
+		l := fmt.Sprintf(`{path=%q}`, p.Path)
+		metrics.WriteGaugeUint64(w, "shoal_content_version"+l, p.Version)
+		metrics.WriteGaugeUint64(w, "shoal_content_members"+l, uint64(p.Members))
+		metrics.WriteGaugeUint64(w, "shoal_content_done"+l, uint64(p.Done))
+		metrics.WriteGaugeFloat64(w, "shoal_content_share"+l, p.Share)
+		metrics.WriteGaugeUint64(w, "shoal_content_threshold_percent"+l, uint64(p.Threshold))
+		metrics.WriteGaugeFloat64(w, "shoal_content_threshold_reached"+l, b2f(p.ThresholdReached))
+		metrics.WriteCounterUint64(w, "shoal_content_path_fetch_failures_total"+l, p.FetchFailures)
+		var own api.ContentNode
+		for _, r := range p.Nodes {
+			if r.Node == c.NodeID {
+				own = r
+			}
+		}
+		metrics.WriteGaugeUint64(w, "shoal_content_local_version"+l, own.Version)
+		for _, st := range []string{"available", "updating", "unavailable"} {
+			metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_content_local_state{path=%q,state=%q}`, p.Path, st), b2f(own.State == st))
+		}
+	}
+	f := c.Fetch
+	metrics.WriteCounterUint64(w, "shoal_content_fetch_started_total", f.Fetches)
+	metrics.WriteCounterUint64(w, "shoal_content_fetch_fetched_total", f.Fetched)
+	metrics.WriteCounterUint64(w, "shoal_content_fetch_failed_total", f.Failed)
+	metrics.WriteCounterUint64(w, "shoal_content_fetch_bytes_total", f.Bytes)
+	metrics.WriteGaugeFloat64(w, "shoal_content_fetch_bytes_per_second", f.BytesPerSec)
+	for _, cause := range []string{"dial", "http_status", "stall", "truncated", "checksum", "io", "cancelled"} {
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_content_fetch_failures_total{cause=%q}`, cause), f.Failures[cause])
+	}
+	for r, v := range c.TableRejected {
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_content_table_rejected_total{reason=%q}`, r), v)
+	}
 }
 
 // writeHandoffMetrics writes the reading module's counters: one metric per

@@ -102,7 +102,7 @@ func demoGroups(ctx context.Context, n int) error {
 		return fmt.Errorf("demo: %d requests failed", failed)
 	}
 	fmt.Println("\nEvery request reached a node holding its content; handed-off connections carried X-Shoal-Handoff: <origin>.")
-	return nil
+	return demoRollout(ctx, l)
 }
 
 type demoHop struct{ node, origin string }

@@ -175,6 +175,7 @@ func newLabClient(f *failures, keepAlive bool) *labClient {
 type reply struct {
 	code      int
 	node      string // X-Shoal-Node
+	version   string // X-Shoal-Version (published content)
 	handoff   string // X-Shoal-Handoff (origin node), "" if served where accepted
 	app       string // X-Shoal-App
 	setCookie []string
@@ -202,7 +203,7 @@ func (lc *labClient) get(method, url string, hdr http.Header, body io.Reader) re
 	var buf bytes.Buffer
 	h := sha256.New()
 	_, err = io.Copy(io.MultiWriter(h, &limitedBuffer{&buf, 1 << 16}), resp.Body)
-	r := reply{code: resp.StatusCode, node: resp.Header.Get("X-Shoal-Node"), handoff: resp.Header.Get("X-Shoal-Handoff"),
+	r := reply{code: resp.StatusCode, node: resp.Header.Get("X-Shoal-Node"), version: resp.Header.Get("X-Shoal-Version"), handoff: resp.Header.Get("X-Shoal-Handoff"),
 		app: resp.Header.Get("X-Shoal-App"), setCookie: resp.Header.Values("Set-Cookie"), body: buf.Bytes(), sum: hex.EncodeToString(h.Sum(nil))}
 	if err != nil {
 		lc.f.add("body_"+classify(err), err.Error())
