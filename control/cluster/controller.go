@@ -503,6 +503,13 @@ func (c *Controller) Leave(stopServer func()) {
 		_, off := c.Agreement()
 		c.d.Log.Warn("leave: peers still disagree; leaving anyway", "disagreeing", off)
 	}
+	// Agreement may have come after the last rebuild looked, or never:
+	// either way the share held for the peers goes now, before the server
+	// stops, or this node's kernel would refuse the SYNs its workers still
+	// accept for it.
+	if holding, _ := c.hold(); holding {
+		c.release("leaving")
+	}
 	c.waitFlows("handshakes", func(h, _ uint64) bool { return h == 0 }, c.cfg.LeaveHalfOpen)
 	if stopServer != nil {
 		stopServer()

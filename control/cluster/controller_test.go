@@ -340,7 +340,14 @@ func TestLeaveBounded(t *testing.T) {
 	r.flows.set(1, 1)
 	start := r.clock.Now()
 	stopped := false
-	r.c.Leave(func() { stopped = true })
+	r.c.Leave(func() {
+		stopped = true
+		// Peers never agreed, and the node leaves anyway: it must accept
+		// nothing once its server is gone.
+		if got := r.pub.last(); got.Count() != 0 {
+			t.Errorf("server stopped while the node still accepts %d buckets", got.Count())
+		}
+	})
 	if el := r.clock.Now().Sub(start); el < 3500*time.Millisecond || el > 3600*time.Millisecond {
 		t.Errorf("leave took %v, want 1 s + 0.5 s + 2 s", el)
 	}
