@@ -44,7 +44,12 @@ type Status struct {
 	UptimeSec float64 `json:"uptime_sec"`
 	Hugepages bool    `json:"hugepages"`
 	Epoch     uint64  `json:"epoch"`
-	TableHash string  `json:"table_hash"`
+	// TableHash is the cluster range table's hash (as GET /v1/ranges
+	// reports it). AgreementHash is what the node gossips and compares
+	// with its peers: the cluster table's hash, or, when groups are
+	// defined, a hash over it and every group table's.
+	TableHash     string `json:"table_hash"`
+	AgreementHash string `json:"agreement_hash"`
 	// TableAlgorithm is the range-table algorithm the table was built
 	// with: the newest every member offers (docs/protocol.md).
 	TableAlgorithm int            `json:"table_algorithm"`
@@ -96,8 +101,10 @@ type MemberStatus struct {
 	Capacity     float64 `json:"capacity"`
 	Availability float64 `json:"availability"`
 	Health       string  `json:"health,omitempty"`
-	TableHash    string  `json:"table_hash,omitempty"`
-	Agrees       bool    `json:"agrees"`
+	// TableHash is the member's gossiped agreement hash; Agrees says it is
+	// this node's AgreementHash.
+	TableHash string `json:"table_hash,omitempty"`
+	Agrees    bool   `json:"agrees"`
 	// TableAlgorithmMax is the newest range-table algorithm the member
 	// offers in its gossiped meta.
 	TableAlgorithmMax int `json:"table_algorithm_max,omitempty"`

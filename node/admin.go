@@ -247,11 +247,12 @@ func (n *Node) status() api.Status {
 	s := api.Status{
 		NodeID: n.cfg.NodeID, VIP: n.cfg.Cluster.VIP, Address: n.cfg.Interface.Address,
 		UptimeSec: time.Since(n.started).Seconds(), Hugepages: n.hugepages,
-		Epoch: snap.Epoch, TableHash: snap.Hash, TableAlgorithm: snap.Algorithm, TableAge: time.Since(snap.TableSince).Seconds(),
+		Epoch: snap.Epoch, AgreementHash: snap.Hash, TableAlgorithm: snap.Algorithm, TableAge: time.Since(snap.TableSince).Seconds(),
 		OwnedBuckets: snap.Owned, ExtraBuckets: snap.Extra, Agreement: true,
 		FailOpen: snap.FailOpenBuilds, Holding: snap.Holding, ReplyPath: n.replyPathStatus(),
 	}
 	if snap.Table != nil {
+		s.TableHash = snap.Table.Hash
 		counts := snap.Table.Count()
 		for _, m := range snap.Table.Members {
 			s.Members = append(s.Members, api.MemberStatus{ID: m.ID, Weight: m.Weight, Buckets: counts[m.ID],
@@ -278,7 +279,7 @@ func (n *Node) status() api.Status {
 			ms = &s.Members[len(s.Members)-1]
 		}
 		ms.Addr, ms.State, ms.Capacity, ms.Availability = m.Addr, m.State, m.Meta.Capacity, m.Meta.Availability
-		ms.Health, ms.TableHash, ms.Agrees = m.Meta.Health, m.Meta.TableHash, m.Meta.TableHash == s.TableHash
+		ms.Health, ms.TableHash, ms.Agrees = m.Meta.Health, m.Meta.TableHash, m.Meta.TableHash == s.AgreementHash
 		ms.TableAlgorithmMax = m.Meta.TableAlgorithmMax()
 		if ms.Health == "" {
 			ms.Health = gossip.HealthHealthy

@@ -104,8 +104,8 @@ func statusCmd(c *cli.Context) error {
 		fmt.Printf(" via %s", s.ReplyPath.Netdev)
 	}
 	fmt.Printf(" (%s)\n", s.ReplyPath.Reason)
-	fmt.Printf("table %s  algorithm %d  epoch %d  owned buckets %d (%.1f%%)  extra %d\n\n", s.TableHash, s.TableAlgorithm, s.Epoch,
-		s.OwnedBuckets, 100*float64(s.OwnedBuckets)/65536, s.ExtraBuckets)
+	fmt.Printf("table %s (with the group tables %s)  algorithm %d  epoch %d  owned buckets %d (%.1f%%)  extra %d\n\n", s.TableHash,
+		s.AgreementHash, s.TableAlgorithm, s.Epoch, s.OwnedBuckets, 100*float64(s.OwnedBuckets)/65536, s.ExtraBuckets)
 	if s.Gossip {
 		fmt.Printf("agreement %v", s.Agreement)
 		if len(s.Disagree) > 0 {
