@@ -584,7 +584,7 @@ func WaitConverged(ctx context.Context, ids []string, want int) (string, error) 
 				ok, last = false, err.Error()
 				break
 			}
-			hashes[st.TableHash] = true
+			hashes[st.AgreementHash] = true
 			if st.Holding {
 				// Still accepting buckets it gave away (make-before-break).
 				ok = false

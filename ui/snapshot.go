@@ -17,8 +17,16 @@ func Build(src Source) api.Snapshot {
 }
 
 func build(src Source, st api.Status, gs []api.GroupStatus) api.Snapshot {
+	// The status (member rows with their buckets) and the cluster table's
+	// intervals are read apart: when the table changed in between, read
+	// both again, so one snapshot never draws two tables.
+	r, ok := src.Ranges("")
+	for try := 0; ok && r.TableHash != st.TableHash && try < 3; try++ {
+		st = src.Status()
+		r, ok = src.Ranges("")
+	}
 	s := api.Snapshot{Time: time.Now(), Status: st, Health: src.Health(), Stats: src.Stats()}
-	if r, ok := src.Ranges(""); ok {
+	if ok {
 		s.Tables = append(s.Tables, view(ClusterTable, false, r, st.Members))
 	}
 	for _, g := range gs {
