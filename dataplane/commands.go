@@ -123,9 +123,9 @@ func (r *Runtime) run(ctx context.Context, i int, c *command) error {
 		}
 		wt.wait()
 	}
-	wakeWorker(w)
 	slot := c.slot
 	wt = waiter{}
+	woken := false
 	for {
 		if C.sdp_cmd_slot_state(ring, slot) == C.SDP_SLOT_DONE {
 			break
@@ -142,6 +142,12 @@ func (r *Runtime) run(ctx context.Context, i int, c *command) error {
 					r.lcores[i], c.args.op, why)
 			}
 			break // completed meanwhile
+		}
+		if !woken && wt.spun() {
+			// Not done after the spin: the worker is most likely in its
+			// idle sleep. A worker that is awake is never signalled.
+			wakeWorker(w)
+			woken = true
 		}
 		wt.wait()
 	}
@@ -178,6 +184,9 @@ type waiter struct {
 	pause time.Duration
 }
 
+// spun says whether the waiter has yielded for waitSpin already.
+func (wt *waiter) spun() bool { return !wt.start.IsZero() && time.Since(wt.start) >= waitSpin }
+
 func (wt *waiter) wait() {
 	if wt.start.IsZero() {
 		wt.start, wt.pause = time.Now(), waitFirstSleep
@@ -191,7 +200,8 @@ func (wt *waiter) wait() {
 	wt.pause = min(2*wt.pause, waitMaxSleep)
 }
 
-// wakeSignal is sent to the worker thread after a command is posted: it
+// wakeSignal is sent to the worker thread when a command is not done
+// after waitSpin: it
 // ends the worker's idle nanosleep (up to dataplane.idle_sleep_max_us) at
 // once, so the command runs on the next loop iteration instead of after
 // the sleep. SIGURG is the Go runtime's own preemption signal, which its
