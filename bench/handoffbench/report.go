@@ -20,9 +20,15 @@ const (
 // Report is one run of the benchmark.
 type Report struct {
 	Concurrency int
-	Runs        []RunResult
-	Latency     []LatencyFigure
-	Steps       []StepFigure
+	// IdleSleepMaxUS is the nodes' dataplane.idle_sleep_max_us.
+	IdleSleepMaxUS int
+	// LoadBefore and LoadAfter are the machine's load averages
+	// (/proc/loadavg, 1 5 15 min) when the lab was up and at the end: the
+	// lab shares its CPUs with whatever else runs.
+	LoadBefore, LoadAfter string
+	Runs           []RunResult
+	Latency        []LatencyFigure
+	Steps          []StepFigure
 	// Nodes are the nodes' failure and loss counters after the local and
 	// handoff runs, RelayNodes after the relay runs (restarted n1 and n3
 	// count from zero), by node and label; zeros left out.
@@ -295,7 +301,8 @@ func sortedKeys[V any](m map[string]V) []string {
 // WriteText prints the report as tables.
 func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "shoal bench handoff: 3-node lab (groups preset + group %s = {%s}, /b/1k and /b/1m only on %s);\n", Group, Server, Server)
-	fmt.Fprintf(w, "fresh connections from the client namespace, every one from a port n1 or n3 owns, Connection: close, read to the FIN\n\n")
+	fmt.Fprintf(w, "fresh connections from the client namespace, every one from a port n1 or n3 owns, Connection: close, read to the FIN;\n")
+	fmt.Fprintf(w, "dataplane.idle_sleep_max_us %d on every node; load average %s at the start, %s at the end\n\n", r.IdleSleepMaxUS, r.LoadBefore, r.LoadAfter)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "served\tobject\tconcurrency\trequests\tfailed\treq/s\tMB/s\tp50 ms\tp99 ms\tserved as\t")
 	for _, x := range r.Runs {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,10 @@ type Options struct {
 	// ConnValue is the data plane's connection value of a 4-tuple
 	// (dataplane.ConnValue), whose low 16 bits are the bucket.
 	ConnValue func(seed uint32, src, dst netip.Addr, sport, dport uint16) uint32
+	// IdleSleepMaxUS is every node's dataplane.idle_sleep_max_us (0: the
+	// default, 500). The channel's frames cross both nodes' workers, each
+	// of which may be in its idle sleep when a frame arrives.
+	IdleSleepMaxUS int
 	// LabLog receives the lab's own step lines (nil discards them).
 	LabLog io.Writer
 	// Log receives progress lines.
@@ -98,6 +103,9 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				c.Cluster.Members[i].Groups = append(c.Cluster.Members[i].Groups, Group)
 			}
 		}
+		if o.IdleSleepMaxUS > 0 {
+			c.Dataplane.IdleSleepMaxUS = o.IdleSleepMaxUS
+		}
 		if relay.Load() && id != Server {
 			c.Handoff.Disabled = true
 		}
@@ -149,7 +157,8 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	o.Log("%d client ports land on n1 or n3", len(ports.ports))
 	c := &client{ports: ports, want: want}
-	rep = &Report{Concurrency: o.Concurrency}
+	rep = &Report{Concurrency: o.Concurrency, IdleSleepMaxUS: cfg.Dataplane.IdleSleepMaxUS, LoadBefore: loadavg()}
+	defer func() { rep.LoadAfter = loadavg() }()
 	requests := func(ob Object) int {
 		if ob.Size >= 1<<20 {
 			return o.Requests1M
@@ -212,6 +221,19 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	rep.RelayNodes = nodeCounters(ids)
 	return rep, ctx.Err()
+}
+
+// loadavg is the first three fields of /proc/loadavg.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func converge(ctx context.Context, ids []string) error {

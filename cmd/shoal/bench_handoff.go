@@ -26,6 +26,7 @@ func init() {
 			&cli.IntFlag{Name: "requests-1m", Value: 150, Usage: "requests of each 1 MiB run"},
 			&cli.IntFlag{Name: "latency-moves", Value: 300, Usage: "handoffs of the one-at-a-time latency run"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, each with a kind: throughput (mode, object, concurrency, requests, ok, failed, failures, modes, seconds, requests_per_s, mb_per_s, p50_ms, p99_ms), latency (scenario, count, p50_us, p99_us, mean_us, goal_p99_us, p99_to_goal), step (step, count, p50_us, p99_us, mean_us), goal (name, value, goal, ratio_to_goal, detail), node (phase, node, counters)"},
+			&cli.IntFlag{Name: "idle-sleep-max-us", Usage: "every node's dataplane.idle_sleep_max_us (default: the config default, 500); the handoff channel's frames cross two workers each way"},
 			&cli.BoolFlag{Name: "verbose", Usage: "show the lab's own steps on stderr"},
 		},
 		Action: benchHandoff,
@@ -54,6 +55,10 @@ func benchHandoff(c *cli.Context) error {
 	if moves < 10 || moves > 5000 {
 		return badInput("bench handoff: --latency-moves %d must be between 10 and 5000", moves)
 	}
+	idle := c.Int("idle-sleep-max-us")
+	if idle < 0 || idle > 100000 {
+		return badInput("bench handoff: --idle-sleep-max-us %d must be between 1 and 100000 (0: the default)", idle)
+	}
 	if os.Geteuid() != 0 {
 		return badInput("bench handoff: needs root (a lab of namespaces and DPDK nodes)")
 	}
@@ -68,7 +73,7 @@ func benchHandoff(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := handoffbench.Run(ctx, handoffbench.Options{
-		Binary: bin, Concurrency: conc, Requests1K: r1k, Requests1M: r1m, LatencyMoves: moves,
+		Binary: bin, Concurrency: conc, Requests1K: r1k, Requests1M: r1m, LatencyMoves: moves, IdleSleepMaxUS: idle,
 		ConnValue: func(seed uint32, src, dst netip.Addr, sport, dport uint16) uint32 {
 			return dataplane.ConnValue(seed, src, dst, sport, dport)
 		},
