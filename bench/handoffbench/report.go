@@ -26,9 +26,11 @@ type Report struct {
 	// (/proc/loadavg, 1 5 15 min) when the lab was up and at the end: the
 	// lab shares its CPUs with whatever else runs.
 	LoadBefore, LoadAfter string
-	Runs           []RunResult
-	Latency        []LatencyFigure
-	Steps          []StepFigure
+	Runs                  []RunResult
+	Latency               []LatencyFigure
+	Steps                 []StepFigure
+	// Peers are the node network\'s round trip, beside origin_remote.
+	Peers []PeerFigure
 	// Nodes are the nodes' failure and loss counters after the local and
 	// handoff runs, RelayNodes after the relay runs (restarted n1 and n3
 	// count from zero), by node and label; zeros left out.
@@ -53,6 +55,15 @@ type LatencyFigure struct {
 func (f LatencyFigure) String() string {
 	return fmt.Sprintf("%s: %d handoffs, p50 ≤ %.0f µs, p99 ≤ %.0f µs, mean %.0f µs (goal p99 < %.0f µs: %.2f× the goal)",
 		f.Scenario, f.Count, f.P50US, f.P99US, f.MeanUS, f.GoalP99, f.Ratio)
+}
+
+// PeerFigure is a round trip on the node network: kind "peer".
+type PeerFigure struct {
+	Kind     string  `json:"kind"`
+	Scenario string  `json:"scenario"`
+	MinUS    float64 `json:"min_us"`
+	AvgUS    float64 `json:"avg_us"`
+	MaxUS    float64 `json:"max_us"`
 }
 
 // StepFigure is one step of the handoffs of the one-at-a-time run.
@@ -278,6 +289,9 @@ func (r *Report) Lines() []any {
 	for _, x := range r.Steps {
 		out = append(out, x)
 	}
+	for _, x := range r.Peers {
+		out = append(out, x)
+	}
 	for _, x := range r.Goals() {
 		out = append(out, x)
 	}
@@ -334,6 +348,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+	}
+	for _, p := range r.Peers {
+		fmt.Fprintf(w, "  peer: %s: min %.0f µs, avg %.0f µs, max %.0f µs (beside origin_remote: the channel's round trip)\n", p.Scenario, p.MinUS, p.AvgUS, p.MaxUS)
 	}
 	fmt.Fprintf(w, "\nbeside the goals:\n")
 	for _, g := range r.Goals() {

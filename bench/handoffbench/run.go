@@ -170,6 +170,20 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	for _, p := range []string{localPath(Objects[0]), benchPath(Objects[0])} {
 		c.run(ctx, p, warmup, o.Concurrency)
 	}
+	// The channel's own path: ICMP echo between the node addresses of an
+	// origin and the destination, both through their workers (ping's
+	// interval 10 ms and 200 ms: the workers awake, and back in their
+	// idle sleep).
+	for _, iv := range []string{"0.01", "0.2"} {
+		rtt, err := pingRTT(ctx, "n1", lab.NodeIP(2), iv)
+		if err != nil {
+			o.Log("ping n1 → n2: %v", err)
+			continue
+		}
+		rtt.Scenario = "ping n1 → n2 node address every " + iv + " s"
+		rep.Peers = append(rep.Peers, rtt)
+		o.Log("%s: avg %.0f µs", rtt.Scenario, rtt.AvgUS)
+	}
 	// One handoff at a time: the latency of a handoff on its own.
 	before := snapshot(ids)
 	seq := c.run(ctx, benchPath(Objects[0]), o.LatencyMoves, 1)
@@ -221,6 +235,25 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	rep.RelayNodes = nodeCounters(ids)
 	return rep, ctx.Err()
+}
+
+// pingRTT runs 50 pings from where to addr at interval iv (seconds).
+func pingRTT(ctx context.Context, where, addr, iv string) (PeerFigure, error) {
+	out, err := lab.Exec(ctx, where, "ping", "-q", "-n", "-c", "50", "-i", iv, addr).CombinedOutput()
+	if err != nil {
+		return PeerFigure{}, fmt.Errorf("%v: %s", err, out)
+	}
+	// rtt min/avg/max/mdev = 0.121/0.514/2.434/0.337 ms
+	_, after, ok := strings.Cut(string(out), "min/avg/max/mdev = ")
+	var f PeerFigure
+	if !ok {
+		return f, fmt.Errorf("no rtt line in %q", out)
+	}
+	if _, err := fmt.Sscanf(after, "%f/%f/%f", &f.MinUS, &f.AvgUS, &f.MaxUS); err != nil {
+		return f, fmt.Errorf("rtt line %q: %v", after, err)
+	}
+	f.Kind, f.MinUS, f.AvgUS, f.MaxUS = "peer", f.MinUS*1e3, f.AvgUS*1e3, f.MaxUS*1e3
+	return f, nil
 }
 
 // loadavg is the first three fields of /proc/loadavg.
