@@ -350,7 +350,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	for _, p := range r.Peers {
-		fmt.Fprintf(w, "  peer: %s: min %.0f µs, avg %.0f µs, max %.0f µs (beside origin_remote: the channel's round trip)\n", p.Scenario, p.MinUS, p.AvgUS, p.MaxUS)
+		fmt.Fprintf(w, "  peer: %s: min %.0f µs, avg %.0f µs, max %.0f µs (beside origin_remote: one of the exchange's two channel round trips)\n", p.Scenario, p.MinUS, p.AvgUS, p.MaxUS)
 	}
 	fmt.Fprintf(w, "\nbeside the goals:\n")
 	for _, g := range r.Goals() {

@@ -18,6 +18,7 @@ import (
 	"github.com/shoal-lb/shoal/api"
 	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/control/groups"
+	"github.com/shoal-lb/shoal/handoff/transfer"
 	"github.com/shoal-lb/shoal/lab"
 )
 
@@ -347,9 +348,11 @@ func snapshot(ids []string) map[string]api.Handoffs {
 }
 
 // settled is the snapshot once the origins have counted the moves the
-// client saw (want): a client can read its whole response from the
-// destination before the origin has read the ACCEPT and counted the move.
-// It waits at most 2 s.
+// client saw (want) and timed their steps: a client can read its whole
+// response from the destination before the origin has read the ACCEPT and
+// counted the move, and the origin times the steps only after the
+// withdrawal and the close that follow (origin_close is the last). It
+// waits at most 2 s.
 func settled(ctx context.Context, ids []string, before map[string]api.Handoffs, want int) map[string]api.Handoffs {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
@@ -357,7 +360,7 @@ func settled(ctx context.Context, ids []string, before map[string]api.Handoffs, 
 		var n uint64
 		for id, a := range after {
 			if id != Server {
-				n += a.Latency.Count - before[id].Latency.Count
+				n += a.Steps[transfer.StepClose].Count - before[id].Steps[transfer.StepClose].Count
 			}
 		}
 		if n >= uint64(want) || time.Now().After(deadline) || ctx.Err() != nil {
