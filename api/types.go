@@ -218,6 +218,10 @@ type Handoffs struct {
 	AlternateLocal uint64 `json:"alternate_local"`
 	// Latency is the handoff latency at the origin, freeze to ACCEPT.
 	Latency Latency `json:"latency"`
+	// Steps times each step of the handoffs that succeeded, on either
+	// side, by step (origin_freeze, ..., dest_adopt, ...; the labels of
+	// handoff/transfer's Step* constants): where the latency goes.
+	Steps map[string]Latency `json:"steps,omitempty"`
 	// Served counts requests the local server answered, by outcome
 	// (static, upstream, forwarded, relayed, status_4xx, status_5xx, ...).
 	Served map[string]uint64 `json:"served"`
@@ -229,6 +233,8 @@ type Latency struct {
 	P50US float64 `json:"p50_us"`
 	P99US float64 `json:"p99_us"`
 	MaxUS float64 `json:"max_us"`
+	// MeanUS is the mean duration (0 without observations).
+	MeanUS float64 `json:"mean_us"`
 	// Buckets are cumulative: Count of durations ≤ LeUS.
 	Buckets []LatencyBucket `json:"buckets"`
 }

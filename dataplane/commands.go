@@ -12,8 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"runtime"
+	"strings"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-lb/shoal/dataplane/report"
 )
@@ -98,7 +103,7 @@ func (r *Runtime) run(ctx context.Context, i int, c *command) error {
 		return fmt.Errorf("worker %d: %w", r.lcores[i], ErrNotRunning)
 	}
 	// A full ring is back-pressure: wait for a slot until the deadline.
-	pause := 20 * time.Microsecond
+	var wt waiter
 	for {
 		r.posts[i].Lock()
 		rc := C.sdp_cmd_post(ring, &c.args)
@@ -116,11 +121,11 @@ func (r *Runtime) run(ctx context.Context, i int, c *command) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("worker %d: %w (%w)", r.lcores[i], ErrBusy, ctx.Err())
 		}
-		time.Sleep(pause)
-		pause = min(2*pause, time.Millisecond)
+		wt.wait()
 	}
 	slot := c.slot
-	pause = 20 * time.Microsecond
+	wt = waiter{}
+	woken := false
 	for {
 		if C.sdp_cmd_slot_state(ring, slot) == C.SDP_SLOT_DONE {
 			break
@@ -138,8 +143,13 @@ func (r *Runtime) run(ctx context.Context, i int, c *command) error {
 			}
 			break // completed meanwhile
 		}
-		time.Sleep(pause)
-		pause = min(2*pause, time.Millisecond)
+		if !woken && wt.spun() {
+			// Not done after the spin: the worker is most likely in its
+			// idle sleep. A worker that is awake is never signalled.
+			wakeWorker(w)
+			woken = true
+		}
+		wt.wait()
 	}
 	s := &ring.slots[slot]
 	c.status, c.count, c.nextCursor = int32(s.status), uint32(s.count), uint32(s.next_cursor)
@@ -154,6 +164,63 @@ func (r *Runtime) run(ctx context.Context, i int, c *command) error {
 		return fmt.Errorf("dataplane: worker %d: command %d failed: error %d", r.lcores[i], c.args.op, -c.status)
 	}
 	return nil
+}
+
+// The wait for a command. A worker that is awake completes a command
+// within one loop iteration (microseconds), so the waiter first yields for
+// waitSpin, then sleeps waitFirstSleep doubling to waitMaxSleep. The sleeps
+// are nanosleep(2) on the waiting thread, not time.Sleep: the Go runtime
+// rounds a timer under 1 ms up to 1 ms on Linux (its netpoller waits in
+// whole milliseconds when no other timer is due), which made every
+// command, and so every handoff's Adopt and Withdraw, take about 1 ms.
+const (
+	waitSpin       = 20 * time.Microsecond
+	waitFirstSleep = 10 * time.Microsecond
+	waitMaxSleep   = 200 * time.Microsecond
+)
+
+type waiter struct {
+	start time.Time
+	pause time.Duration
+}
+
+// spun says whether the waiter has yielded for waitSpin already.
+func (wt *waiter) spun() bool { return !wt.start.IsZero() && time.Since(wt.start) >= waitSpin }
+
+func (wt *waiter) wait() {
+	if wt.start.IsZero() {
+		wt.start, wt.pause = time.Now(), waitFirstSleep
+	}
+	if time.Since(wt.start) < waitSpin {
+		runtime.Gosched()
+		return
+	}
+	ts := unix.NsecToTimespec(wt.pause.Nanoseconds())
+	unix.Nanosleep(&ts, nil)
+	wt.pause = min(2*wt.pause, waitMaxSleep)
+}
+
+// wakeSignal is sent to the worker thread when a command is not done
+// after waitSpin: it
+// ends the worker's idle nanosleep (up to dataplane.idle_sleep_max_us) at
+// once, so the command runs on the next loop iteration instead of after
+// the sleep. SIGURG is the Go runtime's own preemption signal, which its
+// handler ignores on a thread that is not Go's (the worker is a DPDK
+// lcore thread) without touching the thread; a system call other than the
+// sleep is restarted (SA_RESTART). With GODEBUG=asyncpreemptoff=1 the
+// runtime would treat it as a foreign signal instead, so no signal is sent
+// then and a command waits for the sleep to end.
+const wakeSignal = unix.SIGURG
+
+var wakeOff = strings.Contains(os.Getenv("GODEBUG"), "asyncpreemptoff=1")
+
+func wakeWorker(w *C.struct_sdp_worker) {
+	if wakeOff {
+		return
+	}
+	if tid := int(C.sdp_worker_tid(w)); tid > 0 {
+		unix.Tgkill(os.Getpid(), tid, wakeSignal)
+	}
 }
 
 // key fills a command's flow key from t, checking that t is an IPv4 flow

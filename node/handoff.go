@@ -482,6 +482,10 @@ func (n *Node) handoffs() api.Handoffs {
 		ms := s.mover.Stats()
 		h.HandedOff, h.Failures, h.Adopted, h.ChannelRefused = ms.Moves, ms.Failures, ms.Adopted, ms.Refusals
 		h.Latency = latencyOf(ms.Latency)
+		h.Steps = map[string]api.Latency{}
+		for k, v := range ms.Steps {
+			h.Steps[k] = latencyOf(v)
+		}
 	}
 	lc := s.local.Counters()
 	h.Served = map[string]uint64{
@@ -498,6 +502,9 @@ func (n *Node) handoffs() api.Handoffs {
 func latencyOf(l transfer.Histogram) api.Latency {
 	out := api.Latency{Count: l.Count, P50US: l.Quantile(0.5).Seconds() * 1e6, P99US: l.Quantile(0.99).Seconds() * 1e6,
 		MaxUS: l.Max.Seconds() * 1e6}
+	if l.Count > 0 {
+		out.MeanUS = l.Sum.Seconds() * 1e6 / float64(l.Count)
+	}
 	var cum uint64
 	for i, b := range l.Bounds {
 		cum += l.Counts[i]

@@ -32,10 +32,14 @@ func channelDest(t *testing.T, isMember func(netip.Addr) bool, idle, timeout tim
 // closedWithin says whether the destination closes c (EOF or reset)
 // within d, having sent nothing.
 func closedWithin(c net.Conn, d time.Duration) (bool, time.Duration) {
-	t0 := time.Now()
-	c.SetReadDeadline(t0.Add(d))
+	return closedSince(c, time.Now(), d)
+}
+
+// closedSince is closedWithin timed from start.
+func closedSince(c net.Conn, start time.Time, d time.Duration) (bool, time.Duration) {
+	c.SetReadDeadline(time.Now().Add(d))
 	n, err := c.Read(make([]byte, 1))
-	return n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded), time.Since(t0)
+	return n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded), time.Since(start)
 }
 
 // TestChannelNonMemberClosed: a connection from an address that is not a
@@ -115,13 +119,19 @@ func TestChannelDeadlines(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
+	// Each wait is timed from before the step that starts the
+	// destination's deadline (the dial, the write): the destination may
+	// run before this goroutine is back from that step, so timing from
+	// after it could see the deadline fire early.
+	start := time.Now()
 	c := dial()
-	if closed, took := closedWithin(c, 3*time.Second); !closed || took < idle || took > idle+300*time.Millisecond {
+	if closed, took := closedSince(c, start, 3*time.Second); !closed || took < idle || took > idle+300*time.Millisecond {
 		t.Errorf("idle connection: closed %v after %v; the idle timeout is %v", closed, took, idle)
 	}
 	c = dial()
+	start = time.Now()
 	c.Write([]byte("SH")) // a header begun
-	if closed, took := closedWithin(c, 3*time.Second); !closed || took < timeout || took > timeout+300*time.Millisecond {
+	if closed, took := closedSince(c, start, 3*time.Second); !closed || took < timeout || took > timeout+300*time.Millisecond {
 		t.Errorf("stalled header: closed %v after %v; want about %v", closed, took, timeout)
 	}
 	c = dial()
@@ -129,8 +139,9 @@ func TestChannelDeadlines(t *testing.T) {
 	binary.BigEndian.PutUint32(h, wire.Magic)
 	h[4], h[5] = wire.Version, byte(wire.TypeHandoff)
 	binary.BigEndian.PutUint32(h[8:], 1000)
+	start = time.Now()
 	c.Write(append(h, make([]byte, 100)...)) // a header and part of the body
-	if closed, took := closedWithin(c, 3*time.Second); !closed || took < timeout || took > timeout+300*time.Millisecond {
+	if closed, took := closedSince(c, start, 3*time.Second); !closed || took < timeout || took > timeout+300*time.Millisecond {
 		t.Errorf("stalled body: closed %v after %v; want about %v", closed, took, timeout)
 	}
 	if s := dest.Stats(); s.Refusals["deadline"] != 2 || len(s.Refusals) != 1 {

@@ -244,8 +244,38 @@ func TestAcceptWithdrawsThenCloses(t *testing.T) {
 	if s.Moves["group"] != 2 || s.Latency.Count != 2 || len(s.Failures) != 0 {
 		t.Errorf("stats %+v", s)
 	}
+	checkOriginSteps(t, s, 2)
+	// The fake destination's READY claims 5 µs of its own, which
+	// origin_remote leaves out of origin_ready.
+	if r, a := s.Steps[StepRemote].Sum, s.Steps[StepReady].Sum; r != a-10*time.Microsecond {
+		t.Errorf("origin_remote %v, want origin_ready %v less 2 × 5 µs", r, a)
+	}
 	if n := d.accepted.Load(); n != 1 {
 		t.Errorf("%d channel connections for two sequential moves, want 1 (pooled)", n)
+	}
+}
+
+// checkOriginSteps: every origin step is timed once per move, and the
+// steps from the freeze to the ACCEPT add up to the latency; the channel
+// get before the freeze is outside it.
+func checkOriginSteps(t *testing.T, s Stats, moves uint64) {
+	t.Helper()
+	var upToAccept time.Duration
+	for _, step := range []string{StepChannel, StepFreeze, StepDump, StepSeal, StepWrite, StepReady, StepRemote, StepCommit, StepWithdraw, StepClose} {
+		h := s.Steps[step]
+		if h.Count != moves {
+			t.Errorf("origin step %s counted %d times, want %d", step, h.Count, moves)
+		}
+		switch step {
+		case StepFreeze, StepDump, StepSeal, StepWrite, StepReady, StepCommit:
+			upToAccept += h.Sum
+		}
+	}
+	if upToAccept != s.Latency.Sum {
+		t.Errorf("origin steps from the freeze to the ACCEPT sum to %v, the latency to %v", upToAccept, s.Latency.Sum)
+	}
+	if r, a := s.Steps[StepRemote].Sum, s.Steps[StepReady].Sum; r > a {
+		t.Errorf("origin_remote %v exceeds origin_ready %v, which it is a part of", r, a)
 	}
 }
 

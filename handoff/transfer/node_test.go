@@ -358,6 +358,15 @@ func TestMoveBetweenNodes(t *testing.T) {
 	if s[0].Moves["group"] != uint64(n+1) || len(s[0].Failures) != 0 || s[1].Adopted["group"] != uint64(n+1) || len(s[1].Failures) != 0 || len(s[1].Refusals) != 0 {
 		t.Errorf("stats: A %+v; B %+v", s[0], s[1])
 	}
+	checkOriginSteps(t, s[0], uint64(n+1))
+	for _, step := range []string{StepOpen, StepRestore, StepAdopt, StepReadySent, StepCommitWait, StepRelease, StepAcceptSent} {
+		if got := s[1].Steps[step].Count; got != uint64(n+1) {
+			t.Errorf("destination step %s counted %d times, want %d", step, got, n+1)
+		}
+	}
+	if len(s[1].Steps) != 7 || len(s[0].Steps) != 10 {
+		t.Errorf("steps: A %d kinds, B %d; want the 10 origin steps on A, the 7 destination steps on B", len(s[0].Steps), len(s[1].Steps))
+	}
 	t.Logf("freeze→ACCEPT over %d moves: p50 ≤ %v, p99 ≤ %v, max %v", s[0].Latency.Count, s[0].Latency.Quantile(0.5), s[0].Latency.Quantile(0.99), s[0].Latency.Max)
 }
 
@@ -398,5 +407,8 @@ func TestOneWayLossNeverTwoSockets(t *testing.T) {
 	}
 	if len(s[1].Adopted) != 0 || s[1].Failures[CauseNoCommit] != 1 {
 		t.Errorf("B: %+v; want one no_commit failure, nothing adopted", s[1])
+	}
+	if len(s[0].Steps) != 0 || len(s[1].Steps) != 0 {
+		t.Errorf("steps timed: A %v, B %v; want none (only handoffs that succeed are timed)", s[0].Steps, s[1].Steps)
 	}
 }

@@ -180,6 +180,8 @@ func (m *Mover) serveConn(c net.Conn, adopt func(*net.TCPConn, string)) {
 // receipt; otherwise it undoes what it did and refuses. false ends the
 // channel connection.
 func (m *Mover) take(c net.Conn, r *bufio.Reader, receipt time.Time, msg wire.Message, h *wire.Handoff, adopt func(*net.TCPConn, string)) bool {
+	clk := newStepClock(m.c.Now, receipt)
+	clk.mark(StepOpen)
 	budget := m.c.Timeout / 2
 	deadline := time.Now().Add(budget - m.c.Now().Sub(receipt))
 	flow := Flow{Client: h.Client, VIP: h.VIP, ClientNext: h.State.RecvSeq + uint32(len(h.State.RecvQueue))}
@@ -196,6 +198,7 @@ func (m *Mover) take(c net.Conn, r *bufio.Reader, receipt time.Time, msg wire.Me
 	if err != nil {
 		return refuse(CauseRestore, wire.CauseRestore, err)
 	}
+	clk.mark(StepRestore)
 	// undo aborts the silent socket and forgets the flow; a REFUSE may
 	// follow only if the data plane forgot it (else this node's kernel
 	// would receive the flow with no socket for it, and the origin must
@@ -218,6 +221,7 @@ func (m *Mover) take(c net.Conn, r *bufio.Reader, receipt time.Time, msg wire.Me
 	if err != nil {
 		return undo(CauseAdopt, wire.CauseAdopt, err) // an Adopt that timed out may still take effect
 	}
+	clk.mark(StepAdopt)
 	over := func(step string) error {
 		return fmt.Errorf("%s %v after the HANDOFF arrived; the budget is %v", step, m.c.Now().Sub(receipt).Round(time.Microsecond), budget)
 	}
@@ -230,6 +234,7 @@ func (m *Mover) take(c net.Conn, r *bufio.Reader, receipt time.Time, msg wire.Me
 		m.forget(flow)
 		return false
 	}
+	clk.mark(StepReadySent)
 	// COMMIT, within the budget.
 	c.SetReadDeadline(deadline)
 	raw, err := wire.ReadFrame(r)
@@ -248,6 +253,7 @@ func (m *Mover) take(c net.Conn, r *bufio.Reader, receipt time.Time, msg wire.Me
 		return false
 	}
 	cm, err := m.ep.Open(raw)
+	clk.mark(StepCommitWait)
 	if err == nil && (cm.Type != wire.TypeCommit || cm.Sender != msg.Sender || cm.HandoffID != msg.HandoffID) {
 		m.stats.refusedAs("unexpected")
 		err = fmt.Errorf("a %v from %q for handoff %d instead of COMMIT", cm.Type, cm.Sender, cm.HandoffID)
@@ -280,8 +286,13 @@ func (m *Mover) take(c net.Conn, r *bufio.Reader, receipt time.Time, msg wire.Me
 		m.c.Log.Warn("handoff: releasing the restored socket failed; the connection is lost", "from", msg.Sender, "client", h.Client, "err", err)
 		return false
 	}
+	clk.mark(StepRelease)
 	m.stats.adopted(h.Reason)
 	ok := m.send(c, msg, &wire.Accept{RestoreMicros: uint32(min(m.c.Now().Sub(receipt).Microseconds(), 1<<32-1))}, time.Now().Add(m.c.Timeout))
+	if ok {
+		clk.mark(StepAcceptSent)
+		m.stats.steps(clk.t)
+	}
 	m.bg.add()
 	go func() {
 		defer m.bg.done()

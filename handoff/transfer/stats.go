@@ -59,8 +59,23 @@ type Histogram struct {
 	Max    time.Duration   `json:"max_ns"`
 }
 
-func newHistogram() Histogram {
-	return Histogram{Bounds: LatencyBounds, Counts: make([]uint64, len(LatencyBounds)+1)}
+// StepBounds are the buckets of the per-step histograms (Stats.Steps):
+// finer than LatencyBounds, since most steps take microseconds.
+var StepBounds = []time.Duration{
+	5 * time.Microsecond, 10 * time.Microsecond, 20 * time.Microsecond,
+	30 * time.Microsecond, 50 * time.Microsecond, 75 * time.Microsecond,
+	100 * time.Microsecond, 150 * time.Microsecond, 200 * time.Microsecond,
+	300 * time.Microsecond, 500 * time.Microsecond, 750 * time.Microsecond,
+	time.Millisecond, 1500 * time.Microsecond, 2 * time.Millisecond,
+	3 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	time.Second,
+}
+
+func newHistogram() Histogram { return newHistogramOf(LatencyBounds) }
+
+func newHistogramOf(bounds []time.Duration) Histogram {
+	return Histogram{Bounds: bounds, Counts: make([]uint64, len(bounds)+1)}
 }
 
 func (h *Histogram) observe(d time.Duration) {
@@ -118,7 +133,53 @@ type Stats struct {
 	Refusals map[string]uint64 `json:"refusals"`
 	// Latency is freeze → ACCEPT received, at the origin.
 	Latency Histogram `json:"latency"`
+	// Steps times each step of a successful handoff, in StepBounds, by
+	// the Step* labels: where the latency goes.
+	Steps map[string]Histogram `json:"steps"`
 }
+
+// Step labels, the keys of Stats.Steps, in the order of the two-phase
+// exchange. Origin steps of a move that was accepted; from StepFreeze to
+// StepCommit they follow each other and add up to Latency:
+const (
+	// StepChannel is getting a channel connection (a pooled one, or a
+	// dial) before the freeze: outside Latency, the client is not frozen.
+	StepChannel = "origin_channel"
+	StepFreeze  = "origin_freeze" // tcprepair.Freeze: Latency starts before it
+	StepDump    = "origin_dump"   // Frozen.Dump
+	StepSeal    = "origin_seal"   // sealing the HANDOFF frame
+	// StepWrite is writing the HANDOFF (with one dial and a second write
+	// when a pooled connection proved broken).
+	StepWrite = "origin_write"
+	StepReady = "origin_ready" // HANDOFF written → READY read and opened
+	// StepCommit is sealing and writing the COMMIT → ACCEPT read and
+	// opened: a channel round trip, the destination's release and its
+	// ACCEPT. Latency ends with it.
+	StepCommit = "origin_commit"
+	// StepRemote is StepReady less the destination's own time until its
+	// READY (the READY's RestoreMicros, from the HANDOFF's receipt): both
+	// directions of the channel, the destination reading the HANDOFF, the
+	// origin waking up for the READY. Not a step of its own: a part of
+	// StepReady, one of the exchange's two channel round trips.
+	StepRemote   = "origin_remote"
+	StepWithdraw = "origin_withdraw" // DataPlane.Release, after the ACCEPT
+	StepClose    = "origin_close"    // closing the frozen socket
+)
+
+// Destination steps of a handoff it accepted; they follow each other from
+// the HANDOFF read whole to the ACCEPT written (the READY's RestoreMicros
+// is about their sum up to StepAdopt, the ACCEPT's up to StepRelease).
+const (
+	StepOpen      = "dest_open"    // frame read whole → authenticated and decoded
+	StepRestore   = "dest_restore" // tcprepair.Restore
+	StepAdopt     = "dest_adopt"   // DataPlane.Adopt
+	StepReadySent = "dest_ready"   // sealing and writing the READY
+	// StepCommitWait is READY written → COMMIT read and opened: a channel
+	// round trip and the origin's reading the READY and sealing the COMMIT.
+	StepCommitWait = "dest_commit"
+	StepRelease    = "dest_release" // Restored.Release
+	StepAcceptSent = "dest_accept"  // sealing and writing the ACCEPT
+)
 
 type stats struct {
 	mu sync.Mutex
@@ -127,7 +188,7 @@ type stats struct {
 
 func newStats() *stats {
 	return &stats{s: Stats{Moves: map[string]uint64{}, Adopted: map[string]uint64{}, Failures: map[string]uint64{},
-		Refusals: map[string]uint64{}, Latency: newHistogram()}}
+		Refusals: map[string]uint64{}, Latency: newHistogram(), Steps: map[string]Histogram{}}}
 }
 
 func (st *stats) moved(r wire.Reason, d time.Duration) {
@@ -136,6 +197,48 @@ func (st *stats) moved(r wire.Reason, d time.Duration) {
 	st.s.Latency.observe(d)
 	st.mu.Unlock()
 }
+
+// steps records the step durations of one handoff.
+func (st *stats) steps(t []stepTime) {
+	st.mu.Lock()
+	for _, x := range t {
+		h, ok := st.s.Steps[x.step]
+		if !ok {
+			h = newHistogramOf(StepBounds)
+		}
+		h.observe(x.d)
+		st.s.Steps[x.step] = h
+	}
+	st.mu.Unlock()
+}
+
+// stepTime is one step's duration.
+type stepTime struct {
+	step string
+	d    time.Duration
+}
+
+// stepClock times consecutive steps.
+type stepClock struct {
+	now  func() time.Time
+	last time.Time
+	t    []stepTime
+}
+
+func newStepClock(now func() time.Time, start time.Time) *stepClock {
+	return &stepClock{now: now, last: start, t: make([]stepTime, 0, 10)}
+}
+
+// mark ends step (begun at the previous mark) and returns its duration.
+func (c *stepClock) mark(step string) time.Duration {
+	n := c.now()
+	d := n.Sub(c.last)
+	c.last = n
+	c.t = append(c.t, stepTime{step, d})
+	return d
+}
+
+func (c *stepClock) add(step string, d time.Duration) { c.t = append(c.t, stepTime{step, d}) }
 
 func (st *stats) adopted(r wire.Reason) {
 	st.mu.Lock()
@@ -164,5 +267,10 @@ func (st *stats) snapshot() Stats {
 	s.Moves, s.Adopted = maps.Clone(s.Moves), maps.Clone(s.Adopted)
 	s.Failures, s.Refusals = maps.Clone(s.Failures), maps.Clone(s.Refusals)
 	s.Latency.Counts = append([]uint64(nil), s.Latency.Counts...)
+	s.Steps = make(map[string]Histogram, len(st.s.Steps))
+	for k, h := range st.s.Steps {
+		h.Counts = append([]uint64(nil), h.Counts...)
+		s.Steps[k] = h
+	}
 	return s
 }

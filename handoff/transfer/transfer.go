@@ -218,16 +218,19 @@ func (m *Mover) Move(ctx context.Context, c *net.TCPConn, dest string, reason wi
 
 	// The channel connection before the freeze: the client is never
 	// frozen while this node dials.
+	clk := newStepClock(m.c.Now, m.c.Now())
 	pc, reused, err := m.pool.get(ctx, peer)
 	if err != nil {
 		return fail(CauseDial, true, err)
 	}
-	start := m.c.Now()
+	clk.mark(StepChannel)
+	start := clk.last
 	frozen, err := tcprepair.Freeze(c)
 	if err != nil {
 		m.pool.put(pc)
 		return fail(CauseFreeze, true, err)
 	}
+	clk.mark(StepFreeze)
 	// thaw gives the connection back: allowed whenever no byte of COMMIT
 	// left this node, or after a REFUSE.
 	thaw := func(cause string, err error) (bool, error) {
@@ -242,6 +245,7 @@ func (m *Mover) Move(ctx context.Context, c *net.TCPConn, dest string, reason wi
 		m.pool.put(pc)
 		return thaw(CauseDump, err)
 	}
+	clk.mark(StepDump)
 	id := m.ids.Add(1)
 	flow := Flow{Client: frozen.Remote(), VIP: frozen.Local(), ClientNext: st.RecvSeq + uint32(len(st.RecvQueue))}
 	frame, err := m.ep.Seal(dest, id, &wire.Handoff{Client: flow.Client, VIP: flow.VIP, Reason: reason, State: st})
@@ -249,8 +253,9 @@ func (m *Mover) Move(ctx context.Context, c *net.TCPConn, dest string, reason wi
 		m.pool.put(pc)
 		return thaw(CauseSeal, err)
 	}
+	clk.mark(StepSeal)
 	readyBy := start.Add(time.Duration(float64(m.c.Timeout) * ReadyShare))
-	answer, committed, err := m.exchange(ctx, readyBy, pc, reused, peer, dest, id, frame)
+	answer, committed, err := m.exchange(ctx, readyBy, pc, reused, peer, dest, id, frame, clk)
 	if err != nil {
 		e := err.(*Error)
 		if !committed {
@@ -267,7 +272,7 @@ func (m *Mover) Move(ctx context.Context, c *net.TCPConn, dest string, reason wi
 		intact, _ := thaw("refused:"+b.Cause.String(), errors.New(b.Detail))
 		return intact, &RefusedError{Node: dest, Cause: b.Cause, Detail: b.Detail}
 	case *wire.Accept:
-		m.stats.moved(reason, m.c.Now().Sub(start))
+		m.stats.moved(reason, clk.last.Sub(start)) // the end of StepCommit
 		// The destination owns and serves the connection. Stop receiving
 		// it here before the frozen socket goes: once it is gone this
 		// kernel would answer the client with a reset.
@@ -281,7 +286,10 @@ func (m *Mover) Move(ctx context.Context, c *net.TCPConn, dest string, reason wi
 			go m.releaseLater(flow, frozen)
 			return false, nil
 		}
+		clk.mark(StepWithdraw)
 		frozen.Close()
+		clk.mark(StepClose)
+		m.stats.steps(clk.t)
 		return false, nil
 	}
 	panic("unreachable: exchange returns ACCEPT or REFUSE")
@@ -318,8 +326,9 @@ func (m *Mover) releaseLater(f Flow, frozen *tcprepair.Frozen) {
 // COMMIT → ACCEPT (by ctx's deadline), and returns the authentic ACCEPT,
 // or a REFUSE answering either phase. committed says whether any byte of
 // COMMIT was written: from then on the destination may release the
-// connection, so it must not be thawed.
-func (m *Mover) exchange(ctx context.Context, readyBy time.Time, pc *chanConn, reused bool, peer netip.AddrPort, dest string, id uint64, frame []byte) (_ wire.Message, committed bool, _ error) {
+// connection, so it must not be thawed. It times its steps on clk
+// (StepWrite, StepReady, StepRemote, StepCommit).
+func (m *Mover) exchange(ctx context.Context, readyBy time.Time, pc *chanConn, reused bool, peer netip.AddrPort, dest string, id uint64, frame []byte, clk *stepClock) (_ wire.Message, committed bool, _ error) {
 	fail := func(cause string, err error) *Error { return &Error{Cause: cause, Node: dest, Err: err} }
 	rctx, rcancel := context.WithDeadline(ctx, readyBy)
 	defer rcancel()
@@ -340,12 +349,14 @@ func (m *Mover) exchange(ctx context.Context, readyBy time.Time, pc *chanConn, r
 			return wire.Message{}, false, fail(CauseDial, err)
 		}
 	}
+	clk.mark(StepWrite)
 	// Phase one: READY or REFUSE. Anything else, or nothing in time, and
 	// the connection is given back: no COMMIT was written, so the
 	// destination cannot release (it aborts when the channel closes or
 	// its own budget ends). The channel connection is reset, so that no
 	// COMMIT can follow on it.
 	msg, err := m.answer(pc, dest, id, wire.TypeReady, wire.TypeRefuse)
+	waited := clk.mark(StepReady)
 	inTime := pc.stop() && rctx.Err() == nil
 	if err == nil && msg.Type == wire.TypeRefuse {
 		// A REFUSE is acted on whenever it arrives: the destination
@@ -371,6 +382,10 @@ func (m *Mover) exchange(ctx context.Context, readyBy time.Time, pc *chanConn, r
 		pc.close()
 		return wire.Message{}, false, fail(CauseNoReady, err)
 	}
+	// The channel's part of the wait: the READY's own figure is the
+	// destination's time from the HANDOFF's receipt.
+	own := time.Duration(msg.Body.(*wire.Ready).RestoreMicros) * time.Microsecond
+	clk.add(StepRemote, max(waited-own, 0))
 	// Phase two: COMMIT, then ACCEPT or REFUSE.
 	commit, err := m.ep.Seal(dest, id, &wire.Commit{})
 	if err != nil {
@@ -389,6 +404,7 @@ func (m *Mover) exchange(ctx context.Context, readyBy time.Time, pc *chanConn, r
 		return wire.Message{}, true, fail(CauseLost, fmt.Errorf("wrote %d of %d bytes of COMMIT: %w", n, len(commit), err))
 	}
 	msg, err = m.answer(pc, dest, id, wire.TypeAccept, wire.TypeRefuse)
+	clk.mark(StepCommit)
 	if err != nil {
 		pc.close()
 		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {

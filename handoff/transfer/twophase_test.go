@@ -43,8 +43,8 @@ func TestNoReadyThaws(t *testing.T) {
 	if n := d.frames.Load(); n != 1 || dp.log() != "" {
 		t.Errorf("%d frames reached the destination (want the HANDOFF only), data plane %q", n, dp.log())
 	}
-	if s := m.Stats(); s.Failures[CauseNoReady] != 1 || len(s.Refusals) != 0 {
-		t.Errorf("stats %+v: want one no_ready failure and no refusal (a timeout is not a wire refusal)", s)
+	if s := m.Stats(); s.Failures[CauseNoReady] != 1 || len(s.Refusals) != 0 || len(s.Steps) != 0 {
+		t.Errorf("stats %+v: want one no_ready failure, no refusal (a timeout is not a wire refusal), no steps timed", s)
 	}
 	servesEndToEnd(t, client, server, request)
 }
@@ -229,8 +229,8 @@ func TestNoCommitAborts(t *testing.T) {
 	if got := ddp.log(); got != "adopt,forget" || adopted.Load() != 0 {
 		t.Errorf("destination data plane %q, %d adopted; want adopt,forget and none", got, adopted.Load())
 	}
-	if s := dest.Stats(); s.Failures[CauseNoCommit] != 1 || len(s.Adopted) != 0 {
-		t.Errorf("destination stats %+v", s)
+	if s := dest.Stats(); s.Failures[CauseNoCommit] != 1 || len(s.Adopted) != 0 || len(s.Steps) != 0 {
+		t.Errorf("destination stats %+v; want no steps timed for an aborted handoff", s)
 	}
 }
 
