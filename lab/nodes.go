@@ -572,11 +572,13 @@ func (l *Lab) Members() []ranges.Member {
 }
 
 // WaitConverged waits until every running node of ids sees want members
-// and all run the same table; it returns that table's hash.
+// and all run the same tables (the cluster's and every group's: the
+// agreement hash); it returns the cluster table's hash, as status shows it.
 func WaitConverged(ctx context.Context, ids []string, want int) (string, error) {
 	var last string
 	for {
 		hashes := map[string]bool{}
+		table := ""
 		ok := true
 		for _, id := range ids {
 			var st api.Status
@@ -585,6 +587,7 @@ func WaitConverged(ctx context.Context, ids []string, want int) (string, error) 
 				break
 			}
 			hashes[st.AgreementHash] = true
+			table = st.TableHash
 			if st.Holding {
 				// Still accepting buckets it gave away (make-before-break).
 				ok = false
@@ -609,9 +612,7 @@ func WaitConverged(ctx context.Context, ids []string, want int) (string, error) 
 			}
 		}
 		if ok && len(hashes) == 1 {
-			for h := range hashes {
-				return h, nil
-			}
+			return table, nil
 		}
 		if ok {
 			last = fmt.Sprintf("nodes run %d different tables", len(hashes))
