@@ -60,7 +60,7 @@ func demoGroups(ctx context.Context, n int) error {
 		{"GET /app.cgi (cgi)", []string{url + "/app.cgi"}},
 		{"GET /app.cgi with cookie " + shorten(cookie), []string{"-H", "Cookie: " + cookie, url + "/app.cgi"}},
 		{"POST /upload 64 KiB (cgi)", []string{"-H", "Content-Type: application/octet-stream", "--data-binary", "@" + demoUploadFile(), url + "/upload"}},
-		{"HTTPS SNI cgi.shoal.lab", []string{"-k", "--resolve", lab.CGIHost + ":443:" + lab.VIP, "https://" + lab.CGIHost + "/obj/1k"}},
+		{"HTTPS, SNI cgi.shoal.lab: /app.cgi", []string{"-k", "--resolve", lab.CGIHost + ":443:" + lab.VIP, "https://" + lab.CGIHost + "/app.cgi"}},
 	}
 	fmt.Printf("\n%d requests of each kind, one fresh connection each:\n\n", n)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
