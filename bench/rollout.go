@@ -122,7 +122,7 @@ func rolloutOnce(ctx context.Context, opts RolloutOptions, n int, v1, v2 string)
 	if err := publishFile(v1); err != nil {
 		return run, err
 	}
-	if err := waitVersion(ctx, ids, 1, time.Minute); err != nil {
+	if err := lab.WaitVersion(ctx, ids, rolloutPath, 1, time.Minute); err != nil {
 		return run, err
 	}
 
@@ -240,34 +240,6 @@ func publishFile(p string) error {
 	q := "?path=" + rolloutPath + "&group=" + lab.GroupAll + "&threshold=50&batch=1"
 	var pub api.Publication
 	return api.PostStream(lab.SocketPath("n1"), api.PathContentPublish+q, f, 10*time.Minute, &pub)
-}
-
-// waitVersion waits until every node serves version v of rolloutPath.
-func waitVersion(ctx context.Context, ids []string, v uint64, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		done := 0
-		for _, id := range ids {
-			var st api.Content
-			if api.Get(lab.SocketPath(id), api.PathContent, &st) != nil {
-				continue
-			}
-			for _, p := range st.Paths {
-				for _, r := range p.Nodes {
-					if p.Path == rolloutPath && r.Node == id && r.Version == v && r.State == "available" {
-						done++
-					}
-				}
-			}
-		}
-		if done == len(ids) {
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("bench rollout: %d of %d nodes serve v%d after %v", done, len(ids), v, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // rangeClient asks the VIP for 64 KiB of rolloutPath on a fresh

@@ -657,3 +657,33 @@ func Restart(ctx context.Context, id, binary string) error {
 	}
 	return l.waitReady(ctx, []string{id})
 }
+
+// WaitVersion waits, up to within, until every node of ids says in its
+// update table that it serves version v of path (its own row available
+// at v).
+func WaitVersion(ctx context.Context, ids []string, path string, v uint64, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		done := 0
+		for _, id := range ids {
+			var st api.Content
+			if api.Get(SocketPath(id), api.PathContent, &st) != nil {
+				continue
+			}
+			for _, p := range st.Paths {
+				for _, r := range p.Nodes {
+					if p.Path == path && r.Node == id && r.Version == v && r.State == "available" {
+						done++
+					}
+				}
+			}
+		}
+		if done == len(ids) {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("lab: %d of %d nodes serve %s v%d after %v", done, len(ids), path, v, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -35,13 +35,7 @@ func init() {
 		},
 		Action: benchConverge,
 	}
-	for _, c := range commands {
-		if c.Name == "bench" {
-			c.Subcommands = append(c.Subcommands, cmd)
-			return
-		}
-	}
-	panic("bench_converge.go: no bench command registered before it")
+	addBenchCommand(cmd)
 }
 
 func benchConverge(c *cli.Context) error {

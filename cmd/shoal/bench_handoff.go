@@ -31,13 +31,7 @@ func init() {
 		},
 		Action: benchHandoff,
 	}
-	for _, c := range commands {
-		if c.Name == "bench" {
-			c.Subcommands = append(c.Subcommands, cmd)
-			return
-		}
-	}
-	panic("bench_handoff.go: no bench command registered before it")
+	addBenchCommand(cmd)
 }
 
 func benchHandoff(c *cli.Context) error {

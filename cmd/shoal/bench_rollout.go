@@ -29,13 +29,7 @@ func init() {
 		},
 		Action: benchRollout,
 	}
-	for _, c := range commands {
-		if c.Name == "bench" {
-			c.Subcommands = append(c.Subcommands, cmd)
-			return
-		}
-	}
-	panic("bench_rollout.go: no bench command registered before it")
+	addBenchCommand(cmd)
 }
 
 func benchRollout(c *cli.Context) error {

@@ -36,7 +36,7 @@ func demoRollout(ctx context.Context, l *lab.Lab) error {
 			time.Sleep(500 * time.Millisecond)
 			err := demoPublish(path, v, size)
 			if err == nil {
-				err = demoWaitVersion(ctx, l.NodeIDs(), path, uint64(v))
+				err = lab.WaitVersion(ctx, l.NodeIDs(), path, uint64(v), time.Minute)
 			}
 			time.Sleep(500 * time.Millisecond)
 			close(done)
@@ -52,7 +52,7 @@ func demoRollout(ctx context.Context, l *lab.Lab) error {
 		if err := demoPublish(path, v, size); err != nil {
 			return err
 		}
-		if err := demoWaitVersion(ctx, l.NodeIDs(), path, uint64(v)); err != nil {
+		if err := lab.WaitVersion(ctx, l.NodeIDs(), path, uint64(v), time.Minute); err != nil {
 			return err
 		}
 	}
@@ -87,34 +87,6 @@ func demoPublish(path string, v, size int) error {
 	}
 	fmt.Printf("\n$ shoal content publish %s --from news-v%d.html --group all   (on n1)\npublished %s version %d (%d bytes)\n", path, v, pub.Path, pub.Version, pub.Size)
 	return nil
-}
-
-// demoWaitVersion waits until every node serves version v of path.
-func demoWaitVersion(ctx context.Context, ids []string, path string, v uint64) error {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		done := 0
-		for _, id := range ids {
-			var st api.Content
-			if api.Get(lab.SocketPath(id), api.PathContent, &st) != nil {
-				continue
-			}
-			for _, p := range st.Paths {
-				for _, r := range p.Nodes {
-					if p.Path == path && r.Node == id && r.Version == v && r.State == "available" {
-						done++
-					}
-				}
-			}
-		}
-		if done == len(ids) {
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("demo: %d of %d nodes serve %s v%d after a minute", done, len(ids), path, v)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // demoPoll asks for path every 50 ms until done and prints a line per 10
