@@ -260,14 +260,7 @@ type Content struct {
 // ContentPath is one published path: its publication, the rollout's
 // progress and every node's row.
 type ContentPath struct {
-	Path      string `json:"path"`
-	Version   uint64 `json:"version"`
-	SHA256    string `json:"sha256"`
-	Size      int64  `json:"size"`
-	Group     string `json:"group"`
-	Threshold int    `json:"threshold"`
-	Batch     int    `json:"batch"`
-	Publisher string `json:"publisher"`
+	Publication // the publication's fields, flattened
 	// Members is the group's alive members; Done those available at
 	// Version; Share is Done/Members; ThresholdReached says whether older
 	// copies are now unavailable.

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -154,8 +153,7 @@ func startAdmin(n *Node) (*admin, error) {
 			http.Error(w, err.Error(), code)
 			return
 		}
-		writeJSON(w, api.Publication{Path: pub.Path, Version: pub.Version, SHA256: hex.EncodeToString(pub.SHA256[:]),
-			Size: pub.Size, Group: pub.Group, Threshold: pub.Threshold, Batch: pub.Batch, Publisher: pub.Publisher})
+		writeJSON(w, publicationOf(pub))
 	})
 	mux.HandleFunc("GET "+api.PathHandoffs, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.handoffs()) })
 	// The status page and its live feed (package ui), read-only.

@@ -368,9 +368,7 @@ func (v *versionsSvc) status(only string) api.Content {
 		rows := snap.Rows[p]
 		members := v.members(pub.Group)
 		reached, share := rollout.Threshold(pub, members, rows)
-		cp := api.ContentPath{Path: p, Version: pub.Version, SHA256: hex.EncodeToString(pub.SHA256[:]), Size: pub.Size,
-			Group: pub.Group, Threshold: pub.Threshold, Batch: pub.Batch, Publisher: pub.Publisher,
-			ThresholdReached: reached, Share: share}
+		cp := api.ContentPath{Publication: publicationOf(pub), ThresholdReached: reached, Share: share}
 		order := rollout.Order(pub, members)
 		round := map[string]int{}
 		for i, id := range order {
@@ -414,4 +412,10 @@ func (v *versionsSvc) status(only string) api.Content {
 	ts := v.table.Stats()
 	out.TableRejected = ts.Rejected
 	return out
+}
+
+// publicationOf is a publication as the admin API shows it.
+func publicationOf(pub table.Publication) api.Publication {
+	return api.Publication{Path: pub.Path, Version: pub.Version, SHA256: hex.EncodeToString(pub.SHA256[:]),
+		Size: pub.Size, Group: pub.Group, Threshold: pub.Threshold, Batch: pub.Batch, Publisher: pub.Publisher}
 }
