@@ -33,6 +33,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, m *connMeta, no
 			pr.Out.Host = pr.In.Host
 			// X-Forwarded-* are the far node's to write (it knows the
 			// client from the PROXY line); ReverseProxy dropped the client's.
+			// The scheme it cannot see: the hop between nodes is plain.
+			pr.Out.Header.Del(headerForwardedProto)
+			if pr.In.TLS != nil {
+				pr.Out.Header.Set(headerForwardedProto, "https")
+			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {

@@ -13,6 +13,11 @@ const (
 	HeaderHandoff = "X-Shoal-Handoff" // the node that handed the connection off to it
 	HeaderRelay   = "X-Shoal-Relay"   // the node that relayed the connection (or forwarded the request) to it
 	HeaderVersion = "X-Shoal-Version" // the version of published content served
+
+	// headerForwardedProto carries "https" from a node forwarding a
+	// request that arrived over TLS to the node that serves it (the hop
+	// between them is plain HTTP), which tells its upstream.
+	headerForwardedProto = "X-Shoal-Forwarded-Proto"
 )
 
 // handle serves one request: a local upstream for its group, else another

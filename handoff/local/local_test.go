@@ -591,3 +591,29 @@ func TestPublished(t *testing.T) {
 		t.Errorf("none counters %+v", c)
 	}
 }
+
+// TestForwardedProto: a request forwarded from a TLS connection reaches
+// the far node's upstream as https (the hop between nodes is plain); a
+// client that claims it on a connection of its own is not believed.
+func TestForwardedProto(t *testing.T) {
+	srvTLS, cliTLS := testCert(t)
+	var bRelay netip.AddrPort
+	b := newServer(t, Config{Self: "n2", Upstreams: map[string]string{"cgi": app(t)}, Group: cgiGroup, OriginOf: only("127.0.0.1", "n1")})
+	a := newServer(t, Config{Self: "n1", Group: cgiGroup, TLS: srvTLS, Serves: func(string) bool { return false },
+		Forward: func(*http.Request) (string, netip.AddrPort, bool) { return "n2", bRelay, true }})
+	bRelay = relayListener(t, b)
+
+	client, server := tcpPair(t, "")
+	a.ServeTLS(server, "")
+	tc := tls.Client(client, cliTLS)
+	resp, _ := exchange(t, tc, bufio.NewReader(tc), get("/app.cgi"))
+	if resp.Header.Get(HeaderNode) != "n2" || resp.Header.Get("X-Seen-Proto") != "https" {
+		t.Fatalf("forwarded from TLS: node %q, upstream saw proto %q; want n2 and https", resp.Header.Get(HeaderNode), resp.Header.Get("X-Seen-Proto"))
+	}
+	client, server = tcpPair(t, "")
+	b.ServeHTTP(server, "")
+	resp, _ = exchange(t, client, bufio.NewReader(client), "GET /app.cgi HTTP/1.1\r\nHost: x\r\nX-Shoal-Forwarded-Proto: https\r\n\r\n")
+	if got := resp.Header.Get("X-Seen-Proto"); got != "http" {
+		t.Fatalf("a client's own claim: upstream saw proto %q, want http", got)
+	}
+}

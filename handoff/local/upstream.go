@@ -56,6 +56,13 @@ func newUpstream(s *Server, group, addr string) (*upstream, error) {
 			pr.Out.URL.Host = "upstream" // the transport dials addr whatever the URL says
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
+			// A request another node forwarded from a TLS connection
+			// says so; only a relaying member is believed.
+			if m, _ := pr.In.Context().Value(metaKey{}).(*connMeta); m != nil && m.relay != "" &&
+				pr.In.Header.Get(headerForwardedProto) == "https" {
+				pr.Out.Header.Set("X-Forwarded-Proto", "https")
+			}
+			pr.Out.Header.Del(headerForwardedProto)
 			stripSessionPrefix(pr.Out.Header, cookie)
 		},
 		ModifyResponse: func(resp *http.Response) error {
