@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"runtime"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -60,7 +64,7 @@ func benchDataplane(c *cli.Context) error {
 	defer dpdk.CleanupEAL()
 	res, err := dpbench.RunDataplane(dpbench.DataplaneOptions{
 		Duration: c.Duration("duration"), Flows: c.Int("flows"), Small: c.Int("templates"),
-		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
+		Log: benchLog,
 	})
 	if err != nil {
 		return err
@@ -68,7 +72,7 @@ func benchDataplane(c *cli.Context) error {
 	var peer []dpbench.PeerResult
 	if c.Bool("peer") {
 		peer, err = dpbench.RunNftPeer(dpbench.DataplaneOptions{Duration: c.Duration("duration"), Small: c.Int("templates"),
-			Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }})
+			Log: benchLog})
 		if err != nil {
 			return fmt.Errorf("bench: kernel peer: %w", err)
 		}
@@ -77,7 +81,7 @@ func benchDataplane(c *cli.Context) error {
 	if c.Bool("loop") {
 		loop, err = dpbench.RunLoop(dpbench.DataplaneOptions{
 			Duration: c.Duration("duration"), Flows: c.Int("flows"), Small: c.Int("templates"),
-			Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
+			Log: benchLog,
 		})
 		if err != nil {
 			return err
@@ -207,4 +211,22 @@ func addBenchCommand(cmd *cli.Command) {
 		}
 	}
 	panic("no bench command registered before " + cmd.Name)
+}
+
+// benchLog writes a benchmark's progress lines to stderr.
+func benchLog(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }
+
+// labBench is what a benchmark that runs its own lab needs: the shoal
+// binary its nodes run, where the lab's own steps go (stderr with
+// --verbose, else nowhere), and a context that ^C or SIGTERM cancels, so
+// the lab is torn down before the command returns.
+func labBench(c *cli.Context) (bin string, labLog io.Writer, ctx context.Context, stop func(), err error) {
+	if bin, err = os.Executable(); err != nil {
+		return "", nil, nil, nil, err
+	}
+	if c.Bool("verbose") {
+		labLog = os.Stderr
+	}
+	ctx, stop = signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	return bin, labLog, ctx, stop, nil
 }

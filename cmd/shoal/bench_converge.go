@@ -2,13 +2,10 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -66,9 +63,11 @@ func benchConverge(c *cli.Context) error {
 		fmt.Fprintln(os.Stderr, "bench converge: the lab part needs root (namespaces, DPDK); skipping it (--lab=false silences this)")
 		doLab = false
 	}
-	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }
-	// ^C or SIGTERM cancels; the lab is then torn down before we return.
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	logf := benchLog
+	bin, labLog, ctx, stop, err := labBench(c)
+	if err != nil {
+		return err
+	}
 	defer stop()
 
 	var figs []bench.Figure
@@ -81,14 +80,6 @@ func benchConverge(c *cli.Context) error {
 		figs = append(figs, tf...)
 	}
 	if doLab {
-		bin, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		var labLog io.Writer
-		if c.Bool("verbose") {
-			labLog = os.Stderr
-		}
 		labRuns, err := bench.RunLabConverge(ctx, bench.LabConvergeOptions{
 			Runs: runs, Rate: rate, Binary: bin, LabLog: labLog, Log: logf,
 		})

@@ -2,11 +2,8 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -56,15 +53,10 @@ func benchHandoff(c *cli.Context) error {
 	if os.Geteuid() != 0 {
 		return badInput("bench handoff: needs root (a lab of namespaces and DPDK nodes)")
 	}
-	bin, err := os.Executable()
+	bin, labLog, ctx, stop, err := labBench(c)
 	if err != nil {
 		return err
 	}
-	var labLog io.Writer
-	if c.Bool("verbose") {
-		labLog = os.Stderr
-	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := handoffbench.Run(ctx, handoffbench.Options{
 		Binary: bin, Concurrency: conc, Requests1K: r1k, Requests1M: r1m, LatencyMoves: moves, IdleSleepMaxUS: idle,
@@ -72,7 +64,7 @@ func benchHandoff(c *cli.Context) error {
 			return dataplane.ConnValue(seed, src, dst, sport, dport)
 		},
 		LabLog: labLog,
-		Log:    func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
+		Log:    benchLog,
 	})
 	if err != nil {
 		return err

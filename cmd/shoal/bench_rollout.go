@@ -2,10 +2,7 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -49,19 +46,13 @@ func benchRollout(c *cli.Context) error {
 	if os.Geteuid() != 0 {
 		return badInput("bench rollout: needs root (namespaces, DPDK)")
 	}
-	bin, err := os.Executable()
+	bin, labLog, ctx, stop, err := labBench(c)
 	if err != nil {
 		return err
 	}
-	var labLog io.Writer
-	if c.Bool("verbose") {
-		labLog = os.Stderr
-	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }
 	runs, err := bench.RunRollout(ctx, bench.RolloutOptions{Sizes: sizes, Bytes: c.Int64("bytes"), Rate: c.Int("rate"),
-		Binary: bin, MemoryMB: c.Int("memory-mb"), LabLog: labLog, Log: logf})
+		Binary: bin, MemoryMB: c.Int("memory-mb"), LabLog: labLog, Log: benchLog})
 	if err != nil {
 		return err
 	}

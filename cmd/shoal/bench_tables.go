@@ -44,7 +44,7 @@ func benchTables(c *cli.Context) error {
 		return badInput("bench tables: --changes %d must be between 1 and 1000", n)
 	}
 	figs, err := tableFigures(bench.TablesOptions{Sizes: sizes, Builds: c.Int("builds"), Changes: c.Int("changes"),
-		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }})
+		Log: benchLog})
 	if err != nil {
 		return err
 	}
