@@ -2,14 +2,13 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"runtime"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/shoal-lb/shoal/internal/netns"
 )
 
 // InNamespace runs fn on an OS thread that has joined the network namespace
@@ -23,23 +22,11 @@ func InNamespace(where string, fn func() error) error {
 	if err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // deliberately never unlocked, see above
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			done <- fmt.Errorf("lab: namespace %s: %w", ns, err)
-			return
-		}
-		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-		f.Close()
-		if err != nil {
-			done <- fmt.Errorf("lab: setns %s: %w", ns, err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
+	err = netns.Run(ns, fn)
+	if je := (*netns.JoinError)(nil); errors.As(err, &je) {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return err
 }
 
 // DialContext dials address from the network namespace of where.

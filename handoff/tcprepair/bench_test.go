@@ -3,6 +3,7 @@ package tcprepair
 import (
 	"bytes"
 	"fmt"
+	"github.com/shoal-lb/shoal/internal/netns/netnstest"
 	"io"
 	"net"
 	"slices"
@@ -99,19 +100,11 @@ func BenchmarkHandoffSteps(b *testing.B) {
 	b.ReportMetric(500, "goal-p99-µs")
 }
 
-// benchNS makes a namespace for a benchmark (newNS takes a *testing.T).
+// benchNS makes a namespace for a benchmark.
 func benchNS(b *testing.B) string {
 	b.Helper()
 	if !canRepair() {
 		b.Skip("needs root: TCP_REPAIR needs CAP_NET_ADMIN and the benchmark makes a network namespace")
 	}
-	name := fmt.Sprintf("shoalrt-%d-%d-bench", pid(), nsCount.Add(1))
-	if out, err := command("ip", "netns", "add", name); err != nil {
-		b.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	b.Cleanup(func() { command("ip", "netns", "del", name) })
-	if out, err := command("ip", "-n", name, "link", "set", "lo", "up"); err != nil {
-		b.Fatalf("lo up: %v: %s", err, out)
-	}
-	return name
+	return netnstest.New(b, "shoalrt", "bench")
 }

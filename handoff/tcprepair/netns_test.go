@@ -1,15 +1,14 @@
 package tcprepair
 
 import (
-	"fmt"
+	"github.com/shoal-lb/shoal/internal/netns"
+	"github.com/shoal-lb/shoal/internal/netns/netnstest"
 	"net"
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,57 +41,14 @@ func command(argv ...string) ([]byte, error) {
 	return exec.Command(argv[0], argv[1:]...).CombinedOutput()
 }
 
-var nsCount atomic.Int32
+// newNS makes a namespace for the test (internal/netns/netnstest), named
+// shoalrt-PID-N-role.
+func newNS(t *testing.T, role string) string { return netnstest.New(t, "shoalrt", role) }
 
-// newNS makes a network namespace named shoalrt-PID-N-role (never one of
-// the lab's shoal-* names), with lo up and IPv6 off (no router or neighbour
-// solicitations to teach a bridge where a MAC lives), deleted when the test
-// ends however it ends.
-func newNS(t *testing.T, role string) string {
-	t.Helper()
-	name := fmt.Sprintf("shoalrt-%d-%d-%s", os.Getpid(), nsCount.Add(1), role)
-	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	run(t, "ip", "-n", name, "link", "set", "lo", "up")
-	run(t, "ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-	return name
-}
+func run(t *testing.T, argv ...string) string { return netnstest.Run(t, argv...) }
 
-func run(t *testing.T, argv ...string) string {
-	t.Helper()
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v: %s", strings.Join(argv, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// inNS runs fn on an OS thread that joined namespace ns; sockets fn makes
-// belong to ns for life. The thread is never unlocked, so the runtime
-// destroys it afterwards and no other goroutine ever runs in ns.
-func inNS(ns string, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked, see above
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			done <- err
-			return
-		}
-		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-		f.Close()
-		if err != nil {
-			done <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
-}
+// inNS runs fn in namespace ns (internal/netns).
+func inNS(ns string, fn func() error) error { return netns.Run(ns, fn) }
 
 func listen(t *testing.T, ns, addr string) *net.TCPListener {
 	t.Helper()
