@@ -60,6 +60,20 @@ func listen(t *testing.T, ns, addr string) *net.TCPListener {
 	return ln.(*net.TCPListener)
 }
 
+// acceptedPair is both ends of one connection to addr in ns: the client
+// and the socket its listener accepted (the listener is closed then).
+func acceptedPair(t *testing.T, ns, addr string) (client, server *net.TCPConn) {
+	t.Helper()
+	ln := listen(t, ns, addr)
+	client = dial(t, ns, addr)
+	server, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	return client, server
+}
+
 func dial(t *testing.T, ns, addr string) *net.TCPConn {
 	t.Helper()
 	var c net.Conn

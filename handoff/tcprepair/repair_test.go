@@ -49,13 +49,7 @@ func TestMoveOnLoopback(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "lo")
 	rsts := countRSTs(t, ns)
-	ln := listen(t, ns, "127.0.0.1:8080")
-	client := dial(t, ns, "127.0.0.1:8080")
-	server, err := ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.Close()
+	client, server := acceptedPair(t, ns, "127.0.0.1:8080")
 	// The client shrinks its receive buffer so the server's writes back up
 	// into unsent data.
 	client.SetReadBuffer(64 << 10)
@@ -220,12 +214,7 @@ func TestFreezeSilencesThenThaw(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "thaw")
 	rsts := countRSTs(t, ns)
-	ln := listen(t, ns, "127.0.0.1:8080")
-	client := dial(t, ns, "127.0.0.1:8080")
-	server, err := ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, server := acceptedPair(t, ns, "127.0.0.1:8080")
 	frozen, err := Freeze(server)
 	if err != nil {
 		t.Fatal(err)
@@ -259,12 +248,7 @@ func TestFreezeSilencesThenThaw(t *testing.T) {
 func TestDumpRefusesAClosingConnection(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "fin")
-	ln := listen(t, ns, "127.0.0.1:8080")
-	client := dial(t, ns, "127.0.0.1:8080")
-	server, err := ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, server := acceptedPair(t, ns, "127.0.0.1:8080")
 	client.CloseWrite()
 	for tcpInfo(t, server).State == 1 {
 		time.Sleep(time.Millisecond)
@@ -305,13 +289,7 @@ func TestRestoredSilentUntilRelease(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "silent")
 	rsts := countRSTs(t, ns)
-	ln := listen(t, ns, "127.0.0.1:8080")
-	client := dial(t, ns, "127.0.0.1:8080")
-	server, err := ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.Close()
+	client, server := acceptedPair(t, ns, "127.0.0.1:8080")
 	frozen, err := Freeze(server)
 	if err != nil {
 		t.Fatal(err)
@@ -359,13 +337,7 @@ func TestRestoredSilentUntilRelease(t *testing.T) {
 func TestReleasedSocketLetsTheServiceRebind(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "rebind")
-	ln := listen(t, ns, "127.0.0.1:8081")
-	client := dial(t, ns, "127.0.0.1:8081")
-	server, err := ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.Close()
+	client, server := acceptedPair(t, ns, "127.0.0.1:8081")
 	client.Write([]byte("hello"))
 	for sockInt(t, server, unix.SIOCINQ) < 5 {
 		time.Sleep(time.Millisecond)
