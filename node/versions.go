@@ -189,7 +189,6 @@ func (v *versionsSvc) step(ctx context.Context, p string) {
 	v.mu.Lock()
 	prev, seen := v.last[p]
 	v.last[p] = a
-	running := v.running[p]
 	v.mu.Unlock()
 	if !seen || prev.Kind != a.Kind || prev.Version != a.Version {
 		v.n.log.Info("versions: rollout step", "path", p, "version", a.Version, "action", a.Kind.String(), "why", a.Why)
@@ -205,16 +204,9 @@ func (v *versionsSvc) step(ctx context.Context, p string) {
 	case rollout.Publish:
 		v.publish(p, pub)
 	case rollout.Fetch:
-		if running {
+		if !v.claimFetch(p) {
 			return
 		}
-		v.mu.Lock()
-		if time.Now().Before(v.retry[p]) {
-			v.mu.Unlock()
-			return
-		}
-		v.running[p] = true
-		v.mu.Unlock()
 		v.wg.Add(1)
 		go func() {
 			defer v.wg.Done()
@@ -227,6 +219,18 @@ func (v *versionsSvc) step(ctx context.Context, p string) {
 			v.fetch(ctx, p, pub, a)
 		}()
 	}
+}
+
+// claimFetch marks a fetch of p as running unless one is, or the last
+// one failed too recently to try again.
+func (v *versionsSvc) claimFetch(p string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.running[p] || time.Now().Before(v.retry[p]) {
+		return false
+	}
+	v.running[p] = true
+	return true
 }
 
 func (v *versionsSvc) setRow(p string, r table.Row) {
