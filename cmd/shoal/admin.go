@@ -347,7 +347,7 @@ func handoffsCmd(c *cli.Context) error {
 }
 
 // countsLine prints a map of counters as "a 3, b 1", sorted by label.
-func countsLine(m map[string]uint64) string {
+func countsLine[N int | uint64](m map[string]N) string {
 	if len(m) == 0 {
 		return "-"
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -82,7 +81,7 @@ func demoGroups(ctx context.Context, n int) error {
 			}
 		}
 		failed += bad
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\n", k.what, counts(served), moved, counts(from), bad)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\n", k.what, countsLine(served), moved, countsLine(from), bad)
 	}
 	tw.Flush()
 	fmt.Println("\nWhat each node's reading module did (shoal handoffs):")
@@ -95,7 +94,7 @@ func demoGroups(ctx context.Context, n int) error {
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.0f/%.0f µs\n", id, h.Accepted["http"]+h.Accepted["https"], h.Decisions["local"],
-			counts(toInt(h.HandedOff)), counts(toInt(h.Adopted)), h.Latency.P50US, h.Latency.P99US)
+			countsLine(h.HandedOff), countsLine(h.Adopted), h.Latency.P50US, h.Latency.P99US)
 	}
 	tw.Flush()
 	if failed > 0 {
@@ -137,30 +136,6 @@ func demoUploadFile() string {
 	b.ReadFrom(lab.ContentBytes("demo-upload", 64<<10))
 	os.WriteFile(f, b.Bytes(), 0o644)
 	return f
-}
-
-func counts(m map[string]int) string {
-	if len(m) == 0 {
-		return "-"
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
-	}
-	return strings.Join(parts, ", ")
-}
-
-func toInt(m map[string]uint64) map[string]int {
-	out := map[string]int{}
-	for k, v := range m {
-		out[k] = int(v)
-	}
-	return out
 }
 
 func shorten(s string) string {

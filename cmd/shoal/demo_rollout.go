@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -113,16 +112,7 @@ func demoPoll(ctx context.Context, path string, done <-chan struct{}) int {
 		select {
 		case <-done:
 			flush()
-			var keys []string
-			for k := range seen {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			var parts []string
-			for _, k := range keys {
-				parts = append(parts, fmt.Sprintf("%s %d", k, seen[k]))
-			}
-			fmt.Printf("  answers: %s; failed %d\n", strings.Join(parts, ", "), bad)
+			fmt.Printf("  answers: %s; failed %d\n", countsLine(seen), bad)
 			return bad
 		case <-ctx.Done():
 			return bad + 1
