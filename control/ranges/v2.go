@@ -153,31 +153,35 @@ func newOrder(key uint64) order {
 	return o
 }
 
-// mix permutes 0..1023.
-func (o *order) mix(x uint16) uint16 {
-	x = x * o.mul[0] & slotMask
+// mix permutes 0..1023. It computes in 32 bits, which keeps the low 10
+// bits (all that is kept) as 16-bit arithmetic would, and the compiler
+// keeps 32-bit values in registers.
+func (o *order) mix(x16 uint16) uint16 {
+	x := uint32(x16)
+	x = x * uint32(o.mul[0]) & slotMask
 	x ^= x >> halfBits
-	x = x * o.mul[1] & slotMask
+	x = x * uint32(o.mul[1]) & slotMask
 	x ^= x >> halfBits
-	x = x * o.mul[2] & slotMask
+	x = x * uint32(o.mul[2]) & slotMask
 	x ^= x >> halfBits
-	return x
+	return uint16(x)
 }
 
 // unmix inverts mix (x ^= x>>5 is its own inverse on 10 bits).
-func (o *order) unmix(x uint16) uint16 {
+func (o *order) unmix(x16 uint16) uint16 {
+	x := uint32(x16)
 	x ^= x >> halfBits
-	x = x * o.inv[2] & slotMask
+	x = x * uint32(o.inv[2]) & slotMask
 	x ^= x >> halfBits
-	x = x * o.inv[1] & slotMask
+	x = x * uint32(o.inv[1]) & slotMask
 	x ^= x >> halfBits
-	x = x * o.inv[0] & slotMask
-	return x
+	x = x * uint32(o.inv[0]) & slotMask
+	return uint16(x)
 }
 
 // slot is where in chunk c the member's rank 64·j + c lies.
 func (o *order) slot(c int, j uint16) uint16 {
-	return o.mix(j^o.in[c]) ^ o.out[c]
+	return o.mix(j^o.in[c&chunkMask]) ^ o.out[c&chunkMask]
 }
 
 // bucket is the member's rank-k bucket.
@@ -188,7 +192,7 @@ func (o *order) bucket(k int) uint16 {
 
 // rank is the member's rank of bucket b: the inverse of bucket.
 func (o *order) rank(b uint16) int {
-	c := int(b >> chunkBits)
+	c := int(b>>chunkBits) & chunkMask
 	return int(o.unmix(b&slotMask^o.out[c])^o.in[c])<<rankShift | c
 }
 
@@ -274,24 +278,9 @@ func (bd *builder) race(sum uint64) (reach []int, late [][]uint16) {
 			if slots <= 0 {
 				continue
 			}
-			// order.slot, unrolled with the chunk's masks hoisted.
-			o, inv := &bd.orders[i], bd.inv[i]
-			in, out, m0, m1, m2 := o.in[c], o.out[c], o.mul[0], o.mul[1], o.mul[2]
-			for j, tj := range times[:slots] {
-				x := uint16(j) ^ in
-				x = x * m0 & slotMask
-				x ^= x >> halfBits
-				x = x * m1 & slotMask
-				x ^= x >> halfBits
-				x = x * m2 & slotMask
-				x ^= x >> halfBits
-				s := (x ^ out) & slotMask
-				a, cur := math.Float64bits(float64(tj*inv)), best[s]
-				earlier := uint64(int64(a-cur) >> 63) // all ones when a < cur
-				best[s] = cur ^ (a^cur)&earlier
-				w := win[s]
-				win[s] = w ^ (uint32(i)<<16|uint32(j)^w)&uint32(earlier)
-			}
+			o := &bd.orders[i]
+			raceSlots(&best, &win, times[:slots], bd.inv[i], uint32(i)<<16,
+				uint32(o.in[c]), uint32(o.out[c]), uint32(o.mul[0]), uint32(o.mul[1]), uint32(o.mul[2]))
 		}
 		for s := range best {
 			b := uint16(base + s)
@@ -312,6 +301,30 @@ func (bd *builder) race(sum uint64) (reach []int, late [][]uint16) {
 		}
 	}
 	return reach, late
+}
+
+// raceSlots runs one member's walk over one chunk: its slot number j
+// reaches slot order.slot(c, j) at times[j]·inv, and a slot takes the
+// earliest arrival (ties keep the earlier member, which came first). It is
+// order.slot unrolled with the chunk's masks hoisted, in 32-bit arithmetic
+// (the low 10 bits, all that is kept, are the same), and kept out of race
+// so that its variables stay in registers.
+func raceSlots(best *[chunkSize]uint64, win *[chunkSize]uint32, times []float64, inv float64, tag, in, out, m0, m1, m2 uint32) {
+	for j, tj := range times {
+		x := uint32(j) ^ in
+		x = x * m0 & slotMask
+		x ^= x >> halfBits
+		x = x * m1 & slotMask
+		x ^= x >> halfBits
+		x = x * m2 & slotMask
+		x ^= x >> halfBits
+		s := (x ^ out) & slotMask
+		a, cur := math.Float64bits(tj*inv), best[s]
+		earlier := uint64(int64(a-cur) >> 63) // all ones when a < cur
+		best[s] = cur ^ (a^cur)&earlier
+		w := win[s]
+		win[s] = w ^ (tag|uint32(j)^w)&uint32(earlier)
+	}
 }
 
 // release makes members preferred by more buckets than their quota keep
@@ -346,157 +359,174 @@ func (bd *builder) release(reach []int, late [][]uint16) (pool []uint16, count [
 	return pool, count
 }
 
-// match gives the pool to the members below quota by member-proposing
-// deferred acceptance. Both sides rank a (bucket, member) pair by the
-// member's arrival time at the bucket, then by member index, so the stable
-// matching is unique: it does not depend on the order of proposals, and it
-// is the greedy assignment in pair order described above.
+// match gives the pool to the members below quota: the greedy assignment
+// in pair order described above, which is the unique stable matching of
+// the two sides (both rank a (bucket, member) pair by the member's arrival
+// time at the bucket, then by member index).
+//
+// Every member below quota walks its own order (rising arrival times) to
+// its next pool bucket still free; a heap keyed by (arrival, index) merges
+// the walks, so pairs are decided in the global order without ranking
+// every pool bucket for every member. A pair is final when decided: the
+// bucket is free (the walk skips taken ones, which never free up again) and
+// the member still below quota, or it would not be walking.
 func (bd *builder) match(pool []uint16, count []int) {
 	if len(pool) == 0 {
 		return
 	}
-	// The owners' ranks are no longer needed: rank now maps a pool bucket
-	// to its position in pool, and -1 marks the others.
-	at := bd.rank
-	for b := range at {
-		at[b] = -1
+	// The owners' ranks are no longer needed: rank now marks free pool
+	// buckets (poolFree) and the others.
+	m := &matcher{bd: bd, state: bd.rank, free: slices.Clone(pool), nfree: len(pool),
+		pos: make([]int, len(bd.orders))}
+	for b := range m.state {
+		m.state[b] = poolTaken
 	}
-	for x, b := range pool {
-		at[b] = int32(x)
+	for _, b := range pool {
+		m.state[b] = poolFree
 	}
-	const free = -1
-	holder := make([]int32, len(pool))
-	holderAt := make([]float64, len(pool))
-	for x := range holder {
-		holder[x] = free
-	}
-	n := len(bd.orders)
-	need := make([]int, n)
-	var queue []int
+	need := make([]int, len(bd.orders))
+	var h walkHeap
 	for _, i := range bd.active {
 		if d := bd.quota[i] - count[i]; d > 0 {
 			need[i] = d
-			queue = append(queue, i)
+			if w, ok := m.nextFree(i); ok {
+				h = append(h, w)
+			}
 		}
 	}
-	props := make([]proposals, n)
-	walk := len(pool) > Buckets/16
-	var slab []uint32
-	if !walk {
-		slab = make([]uint32, len(queue)*len(pool))
-	}
-	for x, i := range queue {
-		props[i] = newProposals(&bd.orders[i], at, pool, walk, slab[min(x*len(pool), len(slab)):], need[i])
-	}
-	held := make([]int, n)
-	for len(queue) > 0 {
-		i := queue[len(queue)-1]
-		queue = queue[:len(queue)-1]
-		for held[i] < need[i] {
-			k, b, ok := props[i].next()
-			if !ok {
-				panic("ranges: deferred acceptance ran out of buckets") // impossible: needs sum to the pool size
-			}
-			a, x := bd.arrival(i, k), at[b]
-			h := int(holder[x])
-			if h != free && (holderAt[x] < a || (holderAt[x] == a && h < i)) {
-				continue
-			}
-			if h != free {
-				held[h]--
-				queue = append(queue, h)
-			}
-			holder[x], holderAt[x] = int32(i), a
-			held[i]++
+	h.init()
+	for len(h) > 0 {
+		w := h[0]
+		i := int(w.member)
+		b := bd.orders[i].bucket(int(w.rank))
+		if m.state[b] == poolFree {
+			m.state[b] = poolTaken
+			m.nfree--
+			bd.owner[b] = uint16(i)
+			need[i]--
 		}
-	}
-	for x, b := range pool {
-		bd.owner[b] = uint16(holder[x])
-	}
-}
-
-// proposals yields a member's pool buckets in its order (by rank). It
-// either ranks every pool bucket and pops them from a heap (cheaper for a
-// small pool) or walks the member's order (for a large one); both give the
-// same sequence. The heap first holds only the ranks below a cut-off
-// chosen for a few times the member's need, the rest waiting in later, so
-// that heapifying pool buckets the member never gets to costs nothing.
-type proposals struct {
-	o     *order
-	at    []int32  // position in the pool of each bucket, -1 if not in it
-	heap  []uint32 // rank<<16 | bucket, a binary min-heap
-	later []uint32 // ranks at or above the cut-off, not yet a heap
-	walk  int      // next rank to look at, when walking
-	walks bool
-}
-
-// newProposals returns o's proposals over the pool: walking its order, or
-// from heaps built in buf (len(pool) entries).
-func newProposals(o *order, at []int32, pool []uint16, walk bool, buf []uint32, need int) proposals {
-	pr := proposals{o: o, at: at, walks: walk}
-	if walk {
-		return pr
-	}
-	cut := uint32(min(Buckets, (4*need+16)*Buckets/len(pool))) << 16
-	h := buf[:len(pool)]
-	front, back := 0, len(h)
-	for _, b := range pool {
-		key := uint32(o.rank(b))<<16 | uint32(b)
-		if key < cut {
-			h[front] = key
-			front++
+		if need[i] == 0 {
+			h.pop()
+		} else if next, ok := m.nextFree(i); ok {
+			h[0] = next
+			h.down(0)
 		} else {
-			back--
-			h[back] = key
+			panic("ranges: stable matching ran out of buckets") // impossible: needs sum to the pool size
 		}
 	}
-	pr.heap, pr.later = h[:front], h[front:]
-	heapify(pr.heap)
-	return pr
 }
 
-func heapify(h []uint32) {
+const (
+	poolFree  = 0
+	poolTaken = -1
+)
+
+// matcher holds the walks of one match.
+type matcher struct {
+	bd    *builder
+	state []int32  // poolFree or poolTaken, by bucket
+	free  []uint16 // the pool buckets, taken ones dropped now and then
+	nfree int      // free pool buckets
+	pos   []int    // next rank each member looks at
+}
+
+// walker is a member's next pair: its arrival time at its rank-rank bucket.
+type walker struct {
+	at     float64
+	member int32
+	rank   int32
+}
+
+func (a walker) before(b walker) bool {
+	return a.at < b.at || (a.at == b.at && a.member < b.member)
+}
+
+// nextFree advances member i's walk to its next pool bucket still free.
+// While free buckets are many it walks the member's order (65536/free
+// steps to the next on average); once they are few, ranking each of them
+// is cheaper, and gives the same bucket: the free one of least rank at or
+// after the walk's position.
+func (m *matcher) nextFree(i int) (walker, bool) {
+	o := &m.bd.orders[i]
+	if m.nfree*m.nfree >= Buckets/4 {
+		if k := o.walkTo(m.state, m.pos[i]); k < Buckets {
+			m.pos[i] = k + 1
+			return walker{at: m.bd.arrival(i, k), member: int32(i), rank: int32(k)}, true
+		}
+		m.pos[i] = Buckets
+		return walker{}, false
+	}
+	m.compact()
+	best := Buckets
+	for _, b := range m.free {
+		if k := o.rank(b); k >= m.pos[i] && k < best {
+			best = k
+		}
+	}
+	if best == Buckets {
+		m.pos[i] = Buckets
+		return walker{}, false
+	}
+	m.pos[i] = best + 1
+	return walker{at: m.bd.arrival(i, best), member: int32(i), rank: int32(best)}, true
+}
+
+// walkTo returns the first rank at or after k whose bucket is poolFree in
+// state, or Buckets: order.bucket unrolled in 32-bit arithmetic (the low 10
+// bits, all that is kept, are the same).
+func (o *order) walkTo(state []int32, k int) int {
+	state = state[:Buckets]
+	m0, m1, m2 := uint32(o.mul[0]), uint32(o.mul[1]), uint32(o.mul[2])
+	for ; k < Buckets; k++ {
+		c := k & chunkMask
+		x := uint32(k>>rankShift) ^ uint32(o.in[c])
+		x = x * m0 & slotMask
+		x ^= x >> halfBits
+		x = x * m1 & slotMask
+		x ^= x >> halfBits
+		x = x * m2 & slotMask
+		x ^= x >> halfBits
+		if state[uint32(c)<<chunkBits|(x^uint32(o.out[c]))&slotMask] == poolFree {
+			return k
+		}
+	}
+	return Buckets
+}
+
+// compact drops taken buckets from the free list once they are half of it.
+func (m *matcher) compact() {
+	if 2*m.nfree > len(m.free) {
+		return
+	}
+	m.free = slices.DeleteFunc(m.free, func(b uint16) bool { return m.state[b] != poolFree })
+}
+
+// walkHeap is a binary min-heap of walkers in pair order.
+type walkHeap []walker
+
+func (h walkHeap) init() {
 	for j := len(h)/2 - 1; j >= 0; j-- {
-		siftDown(h, j)
+		h.down(j)
 	}
 }
 
-func (pr *proposals) next() (rank int, bucket uint16, ok bool) {
-	if pr.walks {
-		for ; pr.walk < Buckets; pr.walk++ {
-			if b := pr.o.bucket(pr.walk); pr.at[b] >= 0 {
-				pr.walk++
-				return pr.walk - 1, b, true
-			}
-		}
-		return 0, 0, false
-	}
-	if len(pr.heap) == 0 {
-		if len(pr.later) == 0 {
-			return 0, 0, false
-		}
-		pr.heap, pr.later = pr.later, nil
-		heapify(pr.heap)
-	}
-	h := pr.heap
-	top := h[0]
-	h[0] = h[len(h)-1]
-	h = h[:len(h)-1]
-	siftDown(h, 0)
-	pr.heap = h
-	return int(top >> 16), uint16(top), true
+func (h *walkHeap) pop() {
+	old := *h
+	old[0] = old[len(old)-1]
+	*h = old[:len(old)-1]
+	h.down(0)
 }
 
-func siftDown(h []uint32, j int) {
+func (h walkHeap) down(j int) {
 	for {
 		c := 2*j + 1
 		if c >= len(h) {
 			return
 		}
-		if c+1 < len(h) && h[c+1] < h[c] {
+		if c+1 < len(h) && h[c+1].before(h[c]) {
 			c++
 		}
-		if h[j] <= h[c] {
+		if !h[c].before(h[j]) {
 			return
 		}
 		h[j], h[c] = h[c], h[j]

@@ -1,6 +1,7 @@
 package ranges
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -281,32 +282,73 @@ func TestOrderIsPermutation(t *testing.T) {
 }
 
 // TestProposalOrders: the heap and the walk yield the same sequence.
-func TestProposalOrders(t *testing.T) {
+// TestMatchIsGreedyInPairOrder: the merged walks give every pool bucket
+// to the member the definition names: (bucket, member) pairs taken in order
+// of (arrival time, member index), a pair assigned when the bucket is still
+// free and the member below quota. The reference ranks every pair.
+func TestMatchIsGreedyInPairOrder(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 16))
-	o := newOrder(99)
-	at := make([]int32, Buckets)
-	for b := range at {
-		at[b] = -1
-	}
-	var pool []uint16
-	for len(pool) < 700 {
-		if b := uint16(r.IntN(Buckets)); at[b] < 0 {
-			at[b] = int32(len(pool))
-			pool = append(pool, b)
+	for trial := range 40 {
+		n := 1 + r.IntN(300)
+		ms := make([]Member, n)
+		for i := range ms {
+			ms[i] = Member{ID: fmt.Sprintf("m%d-%d", trial, i), Weight: 0.1 + 99.9*r.Float64()}
 		}
-	}
-	heap, walk := newProposals(&o, at, pool, false, make([]uint32, len(pool)), 3), newProposals(&o, at, pool, true, nil, 3)
-	for i := 0; ; i++ {
-		k1, b1, ok1 := heap.next()
-		k2, b2, ok2 := walk.next()
-		if k1 != k2 || b1 != b2 || ok1 != ok2 {
-			t.Fatalf("proposal %d: heap (%d, %d, %v), walk (%d, %d, %v)", i, k1, b1, ok1, k2, b2, ok2)
+		s, err := sortedMembers(ms)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !ok1 {
-			if i != len(pool) {
-				t.Fatalf("%d proposals, pool of %d", i, len(pool))
+		var tb Table
+		bd := &builder{orders: make([]order, n), inv: make([]float64, n), times: unitTimes(), owner: &tb.Owner, rank: make([]int32, Buckets)}
+		wq := make([]uint64, n)
+		var sum uint64
+		for i, m := range s {
+			wq[i] = quantize(m.Weight)
+			sum += wq[i]
+			bd.active = append(bd.active, i)
+			bd.orders[i] = newOrder(memberSeed(uint32(trial), m.ID))
+			bd.inv[i] = 1 / float64(wq[i])
+		}
+		bd.quota = quotas(wq)
+		pool, count := bd.release(bd.race(sum))
+		type pair struct {
+			at   float64
+			i, k int
+		}
+		inPool := map[uint16]bool{}
+		for _, b := range pool {
+			inPool[b] = true
+		}
+		var pairs []pair
+		need := map[int]int{}
+		for _, i := range bd.active {
+			if d := bd.quota[i] - count[i]; d > 0 {
+				need[i] = d
+				for _, b := range pool {
+					k := bd.orders[i].rank(b)
+					pairs = append(pairs, pair{bd.arrival(i, k), i, k})
+				}
 			}
-			return
+		}
+		slices.SortFunc(pairs, func(a, b pair) int {
+			if c := cmp.Compare(a.at, b.at); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.i, b.i)
+		})
+		want := map[uint16]int{}
+		for _, p := range pairs {
+			b := bd.orders[p.i].bucket(p.k)
+			if _, taken := want[b]; !taken && need[p.i] > 0 {
+				want[b] = p.i
+				need[p.i]--
+			}
+		}
+		bd.match(pool, count)
+		for _, b := range pool {
+			if w, ok := want[b]; !ok || int(tb.Owner[b]) != w {
+				t.Fatalf("trial %d (%d members, pool %d): bucket %d to member %d, the pair order gives %d (%v)", trial, n, len(pool), b, tb.Owner[b], w, ok)
+			}
 		}
 	}
 }
