@@ -76,12 +76,7 @@ func RunLabConverge(ctx context.Context, o LabConvergeOptions) (runs []LabRun, e
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		o.Log("lab down")
-		if derr := lab.Down(); derr != nil && err == nil {
-			err = derr
-		}
-	}()
+	defer lab.DownInto(&err)
 	ids := l.NodeIDs()
 	if err := waitConverged(ctx, ids, 3); err != nil {
 		return nil, err
@@ -323,11 +318,7 @@ func RunSlowStartCurve(ctx context.Context, o LabConvergeOptions, window time.Du
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if derr := lab.Down(); derr != nil && err == nil {
-			err = derr
-		}
-	}()
+	defer lab.DownInto(&err)
 	if err := waitConverged(ctx, l.NodeIDs(), 3); err != nil {
 		return nil, err
 	}

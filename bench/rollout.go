@@ -106,15 +106,15 @@ func writeStream(dir, name string, size int64) (string, error) {
 
 const rolloutPath = "/bench.bin"
 
-func rolloutOnce(ctx context.Context, opts RolloutOptions, n int, v1, v2 string) (RolloutRun, error) {
-	run := RolloutRun{Nodes: n, Bytes: opts.Bytes}
+func rolloutOnce(ctx context.Context, opts RolloutOptions, n int, v1, v2 string) (run RolloutRun, err error) {
+	run = RolloutRun{Nodes: n, Bytes: opts.Bytes}
 	upCtx, cancel := context.WithTimeout(ctx, upWait)
 	defer cancel()
 	l, err := lab.Up(upCtx, lab.Options{Nodes: n, Binary: opts.Binary, MemoryMB: opts.MemoryMB, Log: opts.LabLog})
 	if err != nil {
 		return run, err
 	}
-	defer lab.Down()
+	defer lab.DownInto(&err)
 	ids := l.NodeIDs()
 	if _, err := lab.WaitConverged(upCtx, ids, n); err != nil {
 		return run, err

@@ -421,6 +421,16 @@ func Down() error {
 	return err
 }
 
+// DownInto is Down for a deferred call in a function with a named error
+// result: it tears the lab down whatever happened and reports Down's error
+// through *err unless *err already holds one (a benchmark that measured
+// and then could not tear the lab down still says so).
+func DownInto(err *error) {
+	if derr := Down(); derr != nil && *err == nil {
+		*err = derr
+	}
+}
+
 // keptAcrossUps are the StateDir entries Up keeps: the content, so a 100 MB
 // file is not rewritten on every run, and the lab certificate.
 var keptAcrossUps = []string{contentDirName, filepath.Base(CertPath), filepath.Base(KeyPath)}

@@ -118,12 +118,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		o.Log("lab down")
-		if derr := lab.Down(); derr != nil && err == nil {
-			err = derr
-		}
-	}()
+	defer lab.DownInto(&err)
 	ids := l.NodeIDs()
 	if err := converge(ctx, ids); err != nil {
 		return nil, err

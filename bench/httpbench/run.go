@@ -159,7 +159,7 @@ func address(system string) string {
 }
 
 // Run builds the lab and the peers, runs every cell and tears it all down.
-func Run(ctx context.Context, o Options) (*Report, error) {
+func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	o.start = time.Now()
 	if err := CheckTools(); err != nil {
 		return nil, err
@@ -187,7 +187,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer lab.Down()
+	defer lab.DownInto(&err)
 	if _, err := lab.WaitConverged(ctx, l.NodeIDs(), 3); err != nil {
 		return nil, err
 	}
