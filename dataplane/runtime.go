@@ -257,3 +257,13 @@ func addrOf(v uint32) netip.Addr {
 }
 
 func ntohs(v uint16) uint16 { return v<<8 | v>>8 }
+
+// spinNext is the worker's spin decision (sdp_spin_next, worker.h), for
+// its test: whether the next quiet spell starts with spinUS of polling.
+func spinNext(spin bool, sleptUS, spinUS uint64) bool {
+	s := C.int(0)
+	if spin {
+		s = 1
+	}
+	return C.sdp_spin_next(s, C.uint64_t(sleptUS), C.uint64_t(spinUS)) != 0
+}

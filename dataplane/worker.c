@@ -25,7 +25,12 @@
 
 /* After the last packet the worker keeps polling for this long before its
  * first sleep, so a conversation's next packet (a reply through the tap, a
- * client's next segment) rarely meets a sleeping worker. */
+ * client's next segment) rarely meets a sleeping worker. It does so only
+ * while spinning pays: when the last quiet spell ended within this window
+ * (sdp_spin_next).
+ * Sparse traffic (gossip, health checks, a lightly loaded node) would
+ * otherwise cost 50 us of polling for every packet, more than the sleeps
+ * and wake-ups the next packet meets instead (issue 14). */
 #define IDLE_SPIN_US 50
 /* The first idle sleep. A nanosleep costs the thread ~2 us of CPU on bare
  * metal and ~14 us in a VM whatever its length: sleeping for less than
@@ -177,6 +182,9 @@ int sdp_worker_main(void *arg)
 	uint64_t sleep_us = first_sleep;
 	uint64_t spin_tsc = rte_get_tsc_hz() / 1000000 * IDLE_SPIN_US;
 	uint64_t last_busy = rte_get_tsc_cycles();
+	int spin = 1;		 /* the last quiet spell ended within the window */
+	int quiet = 0;		 /* an iteration since last_busy found nothing */
+	uint64_t spell_slept = 0; /* us of sleep asked for since last_busy */
 
 	/* nanosleep rounds every sleep up by the thread's timer slack, 50 us
 	 * by default: the first "1 us" idle sleep took ~55 us. With a slack
@@ -215,11 +223,17 @@ int sdp_worker_main(void *arg)
 		if (took > atomic_load_explicit(&w->max_iter_cycles, memory_order_relaxed))
 			atomic_store_explicit(&w->max_iter_cycles, took, memory_order_relaxed);
 		if (n || m || cmds) {
+			if (quiet)
+				spin = sdp_spin_next(spin, spell_slept,
+						     IDLE_SPIN_US);
 			last_busy = rte_get_tsc_cycles();
+			quiet = 0;
+			spell_slept = 0;
 			sleep_us = first_sleep;
 			continue;
 		}
-		if (rte_get_tsc_cycles() - last_busy < spin_tsc)
+		quiet = 1;
+		if (spin && rte_get_tsc_cycles() - last_busy < spin_tsc)
 			continue;
 		/* Idle: sleep, doubling up to the configured maximum. The
 		 * first packet or command after a quiet spell waits at most
@@ -228,6 +242,7 @@ int sdp_worker_main(void *arg)
 		nanosleep(&ts, NULL);
 		w->idle_sleeps++;
 		w->sleep_us += sleep_us;
+		spell_slept += sleep_us;
 		if (sleep_us < w->idle_sleep_max_us)
 			sleep_us = sleep_us * 2 > w->idle_sleep_max_us
 					   ? w->idle_sleep_max_us

@@ -14,6 +14,18 @@ struct sdp_shared {
 	_Atomic(struct sdp_owner_table *) table;
 };
 
+/* The worker's spin decision: whether to keep polling through the first
+ * spin_us of the next quiet spell before sleeping, from whether it did so
+ * in the last spell and how long it asked to sleep in it. Spinning stays on
+ * while spells end before the first sleep (a spin caught the next packet),
+ * and comes back when a spell ends within sleeps adding up to no more than
+ * spin_us (a spin would have caught it). */
+static inline int sdp_spin_next(int spin, uint64_t spell_slept_us,
+				uint64_t spin_us)
+{
+	return spin ? spell_slept_us == 0 : spell_slept_us <= spin_us;
+}
+
 struct sdp_worker {
 	struct sdp_classifier cls;
 	struct sdp_shared *shared;

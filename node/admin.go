@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shoal-lb/shoal/api"
@@ -156,6 +158,13 @@ func startAdmin(n *Node) (*admin, error) {
 		writeJSON(w, publicationOf(pub))
 	})
 	mux.HandleFunc("GET "+api.PathHandoffs, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.handoffs()) })
+	// Go's profiler (CPU, heap, goroutines, execution trace), to see where
+	// a node's CPU goes; on the TCP listener it needs the token (bearer).
+	mux.HandleFunc("GET "+pathPprof, pprof.Index)
+	mux.HandleFunc("GET "+pathPprof+"cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET "+pathPprof+"profile", pprof.Profile)
+	mux.HandleFunc("GET "+pathPprof+"symbol", pprof.Symbol)
+	mux.HandleFunc("GET "+pathPprof+"trace", pprof.Trace)
 	// The status page and its live feed (package ui), read-only.
 	page := ui.New(uiSource{n})
 	page.Mount(mux)
@@ -180,12 +189,14 @@ func startAdmin(n *Node) (*admin, error) {
 
 // bearer guards the TCP listener: reads (GET, HEAD: the status page, its
 // events, /v1/* and /metrics) are open, except the flow list, which names
-// clients; every change, and everything else, needs the token. The
+// clients, and the profiler, which shows the process's internals and costs
+// CPU; every change, and everything else, needs the token. The
 // comparison takes the same time whatever the guess.
 func bearer(token string, next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path != api.PathFlows {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path != api.PathFlows &&
+			!strings.HasPrefix(r.URL.Path, pathPprof) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -197,6 +208,9 @@ func bearer(token string, next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// pathPprof is where Go's profiler answers (net/http/pprof).
+const pathPprof = "/debug/pprof/"
 
 func (a *admin) stop() {
 	// Event streams never go idle, so Shutdown would not wait for them:

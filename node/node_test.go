@@ -18,8 +18,8 @@ func TestLooksLikePCI(t *testing.T) {
 }
 
 // TestBearer: on the TCP listener reads are open (the status page, its
-// events, /v1/* but the flow list, /metrics); every change, the flow list
-// and any other method need the right token.
+// events, /v1/* but the flow list, /metrics); every change, the flow list,
+// the profiler and any other method need the right token.
 func TestBearer(t *testing.T) {
 	h := bearer("0123456789abcdef", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
 	const good, bad = "Bearer 0123456789abcdef", "Bearer 0123456789abcdeX"
@@ -36,6 +36,9 @@ func TestBearer(t *testing.T) {
 		{"GET", api.PathFlows, "", 401},
 		{"GET", api.PathFlows, bad, 401},
 		{"GET", api.PathFlows, good, 204},
+		{"GET", "/debug/pprof/", "", 401},
+		{"GET", "/debug/pprof/profile", bad, 401},
+		{"GET", "/debug/pprof/profile", good, 204},
 		{"POST", api.PathDrain, "", 401},
 		{"POST", api.PathDrain, bad, 401},
 		{"POST", api.PathDrain, "0123456789abcdef", 401},

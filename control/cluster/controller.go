@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,6 +128,17 @@ type Controller struct {
 	tableSince time.Time
 	epoch      uint64
 	groups     atomic.Pointer[groups.Tables]
+
+	// The inputs of the last successful builds, used under step (the seed
+	// and the group definitions are fixed): a Step whose inputs did not change skips the
+	// builds, which are deterministic. Steps come every capacity sample
+	// (500 ms) and on every gossip event; a version-2 build of even three
+	// members takes milliseconds, and rebuilding the same table on every
+	// Step was about a third of an idle node's Go CPU (issue 14).
+	builtAlgo, builtGroupsAlgo int
+	builtMembers               []ranges.Member
+	builtGroups                []groups.Member
+	builds                     atomic.Uint64
 
 	failOpen       bool
 	failOpenBuilds atomic.Uint64
@@ -317,13 +329,29 @@ func (c *Controller) ApplyStatic(ms []ranges.Member, gm []groups.Member) error {
 
 // applyGroups rebuilds the group tables from the members' memberships.
 func (c *Controller) applyGroups(algo int, ms []groups.Member) {
+	if c.groups.Load() != nil && algo == c.builtGroupsAlgo && slices.EqualFunc(ms, c.builtGroups, sameGroupMember) {
+		return
+	}
 	t, err := groups.BuildV(algo, c.cfg.Seed, c.cfg.Groups, ms)
 	if err != nil {
 		c.d.Log.Error("group tables", "err", err)
 		return
 	}
 	c.groups.Store(t)
+	c.builtGroupsAlgo = algo
+	c.builtGroups = slices.Clone(ms)
+	for i := range c.builtGroups {
+		c.builtGroups[i].Groups = slices.Clone(ms[i].Groups)
+	}
 }
+
+func sameGroupMember(a, b groups.Member) bool {
+	return a.ID == b.ID && a.Availability == b.Availability && slices.Equal(a.Groups, b.Groups)
+}
+
+// Builds counts the range-table builds since the start (a Step with the
+// same inputs as the last build makes none).
+func (c *Controller) Builds() uint64 { return c.builds.Load() }
 
 // Groups returns the current group tables (the handoff layer's chooser).
 func (c *Controller) Groups() *groups.Tables { return c.groups.Load() }
@@ -356,10 +384,18 @@ func (c *Controller) Serving(id string) bool {
 // data plane's overlap guard settles, instead of owned by nobody, which
 // costs a client a SYN retransmission (one second).
 func (c *Controller) apply(algo int, ms []ranges.Member, hold bool) (bool, error) {
+	c.mu.Lock()
+	built := c.table != nil
+	c.mu.Unlock()
+	if built && algo == c.builtAlgo && slices.Equal(ms, c.builtMembers) {
+		return false, nil // the same inputs build the same table
+	}
 	t, err := ranges.BuildV(algo, c.cfg.Seed, ms)
 	if err != nil {
 		return false, fmt.Errorf("cluster.members: %w", err)
 	}
+	c.builds.Add(1)
+	c.builtAlgo, c.builtMembers = algo, slices.Clone(ms)
 	c.mu.Lock()
 	if c.table != nil && c.table.Hash == t.Hash {
 		c.mu.Unlock()

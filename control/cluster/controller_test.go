@@ -7,6 +7,7 @@ import (
 
 	"github.com/shoal-lb/shoal/control/capacity"
 	"github.com/shoal-lb/shoal/control/gossip"
+	"github.com/shoal-lb/shoal/control/groups"
 	"github.com/shoal-lb/shoal/control/ranges"
 )
 
@@ -440,5 +441,55 @@ func TestServing(t *testing.T) {
 		if got := c.Serving(id); got != want {
 			t.Errorf("Serving(%s) = %v, want %v", id, got, want)
 		}
+	}
+}
+
+// TestStepWithoutChangeBuildsNothing: Steps come every capacity sample and
+// on every gossip event; one whose inputs are those of the last build
+// builds neither the range table nor the group tables again, and any
+// change of an input (a weight, a member, a group membership) does.
+func TestStepWithoutChangeBuildsNothing(t *testing.T) {
+	web := meta("n2", 1, 1)
+	web.Groups = []string{"web"}
+	r := newRig(t, Config{Groups: []groups.Group{{Name: "web"}}}, nil, web)
+	r.c.Step()
+	gt := r.c.Groups()
+	for range 10 {
+		r.c.Step()
+	}
+	if b := r.c.Builds(); b != 1 {
+		t.Fatalf("11 Steps over the same view made %d range-table builds, want 1", b)
+	}
+	if r.c.Groups() != gt {
+		t.Fatal("a Step over the same view rebuilt the group tables")
+	}
+	if n := len(r.pub.all()); n != 1 {
+		t.Fatalf("%d tables published, want 1", n)
+	}
+
+	half := meta("n2", 1, 0.5)
+	half.Groups = []string{"web"}
+	r.view.set(half)
+	r.c.Step()
+	if b := r.c.Builds(); b != 2 {
+		t.Fatalf("a weight change made %d builds in all, want 2", b)
+	}
+	want := share(t, ranges.Member{ID: "n1", Weight: 1}, ranges.Member{ID: "n2", Weight: 0.5})
+	if got := r.c.Snapshot().Table.Ownership("n1"); got != want {
+		t.Fatal("after the weight change n1's share is not the one the new weights build")
+	}
+	if r.c.Groups() == gt {
+		t.Fatal("a weight change left the group tables as they were")
+	}
+	gt = r.c.Groups()
+
+	half.Groups = nil
+	r.view.set(half)
+	r.c.Step()
+	if r.c.Builds() != 2 {
+		t.Fatal("a change of group membership alone rebuilt the range table")
+	}
+	if r.c.Groups() == gt || len(r.c.Groups().Members("web")) != 0 {
+		t.Fatalf("n2 left group web, but the group tables still list %v", r.c.Groups().Members("web"))
 	}
 }

@@ -4,7 +4,10 @@
 // On every change (membership, availability, health, an operator's drain
 // or weight, a tick) Step rebuilds the range table and the group tables
 // from the gossiped metas, which makes every node with the same view build
-// the same tables, and publishes this node's share to the data plane:
+// the same tables, and publishes this node's share to the data plane. The
+// builds are deterministic, so a Step whose inputs (the negotiated version
+// and the members' weights and groups) are those of the last build skips
+// them (Builds counts the range-table builds):
 //
 //	view ──► weights (unhealthy: 0; none available: fail open to capacities)
 //	     ──► ranges.BuildV(negotiated version) ──► share ∪ old share (hold) ──► Publisher

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -615,5 +616,58 @@ func TestForwardedProto(t *testing.T) {
 	resp, _ = exchange(t, client, bufio.NewReader(client), "GET /app.cgi HTTP/1.1\r\nHost: x\r\nX-Shoal-Forwarded-Proto: https\r\n\r\n")
 	if got := resp.Header.Get("X-Seen-Proto"); got != "http" {
 		t.Fatalf("a client's own claim: upstream saw proto %q, want http", got)
+	}
+}
+
+// writeCounter is a server-side connection that counts how a response
+// leaves: Write calls and ReadFrom calls (sendfile, on a TCPConn).
+type writeCounter struct {
+	*net.TCPConn
+	writes, readFroms atomic.Int32
+}
+
+func (c *writeCounter) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.TCPConn.Write(p)
+}
+
+func (c *writeCounter) ReadFrom(r io.Reader) (int64, error) {
+	c.readFroms.Add(1)
+	return c.TCPConn.ReadFrom(r)
+}
+
+// TestSmallFileOneWrite: a static file up to smallBody bytes leaves with
+// its head in one write; a larger one still goes by the connection's
+// ReadFrom (sendfile), both intact.
+func TestSmallFileOneWrite(t *testing.T) {
+	dir, obj := content(t)
+	small := obj[:1024]
+	if err := os.WriteFile(filepath.Join(dir, "obj", "1k"), small, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, Config{Self: "n2", Content: dir})
+	client, server := tcpPair(t, "")
+	wc := &writeCounter{TCPConn: server}
+	s.ServeHTTP(wc, "")
+	br := bufio.NewReader(client)
+	for _, c := range []struct {
+		path      string
+		want      []byte
+		writes    int32 // at most
+		readFroms int32
+	}{
+		{"/obj/1k", small, 1, 0},
+		{"/page.html", []byte("<p>page</p>\n"), 1, 0},
+		{"/obj/1m", obj, 2, 1},
+	} {
+		w0, r0 := wc.writes.Load(), wc.readFroms.Load()
+		resp, body := exchange(t, client, br, get(c.path))
+		if resp.StatusCode != 200 || !bytes.Equal(body, c.want) {
+			t.Fatalf("%s: status %d, %d bytes, want 200 and the file's %d", c.path, resp.StatusCode, len(body), len(c.want))
+		}
+		w, r := wc.writes.Load()-w0, wc.readFroms.Load()-r0
+		if w > c.writes || r != c.readFroms {
+			t.Errorf("%s (%d bytes): %d writes and %d ReadFrom calls, want at most %d writes and %d ReadFrom", c.path, len(c.want), w, r, c.writes, c.readFroms)
+		}
 	}
 }
