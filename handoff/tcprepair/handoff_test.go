@@ -153,11 +153,52 @@ func handoff(t *testing.T, n *twoNodes, eps [2]*wire.Endpoint, from, to int, con
 
 // movePath moves the path to node `to`, then closes the origin's frozen
 // socket: the order the origin's data plane and front server must keep.
-func movePath(t *testing.T, n *twoNodes, to int, frozen *Frozen) {
+// Before closing it checks that the origin sent nothing new after the
+// dump st: a byte the client received from the origin but the destination
+// believes unsent makes the client acknowledge past the destination's
+// snd_nxt, an acknowledgement the destination's kernel drops.
+func movePath(t *testing.T, n *twoNodes, to int, frozen *Frozen, st *wire.TCPState) {
 	t.Helper()
 	n.pathTo(t, to)
+	again, err := frozen.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sndNxt(&again), sndNxt(st); got != want {
+		t.Errorf("the frozen origin sent %d bytes after the dump (snd_nxt %d, dumped %d; never-sent %d, dumped %d)",
+			int32(got-want), got, want, again.Unsent, st.Unsent)
+	}
 	if err := frozen.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// sndNxt is the sequence number after the last byte a dumped socket sent.
+func sndNxt(st *wire.TCPState) uint32 {
+	return st.SendSeq + uint32(len(st.SendQueue)) - st.Unsent
+}
+
+// diagnose logs, for a failure, what each namespace's kernel thinks of the
+// connection (ss -tinoe) and its non-zero TCP counters (nstat), which
+// name the drops: PAWS, out of window, ACKs of unsent data and so on.
+func (n *twoNodes) diagnose(t *testing.T) {
+	t.Helper()
+	for _, ns := range []string{n.client, n.node[0], n.node[1]} {
+		ss, err := command("ip", "netns", "exec", ns, "ss", "-tinoe")
+		if err != nil {
+			t.Logf("ss in %s: %v", ns, err)
+		}
+		counters, err := command("ip", "netns", "exec", ns, "nstat", "-as")
+		if err != nil {
+			t.Logf("nstat in %s: %v", ns, err)
+		}
+		var tcp []string
+		for _, l := range strings.Split(string(counters), "\n") {
+			if strings.HasPrefix(l, "Tcp") {
+				tcp = append(tcp, strings.Join(strings.Fields(l)[:2], " "))
+			}
+		}
+		t.Logf("namespace %s:\n%s\ncounters: %s", ns, ss, strings.Join(tcp, ", "))
 	}
 }
 
@@ -258,7 +299,7 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		sentByA := int(written.Load())
 
 		frozen, r, st, restored, accepted := handoff(t, n, eps, 0, 1, connA, 1)
-		movePath(t, n, 1, frozen)
+		movePath(t, n, 1, frozen, &st)
 		t0 := time.Now()
 		connB, err := r.Release(time.Time{})
 		if err != nil {
@@ -270,12 +311,18 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		if got := readFull(t, connB, len(request)+len(pipelined)); !bytes.Equal(got, append(slices.Clone(request), pipelined...)) {
 			t.Fatalf("B read %q, want the request and the pipelined one", got)
 		}
+		// The client reads the rest in well under a second; a write still
+		// blocked after 20 s is a stalled connection, and the diagnosis
+		// comes before the client's keepalive (150 s) resets it.
+		connB.SetWriteDeadline(time.Now().Add(20 * time.Second))
 		if _, err := connB.Write(stream(sentByA, total-sentByA)); err != nil {
+			n.diagnose(t)
 			t.Fatal(err)
 		}
 		connB.CloseWrite()
 		res := <-done
 		if res.err != nil {
+			n.diagnose(t)
 			t.Fatalf("client: %v after %d bytes", res.err, res.n)
 		}
 		if res.n != total {
@@ -319,7 +366,7 @@ func TestHandoffBetweenNodes(t *testing.T) {
 				t.Fatalf("round %d: dumped %d/%d queued bytes", i, len(st.RecvQueue), len(st.SendQueue))
 			}
 			lat = append(lat, restored)
-			movePath(t, n, dest, frozen)
+			movePath(t, n, dest, frozen, &st)
 			moved, err := r.Release(time.Time{})
 			if err != nil {
 				t.Fatal(err)
