@@ -288,7 +288,9 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		sentByA := int(written.Load())
 
 		frozen, r, st, restored, accepted := handoff(t, n, eps, 0, 1, connA, 1)
+		tp := time.Now()
 		movePath(t, n, 1, frozen)
+		pathMoved := time.Since(tp)
 		// The origin no longer reaches the client: the client must hold no
 		// byte the dump called never sent, or it acknowledges past B's
 		// snd_nxt and B drops its every ACK.
@@ -332,8 +334,8 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		}
 		ti := tcpInfo(t, connB)
 		t.Logf("moved after A wrote %d bytes: send queue %d (%d unsent), receive queue %d", sentByA, len(st.SendQueue), st.Unsent, len(st.RecvQueue))
-		t.Logf("freeze→restored %v, freeze→ACCEPT at the origin %v, release %v; client's longest wait between reads %v; B retransmitted %d segments",
-			restored, accepted, released, res.maxGap, ti.Total_retrans)
+		t.Logf("freeze→restored %v, freeze→ACCEPT at the origin %v, path moved in %v (the test's ip link swap), release %v; client's longest wait between reads %v; B retransmitted %d segments",
+			restored, accepted, pathMoved, released, res.maxGap, ti.Total_retrans)
 	})
 
 	// The common case: the connection moves right after the peek, before

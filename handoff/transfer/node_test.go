@@ -250,13 +250,16 @@ func countRSTs(t testing.TB, ns string) func() (in, out int) {
 	cmd.Stdin = strings.NewReader(`table inet shoaltr {
 	counter rst_in {}
 	counter rst_out {}
+	set rst_seen { type ipv4_addr . inet_service . ipv4_addr . inet_service; flags dynamic; }
 	chain in {
 		type filter hook prerouting priority -500;
 		tcp flags & rst == rst counter name "rst_in"
+		tcp flags & rst == rst update @rst_seen { ip saddr . tcp sport . ip daddr . tcp dport }
 	}
 	chain out {
 		type filter hook output priority 0;
 		tcp flags & rst == rst counter name "rst_out"
+		tcp flags & rst == rst update @rst_seen { ip saddr . tcp sport . ip daddr . tcp dport }
 	}
 }`)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -272,6 +275,26 @@ func countRSTs(t testing.TB, ns string) func() (in, out int) {
 		return n
 	}
 	return func() (int, int) { return read("rst_in"), read("rst_out") }
+}
+
+// diagnose logs, for a failure, the resets each namespace saw (addresses
+// and ports, either direction), its sockets (ss -tinoe) and its non-zero
+// TCP counters (nstat), which name the drops.
+func (c *cluster) diagnose(t testing.TB) {
+	t.Helper()
+	for _, ns := range []string{c.client, c.node[0], c.node[1]} {
+		var b strings.Builder
+		for _, argv := range [][]string{{"nft", "list", "set", "inet", "shoaltr", "rst_seen"}, {"ss", "-tinoe"}, {"nstat", "-as"}} {
+			out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...).CombinedOutput()
+			fmt.Fprintf(&b, "\n$ %s (%v)\n", strings.Join(argv, " "), err)
+			for _, l := range strings.Split(string(out), "\n") {
+				if argv[0] != "nstat" || strings.HasPrefix(l, "Tcp") {
+					b.WriteString(l + "\n")
+				}
+			}
+		}
+		t.Logf("namespace %s:%s", ns, b.String())
+	}
 }
 
 var clientPort atomic.Int32
@@ -349,10 +372,15 @@ func TestMoveBetweenNodes(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	reset := false
 	for ns, read := range c.rsts {
 		if in, out := read(); in != 0 || out != 0 {
 			t.Errorf("namespace %s: %d resets received, %d sent", ns, in, out)
+			reset = true
 		}
+	}
+	if reset {
+		c.diagnose(t)
 	}
 	s := c.stop(t)
 	if s[0].Moves["group"] != uint64(n+1) || len(s[0].Failures) != 0 || s[1].Adopted["group"] != uint64(n+1) || len(s[1].Failures) != 0 || len(s[1].Refusals) != 0 {
