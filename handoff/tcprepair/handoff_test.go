@@ -208,6 +208,10 @@ func TestHandoffBetweenNodes(t *testing.T) {
 
 	t.Run("mid-download", func(t *testing.T) {
 		const total = 48 << 20
+		// The whole stream up front: generating 45 MiB byte by byte under
+		// -race takes seconds, which the client's longest wait measured
+		// when B made its part after the move.
+		data := stream(0, total)
 		client := dial(t, n.client, vip+":80")
 		connA, err := lnA.AcceptTCP()
 		if err != nil {
@@ -229,6 +233,7 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		type result struct {
 			n      int
 			maxGap time.Duration
+			gapAt  int // the stream offset the longest wait ended at
 			err    error
 		}
 		done := make(chan result, 1)
@@ -240,13 +245,17 @@ func TestHandoffBetweenNodes(t *testing.T) {
 			for {
 				k, err := client.Read(buf)
 				if k > 0 {
-					if !bytes.Equal(buf[:k], stream(res.n, k)) {
+					if res.n+k > total {
+						res.err = fmt.Errorf("%d bytes past the %d of the stream", res.n+k-total, total)
+						break
+					}
+					if !bytes.Equal(buf[:k], data[res.n:res.n+k]) {
 						res.err = fmt.Errorf("stream differs in the %d bytes at offset %d", k, res.n)
 						break
 					}
 					res.n += k
 					if gap := time.Since(last); gap > res.maxGap {
-						res.maxGap = gap
+						res.maxGap, res.gapAt = gap, res.n-k
 					}
 					last = time.Now()
 				}
@@ -267,13 +276,13 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for off := 0; ; off += 64 << 10 {
+			for off := 0; off < total/2; off += 64 << 10 {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				k, err := connA.Write(stream(off, 64<<10))
+				k, err := connA.Write(data[off : off+64<<10])
 				written.Add(int64(k))
 				if err != nil {
 					return
@@ -312,7 +321,7 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		// blocked after 20 s is a stalled connection, and the diagnosis
 		// comes before the client's keepalive (150 s) resets it.
 		connB.SetWriteDeadline(time.Now().Add(20 * time.Second))
-		if _, err := connB.Write(stream(sentByA, total-sentByA)); err != nil {
+		if _, err := connB.Write(data[sentByA:]); err != nil {
 			n.diagnose(t)
 			t.Fatal(err)
 		}
@@ -334,8 +343,8 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		}
 		ti := tcpInfo(t, connB)
 		t.Logf("moved after A wrote %d bytes: send queue %d (%d unsent), receive queue %d", sentByA, len(st.SendQueue), st.Unsent, len(st.RecvQueue))
-		t.Logf("freeze→restored %v, freeze→ACCEPT at the origin %v, path moved in %v (the test's ip link swap), release %v; client's longest wait between reads %v; B retransmitted %d segments",
-			restored, accepted, pathMoved, released, res.maxGap, ti.Total_retrans)
+		t.Logf("freeze→restored %v, freeze→ACCEPT at the origin %v, path moved in %v (the test's ip link swap), release %v; client's longest wait between reads %v, for the bytes at offset %d (the move: %d); B retransmitted %d segments",
+			restored, accepted, pathMoved, released, res.maxGap, res.gapAt, sentByDump(&st, sentByA), ti.Total_retrans)
 	})
 
 	// The common case: the connection moves right after the peek, before
