@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-lb/shoal/handoff/peek"
 	"github.com/shoal-lb/shoal/handoff/wire"
+	"github.com/shoal-lb/shoal/internal/netns/netnstest"
 )
 
 // Addresses of the two-node test, in the benchmark range 198.18.0.0/15 but
@@ -45,6 +46,8 @@ func newTwoNodes(t *testing.T) *twoNodes {
 	run(t, "ip", "-n", n.br, "link", "set", "br0", "up")
 	port := func(ns, name, ip, mac string) {
 		run(t, "ip", "-n", n.br, "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		netnstest.InOrder(t, n.br, name)
+		netnstest.InOrder(t, ns, "eth0")
 		run(t, "ip", "-n", n.br, "link", "set", name, "master", "br0")
 		run(t, "ip", "-n", ns, "link", "set", "eth0", "address", mac)
 		run(t, "ip", "-n", ns, "addr", "add", ip+"/24", "dev", "eth0")

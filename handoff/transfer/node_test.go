@@ -21,6 +21,7 @@ import (
 
 	"github.com/shoal-lb/shoal/handoff/peek"
 	"github.com/shoal-lb/shoal/handoff/wire"
+	"github.com/shoal-lb/shoal/internal/netns/netnstest"
 )
 
 // The two-node layout (as handoff/tcprepair's): a client and nodes A and
@@ -170,6 +171,8 @@ func newCluster(t testing.TB) *cluster {
 	run(t, "ip", "-n", c.br, "link", "set", "br0", "up")
 	port := func(ns, name, ip, mac string, learning bool) {
 		run(t, "ip", "-n", c.br, "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		netnstest.InOrder(t, c.br, name)
+		netnstest.InOrder(t, ns, "eth0")
 		run(t, "ip", "-n", c.br, "link", "set", name, "master", "br0")
 		if !learning {
 			run(t, "ip", "-n", c.br, "link", "set", name, "type", "bridge_slave", "learning", "off")
@@ -186,6 +189,7 @@ func newCluster(t testing.TB) *cluster {
 	// The node network: a veth between A and B.
 	run(t, "ip", "-n", c.node[0], "link", "add", "ch", "type", "veth", "peer", "name", "ch", "netns", c.node[1])
 	for i, ns := range c.node {
+		netnstest.InOrder(t, ns, "ch")
 		run(t, "ip", "-n", ns, "addr", "add", fmt.Sprintf("%s%d/24", nodeNet, i+1), "dev", "ch")
 		run(t, "ip", "-n", ns, "link", "set", "ch", "up")
 		run(t, "ip", "-n", ns, "neigh", "replace", clientIP, "lladdr", clientMAC, "dev", "eth0", "nud", "permanent")
