@@ -406,7 +406,7 @@ func TestMoveBetweenNodes(t *testing.T) {
 // to A on the channel (A's frames reach B, B's ACKs and answers do not).
 // B restores and adopts the connection and answers READY, which is lost;
 // A, having no READY, never sends COMMIT and thaws; B, having no COMMIT,
-// aborts its silent socket and forgets the flow. The client is served by
+// forgets the flow and aborts its silent socket. The client is served by
 // A alone, on its one connection, with no reset: never by two live
 // sockets. (The rule the two-phase exchange replaced thawed on
 // unacknowledged channel bytes while B had already released and served.)
