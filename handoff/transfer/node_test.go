@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,7 +99,13 @@ func runNode(role string) error {
 	m := New(Config{Self: role, Key: key, Port: chanPort, Timeout: 2 * time.Second, DataPlane: ruleDataPlane{}, Peers: peers, Log: log})
 	var ln net.Listener
 	var err error
+	// moving counts the Moves under way: the Stats printed at the end
+	// must count every one, and a client has its answer from B before A
+	// has read the ACCEPT, withdrawn the flow and closed its socket.
+	var moving sync.WaitGroup
+	accepting := make(chan struct{}) // closed when no more Moves can start
 	if role == "b" {
+		close(accepting)
 		if ln, err = net.Listen("tcp4", fmt.Sprintf("%s2:%d", nodeNet, chanPort)); err != nil {
 			return err
 		}
@@ -108,18 +115,23 @@ func runNode(role string) error {
 			return err
 		}
 		go func() {
+			defer close(accepting)
 			for {
 				c, err := ln.Accept()
 				if err != nil {
 					return
 				}
+				moving.Add(1)
 				go func() {
 					tc := c.(*net.TCPConn)
 					if _, _, err := (peek.Peeker{}).PeekHTTP(tc); err != nil {
+						moving.Done()
 						tc.Close()
 						return
 					}
-					if intact, err := m.Move(context.Background(), tc, "b", wire.ReasonGroup); err != nil {
+					intact, err := m.Move(context.Background(), tc, "b", wire.ReasonGroup)
+					moving.Done()
+					if err != nil {
 						log.Error("move", "intact", intact, "err", err)
 						if intact {
 							serveOne(tc, role, "", log) // thawed: the origin serves it
@@ -132,6 +144,8 @@ func runNode(role string) error {
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
 	ln.Close()
+	<-accepting
+	moving.Wait()
 	return json.NewEncoder(os.Stdout).Encode(m.Stats())
 }
 
