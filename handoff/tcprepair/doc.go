@@ -7,13 +7,18 @@
 // Contract (every call needs CAP_NET_ADMIN):
 //
 //   - Freeze first attaches a socket filter that drops every segment
-//     arriving for the connection, then puts the socket in repair mode.
+//     arriving for the connection, then puts the socket in repair mode,
+//     then closes its send window (TCP_REPAIR_WINDOW with snd_wnd 0).
 //     From then on the origin kernel neither processes nor acknowledges
 //     anything the peer sends, so Dump is an exact cut: every byte the
 //     origin ever acknowledged is in the dumped receive queue. Segments the
 //     peer sends meanwhile are lost to the origin and retransmitted by the
-//     peer to the destination. The origin may still retransmit old data
-//     (harmless duplicates); it sends no FIN and no RST.
+//     peer to the destination. The origin's timers still run in repair
+//     mode: it may retransmit old data (harmless duplicates), but with the
+//     window closed no loss probe or deferred write sends a never-sent
+//     byte, which the peer would acknowledge past the destination's
+//     snd_nxt. It sends no FIN and no RST. Dump reports the window as it
+//     was before Freeze closed it; Thaw restores it.
 //   - Dump reads, in repair mode: both queues with their sequence numbers,
 //     how much of the send queue was never sent (SIOCOUTQNSD), MSS clamp,
 //     window scale, SACK and timestamp options (TCP_INFO, TCP_MAXSEG),

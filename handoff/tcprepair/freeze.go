@@ -17,6 +17,7 @@ type Frozen struct {
 	conn       *net.TCPConn
 	rc         syscall.RawConn
 	local, rem netip.AddrPort
+	window     wire.Window // as it was at the freeze, before Freeze closed the send window
 	done       bool
 }
 
@@ -48,6 +49,28 @@ func Freeze(c *net.TCPConn) (*Frozen, error) {
 			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
 			return err
 		}
+		// Close the send window. In repair mode the kernel's timers still
+		// run, and a tail loss probe, a paced or TSQ-deferred write sends
+		// never-sent data while the window allows: bytes the client then
+		// holds and acknowledges but Dump (after this) and so the
+		// destination count as never sent. The destination drops every ACK
+		// beyond its snd_nxt, and with its congestion window full of
+		// restored in-flight data it cannot send past it: a dead
+		// connection, until the client's keepalive resets it. With no
+		// window the origin only retransmits what it sent, harmless
+		// duplicates.
+		w, err := getWindow(fd)
+		if err == nil {
+			closed := w
+			closed.SndWnd = 0
+			err = setWindow(fd, closed)
+		}
+		if err != nil {
+			setRepair(fd, unix.TCP_REPAIR_OFF)
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+			return err
+		}
+		f.window = w
 		return nil
 	})
 	if err != nil {
@@ -80,6 +103,7 @@ func (f *Frozen) Dump() (wire.TCPState, error) {
 		st, err = dump(fd)
 		return err
 	})
+	st.Window = f.window // the client's window, not the closed one
 	return st, err
 }
 
@@ -189,6 +213,11 @@ func (f *Frozen) Thaw() error {
 		return errors.New("tcprepair: thaw after close")
 	}
 	return f.control(func(fd int) error {
+		// The window Freeze closed: nothing was received since, so it
+		// still passes the kernel's checks against rcv_nxt.
+		if err := setWindow(fd, f.window); err != nil {
+			return err
+		}
 		if err := setRepair(fd, unix.TCP_REPAIR_OFF); err != nil {
 			return err
 		}

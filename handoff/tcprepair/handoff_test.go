@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-lb/shoal/handoff/peek"
 	"github.com/shoal-lb/shoal/handoff/wire"
+	"github.com/shoal-lb/shoal/internal/netns/netnstest"
 )
 
 // Addresses of the two-node test, in the benchmark range 198.18.0.0/15 but
@@ -45,6 +46,8 @@ func newTwoNodes(t *testing.T) *twoNodes {
 	run(t, "ip", "-n", n.br, "link", "set", "br0", "up")
 	port := func(ns, name, ip, mac string) {
 		run(t, "ip", "-n", n.br, "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		netnstest.InOrder(t, n.br, name)
+		netnstest.InOrder(t, ns, "eth0")
 		run(t, "ip", "-n", n.br, "link", "set", name, "master", "br0")
 		run(t, "ip", "-n", ns, "link", "set", "eth0", "address", mac)
 		run(t, "ip", "-n", ns, "addr", "add", ip+"/24", "dev", "eth0")
@@ -161,6 +164,36 @@ func movePath(t *testing.T, n *twoNodes, to int, frozen *Frozen) {
 	}
 }
 
+// sentByDump is how many bytes of the stream the origin had sent when it
+// was dumped (st), given that it had accepted written bytes in all.
+func sentByDump(st *wire.TCPState, written int) uint64 {
+	return uint64(written) - uint64(st.Unsent)
+}
+
+// diagnose logs, for a failure, what each namespace's kernel thinks of the
+// connection (ss -tinoe) and its non-zero TCP counters (nstat), which
+// name the drops: PAWS, out of window, ACKs of unsent data and so on.
+func (n *twoNodes) diagnose(t *testing.T) {
+	t.Helper()
+	for _, ns := range []string{n.client, n.node[0], n.node[1]} {
+		ss, err := command("ip", "netns", "exec", ns, "ss", "-tinoe")
+		if err != nil {
+			t.Logf("ss in %s: %v", ns, err)
+		}
+		counters, err := command("ip", "netns", "exec", ns, "nstat", "-as")
+		if err != nil {
+			t.Logf("nstat in %s: %v", ns, err)
+		}
+		var tcp []string
+		for _, l := range strings.Split(string(counters), "\n") {
+			if strings.HasPrefix(l, "Tcp") {
+				tcp = append(tcp, strings.Join(strings.Fields(l)[:2], " "))
+			}
+		}
+		t.Logf("namespace %s:\n%s\ncounters: %s", ns, ss, strings.Join(tcp, ", "))
+	}
+}
+
 // TestHandoffBetweenNodes moves a connection in the middle of a download
 // from node A to node B, which holds the same address and MAC in another
 // namespace, and finishes the download from B: the client reads one
@@ -178,6 +211,10 @@ func TestHandoffBetweenNodes(t *testing.T) {
 
 	t.Run("mid-download", func(t *testing.T) {
 		const total = 48 << 20
+		// The whole stream up front: generating 45 MiB byte by byte under
+		// -race takes seconds, which the client's longest wait measured
+		// when B made its part after the move.
+		data := stream(0, total)
 		client := dial(t, n.client, vip+":80")
 		connA, err := lnA.AcceptTCP()
 		if err != nil {
@@ -199,6 +236,7 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		type result struct {
 			n      int
 			maxGap time.Duration
+			gapAt  int // the stream offset the longest wait ended at
 			err    error
 		}
 		done := make(chan result, 1)
@@ -210,13 +248,17 @@ func TestHandoffBetweenNodes(t *testing.T) {
 			for {
 				k, err := client.Read(buf)
 				if k > 0 {
-					if !bytes.Equal(buf[:k], stream(res.n, k)) {
+					if res.n+k > total {
+						res.err = fmt.Errorf("%d bytes past the %d of the stream", res.n+k-total, total)
+						break
+					}
+					if !bytes.Equal(buf[:k], data[res.n:res.n+k]) {
 						res.err = fmt.Errorf("stream differs in the %d bytes at offset %d", k, res.n)
 						break
 					}
 					res.n += k
 					if gap := time.Since(last); gap > res.maxGap {
-						res.maxGap = gap
+						res.maxGap, res.gapAt = gap, res.n-k
 					}
 					last = time.Now()
 				}
@@ -237,13 +279,13 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for off := 0; ; off += 64 << 10 {
+			for off := 0; off < total/2; off += 64 << 10 {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				k, err := connA.Write(stream(off, 64<<10))
+				k, err := connA.Write(data[off : off+64<<10])
 				written.Add(int64(k))
 				if err != nil {
 					return
@@ -258,7 +300,15 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		sentByA := int(written.Load())
 
 		frozen, r, st, restored, accepted := handoff(t, n, eps, 0, 1, connA, 1)
+		tp := time.Now()
 		movePath(t, n, 1, frozen)
+		pathMoved := time.Since(tp)
+		// The origin no longer reaches the client: the client must hold no
+		// byte the dump called never sent, or it acknowledges past B's
+		// snd_nxt and B drops its every ACK.
+		if got, dumped := tcpInfo(t, client).Bytes_received, sentByDump(&st, sentByA); got > dumped {
+			t.Errorf("the client received %d bytes from the frozen origin after the dump (%d in all, %d sent by the dump)", got-dumped, got, dumped)
+		}
 		t0 := time.Now()
 		connB, err := r.Release(time.Time{})
 		if err != nil {
@@ -270,12 +320,18 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		if got := readFull(t, connB, len(request)+len(pipelined)); !bytes.Equal(got, append(slices.Clone(request), pipelined...)) {
 			t.Fatalf("B read %q, want the request and the pipelined one", got)
 		}
-		if _, err := connB.Write(stream(sentByA, total-sentByA)); err != nil {
+		// The client reads the rest in well under a second; a write still
+		// blocked after 20 s is a stalled connection, and the diagnosis
+		// comes before the client's keepalive (150 s) resets it.
+		connB.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		if _, err := connB.Write(data[sentByA:]); err != nil {
+			n.diagnose(t)
 			t.Fatal(err)
 		}
 		connB.CloseWrite()
 		res := <-done
 		if res.err != nil {
+			n.diagnose(t)
 			t.Fatalf("client: %v after %d bytes", res.err, res.n)
 		}
 		if res.n != total {
@@ -290,8 +346,8 @@ func TestHandoffBetweenNodes(t *testing.T) {
 		}
 		ti := tcpInfo(t, connB)
 		t.Logf("moved after A wrote %d bytes: send queue %d (%d unsent), receive queue %d", sentByA, len(st.SendQueue), st.Unsent, len(st.RecvQueue))
-		t.Logf("freeze→restored %v, freeze→ACCEPT at the origin %v, release %v; client's longest wait between reads %v; B retransmitted %d segments",
-			restored, accepted, released, res.maxGap, ti.Total_retrans)
+		t.Logf("freeze→restored %v, freeze→ACCEPT at the origin %v, path moved in %v (the test's ip link swap), release %v; client's longest wait between reads %v, for the bytes at offset %d (the move: %d); B retransmitted %d segments",
+			restored, accepted, pathMoved, released, res.maxGap, res.gapAt, sentByDump(&st, sentByA), ti.Total_retrans)
 	})
 
 	// The common case: the connection moves right after the peek, before

@@ -3,10 +3,13 @@ package tcprepair
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -243,6 +246,85 @@ func TestFreezeSilencesThenThaw(t *testing.T) {
 	if in, out := rsts(); in != 0 || out != 0 {
 		t.Fatalf("resets: %d in, %d out", in, out)
 	}
+}
+
+// TestFrozenOriginSendsNothingNew: a frozen socket with data in flight,
+// never-sent data behind it and an open window must send none of that
+// data, or the client would hold bytes the dump calls never sent (the
+// destination then drops the client's ACKs as acknowledging what it never
+// sent, and the connection dies). The client announces a 1000-byte MSS,
+// so the server's initial congestion window (10 segments) is well inside
+// the client's 64 KiB window, and the client's ACKs are dropped while the
+// server writes, so that data stays in flight; in repair mode the kernel's
+// tail loss probe would send the next never-sent segment, and its RTO
+// (200 ms on loopback) retransmits the first.
+func TestFrozenOriginSendsNothingNew(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "tlp")
+	ln := listen(t, ns, "127.0.0.1:8080")
+	var c net.Conn
+	if err := inNS(ns, func() (err error) {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG, 1000) }); err != nil {
+				return err
+			}
+			return serr
+		}}
+		c, err = d.Dial("tcp4", "127.0.0.1:8080")
+		return
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	client := c.(*net.TCPConn)
+	server, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(fmt.Sprintf(`table inet shoalrt_acks {
+	chain out {
+		type filter hook output priority 0;
+		tcp sport %d tcp dport 8080 drop
+	}
+}`, addrPort(client.LocalAddr()).Port()))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	// The write fits the send buffer, so it returns as the initial window
+	// goes out, and the freeze comes before the loss probe (≥ 10 ms).
+	if err := server.SetWriteBuffer(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Write(stream(0, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	frozen, err := Freeze(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer frozen.Close()
+	st, err := frozen.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent := len(st.SendQueue) - int(st.Unsent); sent == 0 || st.Unsent == 0 || st.Window.SndWnd <= uint32(sent) {
+		t.Fatalf("want data in flight, never-sent data and room in the window: %d sent, %d never sent, window %d", sent, st.Unsent, st.Window.SndWnd)
+	}
+	time.Sleep(500 * time.Millisecond)
+	again, err := frozen.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, sent := tcpInfo(t, client).Bytes_received, sentByDump(&st, 64<<10); got > sent {
+		t.Fatalf("the client received %d bytes from the frozen socket that the dump called never sent", got-sent)
+	}
+	if again.Window != st.Window {
+		t.Errorf("Dump reported window %+v, then %+v: it must be the client's, as it was at the freeze", st.Window, again.Window)
+	}
+	t.Logf("frozen with %d bytes in flight, %d never sent, window %d: nothing new sent in 500 ms", len(st.SendQueue)-int(st.Unsent), st.Unsent, st.Window.SndWnd)
 }
 
 func TestDumpRefusesAClosingConnection(t *testing.T) {

@@ -51,7 +51,7 @@
 // Config.Timeout after the freeze, and for ACCEPT until Timeout. The
 // destination gives itself Timeout/2 from the HANDOFF's receipt: checked
 // before READY, as the deadline for COMMIT, and before Release; past it,
-// it aborts, forgets and refuses "busy". So a destination that answers
+// it forgets, aborts and refuses "busy". So a destination that answers
 // READY in time leaves the origin a quarter of Timeout of slack, and a
 // COMMIT that arrives too late meets a REFUSE, not a release.
 //
@@ -64,11 +64,12 @@
 //     REFUSE's error is a *RefusedError. The channel connection is reset,
 //     so no COMMIT can follow on it. A connection in CLOSE_WAIT or with
 //     more than wire.MaxQueue queued is refused by Dump this way.
-//   - REFUSE, to either phase: the destination guarantees its restored
-//     socket was aborted in repair mode (never released) and any Adopt
+//   - REFUSE, to either phase: the destination guarantees any Adopt was
 //     undone (DataPlane.Forget, since an Adopt that timed out may still
-//     take effect); when Forget fails it answers nothing and closes the
-//     channel instead.
+//     take effect) and then its restored socket aborted in repair mode
+//     (never released): in that order, or its kernel, receiving the flow
+//     with no socket, would reset the connection the origin thaws. When
+//     Forget fails it answers nothing and closes the channel instead.
 //   - COMMIT written and no ACCEPT or REFUSE within Timeout, or a channel
 //     broken or answering nonsense after it: the origin cannot know
 //     whether the destination released, and thawing could put two live
@@ -82,9 +83,9 @@
 //     returns nil), the failure is counted ("withdraw"), and the frozen
 //     socket stays open, swallowing the flow, while the withdrawal is
 //     retried.
-//   - On the destination, no COMMIT within the budget: abort, forget, then
+//   - On the destination, no COMMIT within the budget: forget, abort, then
 //     REFUSE "busy" if the channel is up; a channel that breaks before
-//     COMMIT: abort, forget, close. A Release that fails after the socket
+//     COMMIT: forget, abort, close. A Release that fails after the socket
 //     left repair mode leaves nothing to save: no answer, and the channel
 //     connection closes so the origin closes its frozen socket at once.
 //

@@ -15,12 +15,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/shoal-lb/shoal/handoff/peek"
 	"github.com/shoal-lb/shoal/handoff/wire"
+	"github.com/shoal-lb/shoal/internal/netns/netnstest"
 )
 
 // The two-node layout (as handoff/tcprepair's): a client and nodes A and
@@ -97,7 +99,13 @@ func runNode(role string) error {
 	m := New(Config{Self: role, Key: key, Port: chanPort, Timeout: 2 * time.Second, DataPlane: ruleDataPlane{}, Peers: peers, Log: log})
 	var ln net.Listener
 	var err error
+	// moving counts the Moves under way: the Stats printed at the end
+	// must count every one, and a client has its answer from B before A
+	// has read the ACCEPT, withdrawn the flow and closed its socket.
+	var moving sync.WaitGroup
+	accepting := make(chan struct{}) // closed when no more Moves can start
 	if role == "b" {
+		close(accepting)
 		if ln, err = net.Listen("tcp4", fmt.Sprintf("%s2:%d", nodeNet, chanPort)); err != nil {
 			return err
 		}
@@ -107,18 +115,23 @@ func runNode(role string) error {
 			return err
 		}
 		go func() {
+			defer close(accepting)
 			for {
 				c, err := ln.Accept()
 				if err != nil {
 					return
 				}
+				moving.Add(1)
 				go func() {
 					tc := c.(*net.TCPConn)
 					if _, _, err := (peek.Peeker{}).PeekHTTP(tc); err != nil {
+						moving.Done()
 						tc.Close()
 						return
 					}
-					if intact, err := m.Move(context.Background(), tc, "b", wire.ReasonGroup); err != nil {
+					intact, err := m.Move(context.Background(), tc, "b", wire.ReasonGroup)
+					moving.Done()
+					if err != nil {
 						log.Error("move", "intact", intact, "err", err)
 						if intact {
 							serveOne(tc, role, "", log) // thawed: the origin serves it
@@ -131,6 +144,8 @@ func runNode(role string) error {
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
 	ln.Close()
+	<-accepting
+	moving.Wait()
 	return json.NewEncoder(os.Stdout).Encode(m.Stats())
 }
 
@@ -170,6 +185,8 @@ func newCluster(t testing.TB) *cluster {
 	run(t, "ip", "-n", c.br, "link", "set", "br0", "up")
 	port := func(ns, name, ip, mac string, learning bool) {
 		run(t, "ip", "-n", c.br, "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		netnstest.InOrder(t, c.br, name)
+		netnstest.InOrder(t, ns, "eth0")
 		run(t, "ip", "-n", c.br, "link", "set", name, "master", "br0")
 		if !learning {
 			run(t, "ip", "-n", c.br, "link", "set", name, "type", "bridge_slave", "learning", "off")
@@ -186,6 +203,7 @@ func newCluster(t testing.TB) *cluster {
 	// The node network: a veth between A and B.
 	run(t, "ip", "-n", c.node[0], "link", "add", "ch", "type", "veth", "peer", "name", "ch", "netns", c.node[1])
 	for i, ns := range c.node {
+		netnstest.InOrder(t, ns, "ch")
 		run(t, "ip", "-n", ns, "addr", "add", fmt.Sprintf("%s%d/24", nodeNet, i+1), "dev", "ch")
 		run(t, "ip", "-n", ns, "link", "set", "ch", "up")
 		run(t, "ip", "-n", ns, "neigh", "replace", clientIP, "lladdr", clientMAC, "dev", "eth0", "nud", "permanent")
@@ -250,13 +268,16 @@ func countRSTs(t testing.TB, ns string) func() (in, out int) {
 	cmd.Stdin = strings.NewReader(`table inet shoaltr {
 	counter rst_in {}
 	counter rst_out {}
+	set rst_seen { type ipv4_addr . inet_service . ipv4_addr . inet_service; flags dynamic; }
 	chain in {
 		type filter hook prerouting priority -500;
 		tcp flags & rst == rst counter name "rst_in"
+		tcp flags & rst == rst update @rst_seen { ip saddr . tcp sport . ip daddr . tcp dport }
 	}
 	chain out {
 		type filter hook output priority 0;
 		tcp flags & rst == rst counter name "rst_out"
+		tcp flags & rst == rst update @rst_seen { ip saddr . tcp sport . ip daddr . tcp dport }
 	}
 }`)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -272,6 +293,26 @@ func countRSTs(t testing.TB, ns string) func() (in, out int) {
 		return n
 	}
 	return func() (int, int) { return read("rst_in"), read("rst_out") }
+}
+
+// diagnose logs, for a failure, the resets each namespace saw (addresses
+// and ports, either direction), its sockets (ss -tinoe) and its non-zero
+// TCP counters (nstat), which name the drops.
+func (c *cluster) diagnose(t testing.TB) {
+	t.Helper()
+	for _, ns := range []string{c.client, c.node[0], c.node[1]} {
+		var b strings.Builder
+		for _, argv := range [][]string{{"nft", "list", "set", "inet", "shoaltr", "rst_seen"}, {"ss", "-tinoe"}, {"nstat", "-as"}} {
+			out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...).CombinedOutput()
+			fmt.Fprintf(&b, "\n$ %s (%v)\n", strings.Join(argv, " "), err)
+			for _, l := range strings.Split(string(out), "\n") {
+				if argv[0] != "nstat" || strings.HasPrefix(l, "Tcp") {
+					b.WriteString(l + "\n")
+				}
+			}
+		}
+		t.Logf("namespace %s:%s", ns, b.String())
+	}
 }
 
 var clientPort atomic.Int32
@@ -349,10 +390,15 @@ func TestMoveBetweenNodes(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	reset := false
 	for ns, read := range c.rsts {
 		if in, out := read(); in != 0 || out != 0 {
 			t.Errorf("namespace %s: %d resets received, %d sent", ns, in, out)
+			reset = true
 		}
+	}
+	if reset {
+		c.diagnose(t)
 	}
 	s := c.stop(t)
 	if s[0].Moves["group"] != uint64(n+1) || len(s[0].Failures) != 0 || s[1].Adopted["group"] != uint64(n+1) || len(s[1].Failures) != 0 || len(s[1].Refusals) != 0 {
@@ -374,7 +420,7 @@ func TestMoveBetweenNodes(t *testing.T) {
 // to A on the channel (A's frames reach B, B's ACKs and answers do not).
 // B restores and adopts the connection and answers READY, which is lost;
 // A, having no READY, never sends COMMIT and thaws; B, having no COMMIT,
-// aborts its silent socket and forgets the flow. The client is served by
+// forgets the flow and aborts its silent socket. The client is served by
 // A alone, on its one connection, with no reset: never by two live
 // sockets. (The rule the two-phase exchange replaced thawed on
 // unacknowledged channel bytes while B had already released and served.)

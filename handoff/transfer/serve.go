@@ -199,13 +199,23 @@ func (m *Mover) take(c net.Conn, r *bufio.Reader, receipt time.Time, msg wire.Me
 		return refuse(CauseRestore, wire.CauseRestore, err)
 	}
 	clk.mark(StepRestore)
-	// undo aborts the silent socket and forgets the flow; a REFUSE may
-	// follow only if the data plane forgot it (else this node's kernel
-	// would receive the flow with no socket for it, and the origin must
-	// not be told it may simply go on): silence, and the channel closes.
+	// drop forgets the flow, then aborts the silent socket (in repair mode
+	// behind its filter): in that order, as the origin closes its frozen
+	// socket only after its withdrawal. Aborted first, the socket would
+	// leave this node's kernel receiving the flow with no socket for it
+	// while Forget runs, and it answers the client's segments (the origin
+	// thaws and the connection goes on there) with resets.
+	drop := func() error {
+		ferr := m.forget(flow)
+		restored.Abort()
+		return ferr
+	}
+	// undo drops the restored connection; a REFUSE may follow only if the
+	// data plane forgot the flow (else this node's kernel receives it with
+	// no socket for it, and the origin must not be told it may simply go
+	// on): silence, and the channel closes.
 	undo := func(cause string, wc wire.Cause, err error) bool {
-		restored.Abort() // silent: in repair mode behind the filter
-		if ferr := m.forget(flow); ferr != nil {
+		if ferr := drop(); ferr != nil {
 			m.stats.failed(cause)
 			m.c.Log.Warn("handoff aborted; forgetting the flow failed, so no REFUSE", "from", msg.Sender, "client", h.Client, "cause", cause, "err", err, "forget", ferr)
 			return false
@@ -230,8 +240,7 @@ func (m *Mover) take(c net.Conn, r *bufio.Reader, receipt time.Time, msg wire.Me
 	}
 	ready := uint32(min(m.c.Now().Sub(receipt).Microseconds(), 1<<32-1))
 	if !m.send(c, msg, &wire.Ready{RestoreMicros: ready}, deadline) {
-		restored.Abort()
-		m.forget(flow)
+		drop()
 		return false
 	}
 	clk.mark(StepReadySent)
@@ -247,8 +256,7 @@ func (m *Mover) take(c net.Conn, r *bufio.Reader, receipt time.Time, msg wire.Me
 			m.refuseFrame(c, err)
 		}
 		m.stats.failed(CauseNoCommit)
-		restored.Abort()
-		m.forget(flow)
+		drop()
 		m.c.Log.Warn("handoff aborted: the channel broke before COMMIT", "from", msg.Sender, "client", h.Client, "err", err)
 		return false
 	}
@@ -262,8 +270,7 @@ func (m *Mover) take(c net.Conn, r *bufio.Reader, receipt time.Time, msg wire.Me
 	}
 	if err != nil {
 		m.stats.failed(CauseNoCommit)
-		restored.Abort()
-		m.forget(flow)
+		drop()
 		m.c.Log.Warn("handoff aborted: no COMMIT", "from", msg.Sender, "client", h.Client, "err", err)
 		return false
 	}

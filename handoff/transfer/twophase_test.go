@@ -3,10 +3,13 @@ package transfer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -142,7 +145,7 @@ func realDest(t *testing.T, dp DataPlane, timeout time.Duration, adopted *atomic
 
 // TestDestinationBudget: the destination gives itself half of the timeout
 // from the HANDOFF's receipt; an Adopt that returns after it (the origin
-// would soon stop waiting) is undone (abort, forget) and refused busy,
+// would soon stop waiting) is undone (forget, abort) and refused busy,
 // and the origin thaws.
 func TestDestinationBudget(t *testing.T) {
 	needRoot(t)
@@ -197,13 +200,20 @@ func readMsg(t *testing.T, ep *wire.Endpoint, c net.Conn, within time.Duration) 
 
 // TestNoCommitAborts: the destination restores, adopts and answers READY,
 // and no COMMIT comes (the origin thawed: its READY was lost, or it gave
-// up): within its budget the destination aborts the silent socket,
-// forgets the flow, and only then refuses busy; the connection is never
-// released nor given to adopt.
+// up): within its budget the destination forgets the flow, then aborts
+// the silent socket (the other order leaves its kernel receiving the flow
+// with no socket, and resetting the connection the origin thawed), and
+// only then refuses busy; the connection is never released nor given to
+// adopt.
 func TestNoCommitAborts(t *testing.T) {
 	needRoot(t)
 	const timeout = 400 * time.Millisecond
-	ddp := &recorder{}
+	var socketAtForget atomic.Value
+	ddp := &recorder{onCall: func(op string, f Flow) {
+		if op == "forget" {
+			socketAtForget.Store(tcpSocketState(t, f.VIP, f.Client))
+		}
+	}}
 	var adopted atomic.Int32
 	dest, ln := realDest(t, ddp, timeout, &adopted)
 	ep := wire.NewEndpoint(testKey(t), "a", 0, nil)
@@ -228,6 +238,9 @@ func TestNoCommitAborts(t *testing.T) {
 	}
 	if got := ddp.log(); got != "adopt,forget" || adopted.Load() != 0 {
 		t.Errorf("destination data plane %q, %d adopted; want adopt,forget and none", got, adopted.Load())
+	}
+	if st, _ := socketAtForget.Load().(string); st != "01" {
+		t.Errorf("when the flow was forgotten, the restored socket's state was %q; want it still there, ESTABLISHED (01)", st)
 	}
 	if s := dest.Stats(); s.Failures[CauseNoCommit] != 1 || len(s.Adopted) != 0 || len(s.Steps) != 0 {
 		t.Errorf("destination stats %+v; want no steps timed for an aborted handoff", s)
@@ -359,4 +372,26 @@ func outq(c *net.TCPConn) int {
 	n := -1
 	rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) })
 	return n
+}
+
+// tcpSocketState is the state (hex, as /proc/net/tcp shows it: 01 is
+// ESTABLISHED) of the IPv4 socket local↔remote in the calling thread's
+// network namespace, "" if there is none. It reads a file, in process, so
+// that asking takes no time out of the destination's budget.
+func tcpSocketState(t *testing.T, local, remote netip.AddrPort) string {
+	b, err := os.ReadFile("/proc/thread-self/net/tcp")
+	if err != nil {
+		t.Error(err)
+		return ""
+	}
+	hex := func(ap netip.AddrPort) string {
+		a := ap.Addr().As4() // printed as the host-order value of the network-order address
+		return fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], ap.Port())
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 3 && f[1] == hex(local) && f[2] == hex(remote) {
+			return f[3]
+		}
+	}
+	return ""
 }

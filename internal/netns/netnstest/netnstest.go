@@ -4,7 +4,8 @@
 // prefix that is never one of the lab's shoal-* names), with lo up and
 // IPv6 off (no router or neighbour solicitations to teach a bridge where a
 // MAC lives), and deletes it when the test ends, however it ends. Run runs
-// a command and fails the test with its output when it fails.
+// a command and fails the test with its output when it fails. InOrder
+// makes a veth end deliver what it receives in the order it was sent.
 package netnstest
 
 import (
@@ -42,4 +43,16 @@ func Run(t testing.TB, argv ...string) string {
 		t.Fatalf("%s: %v: %s", strings.Join(argv, " "), err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// InOrder makes the veth dev in namespace ns take in every frame on one
+// CPU (receive packet steering to CPU 0), so frames leave it in the order
+// they were sent, as from a real link. Without it a veth queues each frame
+// on the backlog of the CPU that sent it, and two segments a socket sends
+// from two CPUs (a delayed ACK from a timer, then a FIN from the process)
+// can arrive swapped: the late one then meets a connection its peer has
+// closed, and is answered with a reset that no handoff caused.
+func InOrder(t testing.TB, ns, dev string) {
+	t.Helper()
+	Run(t, "ip", "netns", "exec", ns, "sh", "-c", fmt.Sprintf("for q in /sys/class/net/%s/queues/rx-*; do echo 1 > $q/rps_cpus; done", dev))
 }
