@@ -69,13 +69,18 @@ static inline uint16_t ld16(const uint8_t *p)
 /* CRC32C of a flow key, loaded through memcpy: handing the struct to
  * rte_hash_crc() would read it through a uint64_t pointer, which the
  * compiler may reorder before the struct's stores (strict aliasing). */
+static inline uint32_t key_hash_words(uint64_t a, uint32_t b, uint32_t seed)
+{
+	return rte_hash_crc_4byte(b, rte_hash_crc_8byte(a, seed));
+}
+
 static inline uint32_t key_hash(const struct sdp_key *k, uint32_t seed)
 {
 	uint64_t a;
 	uint32_t b;
 	memcpy(&a, k, 8);
 	memcpy(&b, (const uint8_t *)k + 8, 4);
-	return rte_hash_crc_4byte(b, rte_hash_crc_8byte(a, seed));
+	return key_hash_words(a, b, seed);
 }
 
 uint32_t sdp_conn_value(uint32_t seed, uint32_t saddr, uint32_t daddr,
@@ -236,12 +241,28 @@ static void pre_parse_rx(const struct sdp_classifier *c, const uint8_t *f,
 	p->tcp_flags = tcp[13];
 	if ((p->tcp_flags & TCP_SYN) && (p->tcp_flags & (TCP_RST | TCP_FIN)))
 		return;
-	p->key.saddr = ld32(ip + 12);
-	p->key.daddr = ld32(ip + 16);
-	p->key.sport = ld16(tcp);
-	p->key.dport = ld16(tcp + 2);
-	p->hash = key_hash(&p->key, c->seed);
+	/* The key is the frame's own bytes: addresses at ip+12, ports at
+	 * tcp+0, in the order struct sdp_key keeps them. Both hashes take
+	 * the words as loaded; the copy in p is for the later passes. */
+	uint64_t a;
+	uint32_t b;
+	memcpy(&a, ip + 12, 8);
+	memcpy(&b, tcp, 4);
+	memcpy(&p->key, &a, 8);
+	memcpy((uint8_t *)&p->key + 8, &b, 4);
+	uint32_t hash = key_hash_words(a, b, c->seed);
+	p->hash = hash;
 	p->kind = PRE_VIP_TCP;
+	/* Only buckets holding flows are probed: their slot hash is computed
+	 * and the slot prefetched now, so the misses of a burst overlap. A
+	 * SYN earlier in the burst may add a flow to a bucket after this
+	 * test: the slot hash is then computed when the frame is decided. */
+	if (sdp_bucket_used(&c->flows, (uint16_t)hash)) {
+		uint32_t slot = sdp_slot_hash_words(c->flows.key, a, b);
+		p->slot = slot;
+		p->slot_ok = 1;
+		sdp_flows_prefetch(&c->flows, slot);
+	}
 }
 
 static uint8_t to_kernel(struct sdp_classifier *c, uint8_t *f)
@@ -378,17 +399,58 @@ static void synack_to_rst(const struct sdp_classifier *c, uint8_t *f,
 	*len = ETH_HLEN + 40;
 }
 
+/* The one's complement sum of n bytes as 32-bit words loaded in host
+ * order, added to sum: a 64-bit accumulator takes the carries, folded
+ * once at the end. The sum is byte-order independent (RFC 1071), so a
+ * little-endian host need not swap: a checksum that verifies folds to
+ * 0xffff either way. A trailing 16-bit word and a trailing byte are
+ * loaded the same way (the byte as the first of a word padded with 0). */
+static inline uint64_t csum_words(const uint8_t *p, uint32_t n, uint64_t sum)
+{
+	while (n >= 8) {
+		sum += ld32(p);
+		sum += ld32(p + 4);
+		p += 8;
+		n -= 8;
+	}
+	if (n >= 4) {
+		sum += ld32(p);
+		p += 4;
+		n -= 4;
+	}
+	if (n >= 2) {
+		sum += ld16(p);
+		p += 2;
+		n -= 2;
+	}
+	if (n) {
+		uint8_t last[2] = {p[0], 0};
+		sum += ld16(last);
+	}
+	return sum;
+}
+
+static inline uint16_t csum_reduce(uint64_t sum)
+{
+	sum = (sum & 0xffffffffu) + (sum >> 32);
+	sum = (sum & 0xffffffffu) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
 /* The IPv4 header checksum and the TCP checksum (pseudo-header and the
- * whole segment) of a validated packet: each sums to 0xffff. */
+ * whole segment) of a validated packet: each sums to 0xffff. The addresses
+ * are summed once and shared by both. */
 static int csum_verify(const uint8_t *ip)
 {
-	if (__rte_raw_cksum_reduce(__rte_raw_cksum(ip, 20, 0)) != 0xffff)
+	uint64_t addrs = (uint64_t)ld32(ip + 12) + ld32(ip + 16);
+	uint64_t hdr = (uint64_t)ld32(ip) + ld32(ip + 4) + ld32(ip + 8);
+	if (csum_reduce(hdr + addrs) != 0xffff)
 		return 0;
 	uint16_t l4len = (uint16_t)(rd16(ip + 2) - 20);
-	uint32_t sum = __rte_raw_cksum(ip + 12, 8, 0);
-	sum += rte_cpu_to_be_16(6) + rte_cpu_to_be_16(l4len);
-	sum = __rte_raw_cksum(ip + 20, l4len, sum);
-	return __rte_raw_cksum_reduce(sum) == 0xffff;
+	uint64_t sum = addrs + rte_cpu_to_be_16(6) + rte_cpu_to_be_16(l4len);
+	return csum_reduce(csum_words(ip + 20, l4len, sum)) == 0xffff;
 }
 
 /* Checked before a segment changes a flow or reaches the kernel: the NIC's
@@ -725,14 +787,6 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 		for (uint16_t i = 0; i < m; i++) {
 			pre_parse_rx(c, frames[i], lens[i], &pre[i]);
 			pre[i].csum = rx_hints ? rx_hints[i] : SDP_RX_CSUM_UNKNOWN;
-			/* Only buckets holding flows are probed. A SYN
-			 * earlier in the burst may add a flow to a bucket
-			 * after this test: the slot hash is then computed
-			 * when the frame is decided. */
-			if (pre[i].kind == PRE_VIP_TCP &&
-			    sdp_bucket_used(&c->flows, (uint16_t)pre[i].hash))
-				sdp_flows_prefetch(&c->flows,
-						   pre_slot(c, &pre[i]));
 		}
 		c->ctr.rx += m;
 		for (uint16_t i = 0; i < m; i++) {
