@@ -180,6 +180,7 @@ enum pre_kind {
 	PRE_VIP_TCP = 2,   /* well-formed TCP to the VIP: key and hash set */
 	PRE_FOREIGN_MAC = 3, /* to the VIP but another station's MAC */
 	PRE_VIP_ICMP = 4,  /* well-formed ICMP to the VIP, at least 8 bytes */
+	PRE_DECIDED = 5,   /* dropped by the first pass, counted there */
 };
 
 struct pre {
@@ -206,8 +207,20 @@ static inline uint32_t pre_slot(const struct sdp_classifier *c, struct pre *p)
 
 /* Parse the frame as far as the flow key. Called once per frame per burst;
  * touches only the first 54 bytes. */
+/* Drops the first pass decides, counted per burst. */
+struct pre_tally {
+	uint32_t fast, not_ours, port_dropped;
+};
+
+static inline int served(const struct sdp_classifier *c, uint16_t port_be)
+{
+	uint16_t port = rte_be_to_cpu_16(port_be);
+	return (c->ports[port >> 6] >> (port & 63)) & 1;
+}
+
 static void pre_parse_rx(const struct sdp_classifier *c, const uint8_t *f,
-			 uint16_t len, struct pre *p)
+			 uint16_t len, struct pre *p, struct pre_tally *tally,
+			 uint8_t *verdict)
 {
 	p->kind = PRE_OTHER;
 	p->slot_ok = 0;
@@ -251,18 +264,40 @@ static void pre_parse_rx(const struct sdp_classifier *c, const uint8_t *f,
 	memcpy(&p->key, &a, 8);
 	memcpy((uint8_t *)&p->key + 8, &b, 4);
 	uint32_t hash = key_hash_words(a, b, c->seed);
+	uint16_t bucket = (uint16_t)hash;
 	p->hash = hash;
-	p->kind = PRE_VIP_TCP;
 	/* Only buckets holding flows are probed: their slot hash is computed
 	 * and the slot prefetched now, so the misses of a burst overlap. A
 	 * SYN earlier in the burst may add a flow to a bucket after this
 	 * test: the slot hash is then computed when the frame is decided. */
-	if (sdp_bucket_used(&c->flows, (uint16_t)hash)) {
+	if (sdp_bucket_used(&c->flows, bucket)) {
 		uint32_t slot = sdp_slot_hash_words(c->flows.key, a, b);
 		p->slot = slot;
 		p->slot_ok = 1;
+		p->kind = PRE_VIP_TCP;
 		sdp_flows_prefetch(&c->flows, slot);
+		return;
 	}
+	/* A bucket that holds no flow of ours and that we do not own: the
+	 * frame is decided here. Nothing earlier in the burst can add a flow
+	 * to it (only a SYN in an owned bucket does), so the second pass
+	 * would come to the same drop, counted the same way (classify_syn,
+	 * classify_segment). Every field above is written once and the
+	 * decision taken from registers: reading back what was just stored
+	 * in a wider load stalls on store forwarding. */
+	if (!owned(c, bucket)) {
+		uint8_t flags = tcp[13];
+		if ((flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+			tally->fast++;
+		else if (!served(c, ld16(tcp + 2)))
+			tally->port_dropped++;
+		else
+			tally->not_ours++;
+		p->kind = PRE_DECIDED;
+		*verdict = SDP_DROP;
+		return;
+	}
+	p->kind = PRE_VIP_TCP;
 }
 
 static uint8_t to_kernel(struct sdp_classifier *c, uint8_t *f)
@@ -479,12 +514,6 @@ static struct sdp_flow *find_live(struct sdp_classifier *c,
 		return NULL;
 	}
 	return fl;
-}
-
-static inline int served(const struct sdp_classifier *c, uint16_t port_be)
-{
-	uint16_t port = rte_be_to_cpu_16(port_be);
-	return (c->ports[port >> 6] >> (port & 63)) & 1;
 }
 
 static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
@@ -784,14 +813,22 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 		 * own headers are fetched all at once before that. */
 		for (uint16_t i = 0; i < m; i++)
 			__builtin_prefetch(frames[i], 1, 0);
+		struct pre_tally tally = {0, 0, 0};
 		for (uint16_t i = 0; i < m; i++) {
-			pre_parse_rx(c, frames[i], lens[i], &pre[i]);
 			pre[i].csum = rx_hints ? rx_hints[i] : SDP_RX_CSUM_UNKNOWN;
+			pre_parse_rx(c, frames[i], lens[i], &pre[i], &tally,
+				     &verdicts[i]);
 		}
 		c->ctr.rx += m;
+		c->ctr.foreign_dropped += tally.fast;
+		c->ctr.fast_dropped += tally.fast;
+		c->ctr.syn_not_ours += tally.not_ours;
+		c->ctr.syn_port_dropped += tally.port_dropped;
 		for (uint16_t i = 0; i < m; i++) {
 			uint8_t *f = frames[i];
 			switch (pre[i].kind) {
+			case PRE_DECIDED:
+				break;
 			case PRE_MALFORMED:
 				verdicts[i] = drop_malformed(c);
 				break;
