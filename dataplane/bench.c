@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -30,6 +31,13 @@ static inline uint64_t read_headers(const uint8_t *p)
 	       ((uint64_t)(ip[2] << 8 | ip[3]) << 48) ^ ((uint64_t)tcp[13] << 32);
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int sdp_bench_main(void *arg)
 {
 	struct sdp_bench *b = arg;
@@ -39,6 +47,7 @@ int sdp_bench_main(void *arg)
 	uint64_t end = start + b->duration_ms * (hz / 1000);
 	uint64_t packets = 0, sink = 0;
 	uint64_t now_tsc = start;
+	uint64_t cpu0 = thread_cpu_ns();
 
 	while (now_tsc < end) {
 		for (int rep = 0; rep < 64; rep++) {
@@ -54,6 +63,7 @@ int sdp_bench_main(void *arg)
 		}
 		now_tsc = rte_get_tsc_cycles();
 	}
+	b->cpu_ns = thread_cpu_ns() - cpu0;
 	b->packets = packets;
 	b->cycles = now_tsc - start;
 	b->hz = hz;

@@ -22,11 +22,16 @@ import (
 type BenchResult struct {
 	Packets   uint64
 	Seconds   float64
-	Delivered uint64 // frames the classifier sent on (tap or NIC)
+	CPUSecs   float64 // the lcore thread's CPU time over the run
+	Delivered uint64  // frames the classifier sent on (tap or NIC)
 }
 
 // Mpps is the packet rate in millions per second.
 func (r BenchResult) Mpps() float64 { return float64(r.Packets) / r.Seconds / 1e6 }
+
+// CPUMpps is the packet rate in millions per second of the thread's CPU
+// time: the time other threads took the CPU from it does not count.
+func (r BenchResult) CPUMpps() float64 { return float64(r.Packets) / r.CPUSecs / 1e6 }
 
 // FillPool writes frame templates into every mbuf of pool (len(frames)
 // must equal the pool's size), so that a net_null port on the pool replays
@@ -108,7 +113,8 @@ func BenchLimit(lcore uint, port *dpdk.Port, mode Limit, d time.Duration) (Bench
 		return BenchResult{}, err
 	}
 	dpdk.WaitLcore(lcore)
-	return BenchResult{Packets: uint64(b.packets), Seconds: float64(b.cycles) / float64(b.hz)}, nil
+	return BenchResult{Packets: uint64(b.packets), Seconds: float64(b.cycles) / float64(b.hz),
+		CPUSecs: float64(b.cpu_ns) / 1e9}, nil
 }
 
 // BenchSend sends rx's frames (a replay port) out through tx from lcore

@@ -23,6 +23,9 @@ struct sdp_bench {
 	uint64_t packets;
 	uint64_t cycles;
 	uint64_t hz;
+	uint64_t cpu_ns; /* the lcore thread's CPU time over the run: on a shared
+			  * machine the run's rate per CPU second stays near the
+			  * quiet machine's while its wall-clock rate does not */
 	uint64_t sink; /* what the header loop read, so it is not optimised away */
 };
 

@@ -69,13 +69,18 @@ static inline uint16_t ld16(const uint8_t *p)
 /* CRC32C of a flow key, loaded through memcpy: handing the struct to
  * rte_hash_crc() would read it through a uint64_t pointer, which the
  * compiler may reorder before the struct's stores (strict aliasing). */
+static inline uint32_t key_hash_words(uint64_t a, uint32_t b, uint32_t seed)
+{
+	return rte_hash_crc_4byte(b, rte_hash_crc_8byte(a, seed));
+}
+
 static inline uint32_t key_hash(const struct sdp_key *k, uint32_t seed)
 {
 	uint64_t a;
 	uint32_t b;
 	memcpy(&a, k, 8);
 	memcpy(&b, (const uint8_t *)k + 8, 4);
-	return rte_hash_crc_4byte(b, rte_hash_crc_8byte(a, seed));
+	return key_hash_words(a, b, seed);
 }
 
 uint32_t sdp_conn_value(uint32_t seed, uint32_t saddr, uint32_t daddr,
@@ -175,6 +180,7 @@ enum pre_kind {
 	PRE_VIP_TCP = 2,   /* well-formed TCP to the VIP: key and hash set */
 	PRE_FOREIGN_MAC = 3, /* to the VIP but another station's MAC */
 	PRE_VIP_ICMP = 4,  /* well-formed ICMP to the VIP, at least 8 bytes */
+	PRE_DECIDED = 5,   /* dropped by the first pass, counted there */
 };
 
 struct pre {
@@ -201,8 +207,20 @@ static inline uint32_t pre_slot(const struct sdp_classifier *c, struct pre *p)
 
 /* Parse the frame as far as the flow key. Called once per frame per burst;
  * touches only the first 54 bytes. */
+/* Drops the first pass decides, counted per burst. */
+struct pre_tally {
+	uint32_t fast, not_ours, port_dropped;
+};
+
+static inline int served(const struct sdp_classifier *c, uint16_t port_be)
+{
+	uint16_t port = rte_be_to_cpu_16(port_be);
+	return (c->ports[port >> 6] >> (port & 63)) & 1;
+}
+
 static void pre_parse_rx(const struct sdp_classifier *c, const uint8_t *f,
-			 uint16_t len, struct pre *p)
+			 uint16_t len, struct pre *p, struct pre_tally *tally,
+			 uint8_t *verdict)
 {
 	p->kind = PRE_OTHER;
 	p->slot_ok = 0;
@@ -236,11 +254,49 @@ static void pre_parse_rx(const struct sdp_classifier *c, const uint8_t *f,
 	p->tcp_flags = tcp[13];
 	if ((p->tcp_flags & TCP_SYN) && (p->tcp_flags & (TCP_RST | TCP_FIN)))
 		return;
-	p->key.saddr = ld32(ip + 12);
-	p->key.daddr = ld32(ip + 16);
-	p->key.sport = ld16(tcp);
-	p->key.dport = ld16(tcp + 2);
-	p->hash = key_hash(&p->key, c->seed);
+	/* The key is the frame's own bytes: addresses at ip+12, ports at
+	 * tcp+0, in the order struct sdp_key keeps them. Both hashes take
+	 * the words as loaded; the copy in p is for the later passes. */
+	uint64_t a;
+	uint32_t b;
+	memcpy(&a, ip + 12, 8);
+	memcpy(&b, tcp, 4);
+	memcpy(&p->key, &a, 8);
+	memcpy((uint8_t *)&p->key + 8, &b, 4);
+	uint32_t hash = key_hash_words(a, b, c->seed);
+	uint16_t bucket = (uint16_t)hash;
+	p->hash = hash;
+	/* Only buckets holding flows are probed: their slot hash is computed
+	 * and the slot prefetched now, so the misses of a burst overlap. A
+	 * SYN earlier in the burst may add a flow to a bucket after this
+	 * test: the slot hash is then computed when the frame is decided. */
+	if (sdp_bucket_used(&c->flows, bucket)) {
+		uint32_t slot = sdp_slot_hash_words(c->flows.key, a, b);
+		p->slot = slot;
+		p->slot_ok = 1;
+		p->kind = PRE_VIP_TCP;
+		sdp_flows_prefetch(&c->flows, slot);
+		return;
+	}
+	/* A bucket that holds no flow of ours and that we do not own: the
+	 * frame is decided here. Nothing earlier in the burst can add a flow
+	 * to it (only a SYN in an owned bucket does), so the second pass
+	 * would come to the same drop, counted the same way (classify_syn,
+	 * classify_segment). Every field above is written once and the
+	 * decision taken from registers: reading back what was just stored
+	 * in a wider load stalls on store forwarding. */
+	if (!owned(c, bucket)) {
+		uint8_t flags = tcp[13];
+		if ((flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+			tally->fast++;
+		else if (!served(c, ld16(tcp + 2)))
+			tally->port_dropped++;
+		else
+			tally->not_ours++;
+		p->kind = PRE_DECIDED;
+		*verdict = SDP_DROP;
+		return;
+	}
 	p->kind = PRE_VIP_TCP;
 }
 
@@ -378,17 +434,58 @@ static void synack_to_rst(const struct sdp_classifier *c, uint8_t *f,
 	*len = ETH_HLEN + 40;
 }
 
+/* The one's complement sum of n bytes as 32-bit words loaded in host
+ * order, added to sum: a 64-bit accumulator takes the carries, folded
+ * once at the end. The sum is byte-order independent (RFC 1071), so a
+ * little-endian host need not swap: a checksum that verifies folds to
+ * 0xffff either way. A trailing 16-bit word and a trailing byte are
+ * loaded the same way (the byte as the first of a word padded with 0). */
+static inline uint64_t csum_words(const uint8_t *p, uint32_t n, uint64_t sum)
+{
+	while (n >= 8) {
+		sum += ld32(p);
+		sum += ld32(p + 4);
+		p += 8;
+		n -= 8;
+	}
+	if (n >= 4) {
+		sum += ld32(p);
+		p += 4;
+		n -= 4;
+	}
+	if (n >= 2) {
+		sum += ld16(p);
+		p += 2;
+		n -= 2;
+	}
+	if (n) {
+		uint8_t last[2] = {p[0], 0};
+		sum += ld16(last);
+	}
+	return sum;
+}
+
+static inline uint16_t csum_reduce(uint64_t sum)
+{
+	sum = (sum & 0xffffffffu) + (sum >> 32);
+	sum = (sum & 0xffffffffu) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
 /* The IPv4 header checksum and the TCP checksum (pseudo-header and the
- * whole segment) of a validated packet: each sums to 0xffff. */
+ * whole segment) of a validated packet: each sums to 0xffff. The addresses
+ * are summed once and shared by both. */
 static int csum_verify(const uint8_t *ip)
 {
-	if (__rte_raw_cksum_reduce(__rte_raw_cksum(ip, 20, 0)) != 0xffff)
+	uint64_t addrs = (uint64_t)ld32(ip + 12) + ld32(ip + 16);
+	uint64_t hdr = (uint64_t)ld32(ip) + ld32(ip + 4) + ld32(ip + 8);
+	if (csum_reduce(hdr + addrs) != 0xffff)
 		return 0;
 	uint16_t l4len = (uint16_t)(rd16(ip + 2) - 20);
-	uint32_t sum = __rte_raw_cksum(ip + 12, 8, 0);
-	sum += rte_cpu_to_be_16(6) + rte_cpu_to_be_16(l4len);
-	sum = __rte_raw_cksum(ip + 20, l4len, sum);
-	return __rte_raw_cksum_reduce(sum) == 0xffff;
+	uint64_t sum = addrs + rte_cpu_to_be_16(6) + rte_cpu_to_be_16(l4len);
+	return csum_reduce(csum_words(ip + 20, l4len, sum)) == 0xffff;
 }
 
 /* Checked before a segment changes a flow or reaches the kernel: the NIC's
@@ -417,12 +514,6 @@ static struct sdp_flow *find_live(struct sdp_classifier *c,
 		return NULL;
 	}
 	return fl;
-}
-
-static inline int served(const struct sdp_classifier *c, uint16_t port_be)
-{
-	uint16_t port = rte_be_to_cpu_16(port_be);
-	return (c->ports[port >> 6] >> (port & 63)) & 1;
 }
 
 static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
@@ -722,22 +813,22 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 		 * own headers are fetched all at once before that. */
 		for (uint16_t i = 0; i < m; i++)
 			__builtin_prefetch(frames[i], 1, 0);
+		struct pre_tally tally = {0, 0, 0};
 		for (uint16_t i = 0; i < m; i++) {
-			pre_parse_rx(c, frames[i], lens[i], &pre[i]);
 			pre[i].csum = rx_hints ? rx_hints[i] : SDP_RX_CSUM_UNKNOWN;
-			/* Only buckets holding flows are probed. A SYN
-			 * earlier in the burst may add a flow to a bucket
-			 * after this test: the slot hash is then computed
-			 * when the frame is decided. */
-			if (pre[i].kind == PRE_VIP_TCP &&
-			    sdp_bucket_used(&c->flows, (uint16_t)pre[i].hash))
-				sdp_flows_prefetch(&c->flows,
-						   pre_slot(c, &pre[i]));
+			pre_parse_rx(c, frames[i], lens[i], &pre[i], &tally,
+				     &verdicts[i]);
 		}
 		c->ctr.rx += m;
+		c->ctr.foreign_dropped += tally.fast;
+		c->ctr.fast_dropped += tally.fast;
+		c->ctr.syn_not_ours += tally.not_ours;
+		c->ctr.syn_port_dropped += tally.port_dropped;
 		for (uint16_t i = 0; i < m; i++) {
 			uint8_t *f = frames[i];
 			switch (pre[i].kind) {
+			case PRE_DECIDED:
+				break;
 			case PRE_MALFORMED:
 				verdicts[i] = drop_malformed(c);
 				break;

@@ -57,13 +57,13 @@ static inline int sdp_bucket_used(const struct sdp_flow_table *t, uint16_t b)
 		v2 = SDP_SIP_ROTL(v2, 32);                                    \
 	} while (0)
 
-static inline uint32_t sdp_slot_hash(const uint64_t key[2],
-				     const struct sdp_key *k)
+/* The slot hash of a key given as its two words, as loaded from memory
+ * (frame or struct sdp_key) on a little-endian host: m0 the addresses,
+ * m1 the ports. The worker hands words it loaded from the frame straight
+ * in, so no key is stored and read back before hashing. */
+static inline uint32_t sdp_slot_hash_words(const uint64_t key[2], uint64_t m0,
+					   uint32_t m1)
 {
-	uint64_t m0;
-	uint32_t m1;
-	memcpy(&m0, k, 8);
-	memcpy(&m1, (const uint8_t *)k + 8, 4);
 	m0 = rte_le_to_cpu_64(m0);
 	uint64_t last = (uint64_t)12 << 56 | rte_le_to_cpu_32(m1);
 	uint64_t v0 = key[0] ^ 0x736f6d6570736575ull;
@@ -84,6 +84,16 @@ static inline uint32_t sdp_slot_hash(const uint64_t key[2],
 	SDP_SIPROUND;
 	SDP_SIPROUND;
 	return (uint32_t)(v0 ^ v1 ^ v2 ^ v3);
+}
+
+static inline uint32_t sdp_slot_hash(const uint64_t key[2],
+				     const struct sdp_key *k)
+{
+	uint64_t m0;
+	uint32_t m1;
+	memcpy(&m0, k, 8);
+	memcpy(&m1, (const uint8_t *)k + 8, 4);
+	return sdp_slot_hash_words(key, m0, m1);
 }
 
 static inline uint32_t sdp_flow_slot_hash(const struct sdp_flow_table *t,

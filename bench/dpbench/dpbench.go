@@ -42,6 +42,16 @@ type Scenario struct {
 	Rate  float64 `json:"rate_m_per_s,omitempty"`
 	Check string  `json:"check"` // "ok", or which verdict counts were off
 
+	// The same rates per second of the lcore thread's CPU time (the
+	// worker's from /proc, the limits' from CLOCK_THREAD_CPUTIME_ID): on
+	// a machine shared with other work, the time others took the CPU
+	// from the lcore does not count. Cache sharing still does.
+	CPUMpps           float64 `json:"cpu_mpps"`
+	HeaderCPUMpps     float64 `json:"header_loop_cpu_mpps"`
+	BareCPUMpps       float64 `json:"bare_loop_cpu_mpps"`
+	CPURatioToHeaders float64 `json:"cpu_ratio_to_header_loop"`
+	CPUNsPerPacket    float64 `json:"cpu_ns_per_packet"`
+
 	Counters dataplane.Counters `json:"counters"`
 }
 
@@ -192,7 +202,15 @@ func (b *bench) run(name string, fs [][]byte, n node, check func(dataplane.Count
 	if err := rt.Start(); err != nil {
 		return Scenario{}, err
 	}
+	// The worker's CPU time, from its first loop iteration on, beside the
+	// frames it took meanwhile.
+	tid := 0
+	for deadline := time.Now().Add(time.Second); tid == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Microsecond) {
+		tid = rt.Stats()[0].ThreadID
+	}
+	rx0, cpu0 := rt.Stats()[0].Counters.RX, threadCPU(tid)
 	time.Sleep(b.o.Duration)
+	rx1, cpu1 := rt.Stats()[0].Counters.RX, threadCPU(tid)
 	rt.Stop()
 	secs := time.Since(start).Seconds()
 	ctr := rt.Stats()[0].Counters
@@ -202,6 +220,12 @@ func (b *bench) run(name string, fs [][]byte, n node, check func(dataplane.Count
 		RatioToHeaders: mpps / hdr.Mpps(), RatioToBare: mpps / bare.Mpps(),
 		NsPerPacket: 1e3 / mpps, Packets: ctr.RX, Seconds: secs,
 		Check: "ok", Counters: ctr,
+		HeaderCPUMpps: hdr.CPUMpps(), BareCPUMpps: bare.CPUMpps(),
+	}
+	if cpu0 >= 0 && cpu1 > cpu0 {
+		s.CPUMpps = float64(rx1-rx0) / (cpu1 - cpu0) / 1e6
+		s.CPURatioToHeaders = s.CPUMpps / s.HeaderCPUMpps
+		s.CPUNsPerPacket = 1e3 / s.CPUMpps
 	}
 	if check != nil {
 		if msg := check(ctr); msg != "" {

@@ -266,3 +266,21 @@ func switches(tid int) int {
 	}
 	return -1
 }
+
+// threadCPU is the CPU time of thread tid of this process in seconds
+// (/proc/self/task/tid/schedstat), or -1.
+func threadCPU(tid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/schedstat", tid))
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	ns, err := strconv.ParseUint(f[0], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return float64(ns) / 1e9
+}
