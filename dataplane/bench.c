@@ -135,6 +135,25 @@ uint32_t sdp_bench_preload(struct sdp_classifier *c, const uint32_t *keys,
 	return added;
 }
 
+int sdp_bench_preload_half_open(struct sdp_classifier *c, uint32_t saddr,
+				uint32_t daddr, uint16_t sport, uint16_t dport,
+				uint32_t cnxt, uint32_t now_ms)
+{
+	struct sdp_flow_table *t = &c->flows;
+	struct sdp_key k = {saddr, daddr, sport, dport};
+	uint32_t slot = sdp_slot_hash(t->key, &k);
+	if (sdp_flows_find(t, &k, slot) != NULL)
+		return -EEXIST;
+	if (t->count >= t->max_flows)
+		return -ENOSPC;
+	struct sdp_flow *f = sdp_flows_insert(
+		t, &k, slot, (uint16_t)sdp_conn_value(c->seed, saddr, daddr, sport, dport),
+		SDP_SYN_RCVD);
+	f->expire_ms = now_ms + c->timers.half_open_ms;
+	f->cnxt = cnxt;
+	return 0;
+}
+
 uint64_t sdp_bench_cmd_poll(struct sdp_worker *w, uint64_t n, int poll)
 {
 	uint32_t worked = 0;

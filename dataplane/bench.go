@@ -74,6 +74,27 @@ func (r *Runtime) Preload(keys []byte) (int, error) {
 	return int(C.sdp_bench_preload(&r.workers[0].cls, (*C.uint32_t)(ck), C.uint32_t(len(keys)/12), C.sdp_now_ms())), nil
 }
 
+// PreloadHalfOpen inserts one half-open flow into the first worker's table
+// before Start, as the SYN of t with the client's next sequence number
+// clientNext would: for the tests that need the worker to start with a
+// handshake open.
+func (r *Runtime) PreloadHalfOpen(t Tuple, clientNext uint32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started || len(r.workers) == 0 {
+		return fmt.Errorf("dataplane: PreloadHalfOpen needs an allocated runtime whose workers are not running")
+	}
+	var a C.struct_sdp_cmd_args
+	if err := r.key(&a, t); err != nil {
+		return err
+	}
+	if rc := C.sdp_bench_preload_half_open(&r.workers[0].cls, a.saddr, a.daddr, a.sport, a.dport,
+		C.uint32_t(clientNext), C.sdp_now_ms()); rc != 0 {
+		return fmt.Errorf("dataplane: PreloadHalfOpen %v: error %d", t, -rc)
+	}
+	return nil
+}
+
 // EmptyPollNs is the cost, in nanoseconds, of the check the worker's loop
 // makes once per iteration for commands when none wait: n checks in a
 // loop minus the same loop without them, on the calling thread, with the

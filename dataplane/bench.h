@@ -54,6 +54,14 @@ int sdp_bench_fill_pool(struct rte_mempool *pool, const uint8_t *buf,
 uint32_t sdp_bench_preload(struct sdp_classifier *c, const uint32_t *keys,
 			   uint32_t n, uint32_t now_ms);
 
+/* Insert one half-open flow (SYN_RCVD, our ISN not known yet, the client's
+ * next sequence number cnxt), as a SYN would, without the SYN: for the
+ * tests that need the worker to start with a handshake open. Returns 0, or
+ * -EEXIST, -ENOSPC. */
+int sdp_bench_preload_half_open(struct sdp_classifier *c, uint32_t saddr,
+				uint32_t daddr, uint16_t sport, uint16_t dport,
+				uint32_t cnxt, uint32_t now_ms);
+
 struct sdp_worker;
 
 /* Cycles of n iterations of an empty loop that, with poll set, checks the

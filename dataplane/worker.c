@@ -43,6 +43,14 @@
 #define SWEEP_SLOTS_PER_ITER 64
 #define SWEEP_SLOTS_BUSY 8
 
+/* Before deciding a burst from the tap, the worker empties the NIC's
+ * receive queue, up to this many bursts: 2048 frames, more than the RX ring
+ * holds (1024 descriptors as the node configures it; net_af_packet's ring
+ * is 512 frames), so every frame received before the tap was read is
+ * decided first. Under a flood that refills the ring as fast as it is
+ * read, the tap still gets its turn after this many. */
+#define SDP_NIC_DRAIN_BURSTS 64
+
 /* Set once by sdp_clock_init before any worker starts, read-only after:
  * the lcore launch orders the writes before every worker's reads. Until
  * then the clock reads 0 instead of dividing by zero. */
@@ -175,7 +183,7 @@ static void handle_burst(struct sdp_worker *w, struct rte_mbuf **pkts,
 int sdp_worker_main(void *arg)
 {
 	struct sdp_worker *w = arg;
-	struct rte_mbuf *pkts[SDP_BURST];
+	struct rte_mbuf *pkts[SDP_BURST], *tap_pkts[SDP_BURST];
 	const uint64_t first_sleep = w->idle_sleep_max_us < IDLE_FIRST_SLEEP_US
 					     ? w->idle_sleep_max_us
 					     : IDLE_FIRST_SLEEP_US;
@@ -205,14 +213,28 @@ int sdp_worker_main(void *arg)
 		uint32_t now = sdp_clock_ms(start);
 		w->polls++;
 
+		/* The tap is read first and decided last: every frame the NIC
+		 * received before this read is decided before the kernel's
+		 * frames are. A loser of an overlap must see the client's ACK
+		 * for the winner before it decides its kernel's SYN-ACK;
+		 * decided after it, behind a backlog the worker met after a
+		 * stall, that SYN-ACK went out and reached a client whose
+		 * connection had ended (docs/dataplane.md, overlap guard). */
+		uint16_t m = rte_eth_rx_burst(w->tap_port, w->tap_queue, tap_pkts,
+					      SDP_BURST);
 		uint16_t n = rte_eth_rx_burst(w->nic_port, w->nic_queue, pkts,
 					      SDP_BURST);
 		if (n)
 			handle_burst(w, pkts, n, 0, now);
-		uint16_t m = rte_eth_rx_burst(w->tap_port, w->tap_queue, pkts,
-					      SDP_BURST);
+		uint16_t k = n;
+		for (int b = 1; m && k == SDP_BURST && b < SDP_NIC_DRAIN_BURSTS; b++) {
+			k = rte_eth_rx_burst(w->nic_port, w->nic_queue, pkts,
+					     SDP_BURST);
+			if (k)
+				handle_burst(w, pkts, k, 0, now);
+		}
 		if (m)
-			handle_burst(w, pkts, m, 1, now);
+			handle_burst(w, tap_pkts, m, 1, now);
 		sdp_flows_sweep(&w->cls, now,
 				n == SDP_BURST ? SWEEP_SLOTS_BUSY : SWEEP_SLOTS_PER_ITER);
 		uint32_t cmds = 0;

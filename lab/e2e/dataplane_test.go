@@ -219,6 +219,14 @@ func TestOverlapNeverResets(t *testing.T) {
 	// kernels chose the same ISN (see below).
 	r := openRaw(t)
 	r.watch()
+	// Every segment of every connection, at the client and at each node's
+	// veth and tap: a reset that reaches the client is printed with its
+	// connection's whole story.
+	points := []string{"client/" + lab.Interface}
+	for _, id := range l.NodeIDs() {
+		points = append(points, id+"/"+lab.Interface, id+"/"+lab.Tap)
+	}
+	capt := startCapture(t, points...)
 	res := curlFrom(t, ports, "/obj/1k", 4)
 	winners := map[string]int{}
 	for _, r := range res {
@@ -236,7 +244,20 @@ func TestOverlapNeverResets(t *testing.T) {
 	// one must have exactly one loser, and without them no reset may
 	// reach the client.
 	sameISN := r.sameISN(ports)
-	if n := resets(t); n != 0 {
+	n := resets(t)
+	if n != 0 {
+		time.Sleep(100 * time.Millisecond) // the capture's last frames
+		capt.stop()
+		rp := capt.resetPorts()
+		t.Logf("resets reached the client on %d ports: %v", len(rp), rp)
+		for i, p := range rp {
+			if i == 5 {
+				break
+			}
+			t.Logf("%s", capt.report(p, len(l.NodeIDs())))
+		}
+	}
+	if n != 0 {
 		if sameISN == 0 {
 			t.Errorf("%d resets reached the client", n)
 		} else {
