@@ -156,15 +156,19 @@ func newOrder(key uint64) order {
 // mix permutes 0..1023. It computes in 32 bits, which keeps the low 10
 // bits (all that is kept) as 16-bit arithmetic would, and the compiler
 // keeps 32-bit values in registers.
-func (o *order) mix(x16 uint16) uint16 {
-	x := uint32(x16)
-	x = x * uint32(o.mul[0]) & slotMask
+func (o *order) mix(x uint16) uint16 {
+	return uint16(mixWith(uint32(x), uint32(o.mul[0]), uint32(o.mul[1]), uint32(o.mul[2])))
+}
+
+// mixWith is mix with the multipliers given, for loops that hoist them;
+// x below 1024.
+func mixWith(x, m0, m1, m2 uint32) uint32 {
+	x = x * m0 & slotMask
 	x ^= x >> halfBits
-	x = x * uint32(o.mul[1]) & slotMask
+	x = x * m1 & slotMask
 	x ^= x >> halfBits
-	x = x * uint32(o.mul[2]) & slotMask
-	x ^= x >> halfBits
-	return uint16(x)
+	x = x * m2 & slotMask
+	return x ^ x>>halfBits
 }
 
 // unmix inverts mix (x ^= x>>5 is its own inverse on 10 bits).
@@ -311,6 +315,8 @@ func (bd *builder) race(sum uint64) (reach []int, late [][]uint16) {
 // so that its variables stay in registers.
 func raceSlots(best *[chunkSize]uint64, win *[chunkSize]uint32, times []float64, inv float64, tag, in, out, m0, m1, m2 uint32) {
 	for j, tj := range times {
+		// mixWith written out: inlined, it costs this loop a tenth more
+		// (registers spilled).
 		x := uint32(j) ^ in
 		x = x * m0 & slotMask
 		x ^= x >> halfBits
@@ -479,13 +485,7 @@ func (o *order) walkTo(state []int32, k int) int {
 	m0, m1, m2 := uint32(o.mul[0]), uint32(o.mul[1]), uint32(o.mul[2])
 	for ; k < Buckets; k++ {
 		c := k & chunkMask
-		x := uint32(k>>rankShift) ^ uint32(o.in[c])
-		x = x * m0 & slotMask
-		x ^= x >> halfBits
-		x = x * m1 & slotMask
-		x ^= x >> halfBits
-		x = x * m2 & slotMask
-		x ^= x >> halfBits
+		x := mixWith(uint32(k>>rankShift)^uint32(o.in[c]), m0, m1, m2)
 		if state[uint32(c)<<chunkBits|(x^uint32(o.out[c]))&slotMask] == poolFree {
 			return k
 		}

@@ -84,24 +84,13 @@ func startCapture(t *testing.T, points ...string) *segCapture {
 		ns, dev, _ := strings.Cut(p, "/")
 		cp := &capPoint{name: p, done: make(chan struct{}), stopped: make(chan struct{})}
 		err := lab.InNamespace(ns, func() error {
-			ifi, err := net.InterfaceByName(dev)
+			// ETH_P_ALL sockets see what the host sends, and they see a
+			// node's veth before its ingress filter drops it.
+			fd, _, err := packetSocket(dev)
 			if err != nil {
 				return err
 			}
-			// ETH_P_ALL: only such sockets see what the host sends, and
-			// they see a node's veth before its ingress filter drops it.
-			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
-			if err != nil {
-				return err
-			}
-			if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
-				unix.Close(fd)
-				return err
-			}
-			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
 			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
-			tv := unix.NsecToTimeval((50 * time.Millisecond).Nanoseconds())
-			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 			cp.fd = fd
 			return nil
 		})

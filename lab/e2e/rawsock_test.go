@@ -41,22 +41,11 @@ func openRaw(t *testing.T) *rawPort {
 	t.Helper()
 	r := &rawPort{}
 	err := lab.InNamespace("client", func() error {
-		ifi, err := net.InterfaceByName(lab.Interface)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
-		if err != nil {
-			return err
-		}
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
-			unix.Close(fd)
-			return err
-		}
 		// A large buffer: a flood's own frames come back to the socket.
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
-		tv := unix.NsecToTimeval((50 * time.Millisecond).Nanoseconds())
-		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		fd, ifi, err := packetSocket(lab.Interface)
+		if err != nil {
+			return err
+		}
 		r.fd, r.ifindex, r.mac = fd, ifi.Index, ifi.HardwareAddr
 		return nil
 	})
@@ -65,6 +54,29 @@ func openRaw(t *testing.T) *rawPort {
 	}
 	t.Cleanup(r.close)
 	return r
+}
+
+// packetSocket opens, in the calling goroutine's namespace, an AF_PACKET
+// socket bound to dev for every protocol (ETH_P_ALL: only such sockets see
+// what the host sends too), with an 8 MiB receive buffer and a 50 ms
+// receive timeout that bounds how long a reader takes to notice a stop.
+func packetSocket(dev string) (int, *net.Interface, error) {
+	ifi, err := net.InterfaceByName(dev)
+	if err != nil {
+		return -1, nil, err
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
+	if err != nil {
+		return -1, nil, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
+		unix.Close(fd)
+		return -1, nil, err
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+	tv := unix.NsecToTimeval((50 * time.Millisecond).Nanoseconds())
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	return fd, ifi, nil
 }
 
 func (r *rawPort) close() {
