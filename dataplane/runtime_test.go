@@ -142,6 +142,12 @@ func rtACK(i int) []byte {
 	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP,
 		SrcIP: tp.Client.Addr().AsSlice(), DstIP: tp.VIP.Addr().AsSlice()}
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(tp.Client.Port()), DstPort: 80, ACK: true, Seq: 1, Ack: 1, Window: 1000}
+	return rtFrame(eth, ip, tcp)
+}
+
+// rtFrame serializes a header-only TCP segment with its checksums into a
+// 64-byte frame (padded as on the wire).
+func rtFrame(eth *layers.Ethernet, ip *layers.IPv4, tcp *layers.TCP) []byte {
 	tcp.SetNetworkLayerForChecksum(ip)
 	buf := gopacket.NewSerializeBuffer()
 	gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp)
@@ -538,12 +544,7 @@ func rtSynAck(tp Tuple, isn, ack uint32) []byte {
 	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP,
 		SrcIP: tp.VIP.Addr().AsSlice(), DstIP: tp.Client.Addr().AsSlice()}
 	tcp := &layers.TCP{SrcPort: 80, DstPort: layers.TCPPort(tp.Client.Port()), SYN: true, ACK: true, Seq: isn, Ack: ack, Window: 1000}
-	tcp.SetNetworkLayerForChecksum(ip)
-	buf := gopacket.NewSerializeBuffer()
-	gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp)
-	f := make([]byte, 64)
-	copy(f, buf.Bytes())
-	return f
+	return rtFrame(eth, ip, tcp)
 }
 
 // fixTCPChecksum recomputes the TCP checksum of a 64-byte IPv4/TCP frame
