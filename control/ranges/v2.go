@@ -465,6 +465,9 @@ func (m *matcher) nextFree(i int) (walker, bool) {
 	m.compact()
 	best := Buckets
 	for _, b := range m.free {
+		if m.state[b] != poolFree {
+			continue // taken since the last compact
+		}
 		if k := o.rank(b); k >= m.pos[i] && k < best {
 			best = k
 		}
