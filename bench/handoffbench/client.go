@@ -2,6 +2,7 @@ package handoffbench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -116,7 +117,7 @@ func (c *client) one(ctx context.Context, path string, buf []byte) result {
 	if !errors.Is(err, io.ErrUnexpectedEOF) && err != nil && !errors.Is(err, io.EOF) {
 		return result{err: "body_" + classify(err), mode: mode, took: time.Since(t0)}
 	}
-	if n != len(want) || !equalBody(buf[:n], want) {
+	if n != len(want) || !bytes.Equal(buf[:n], want) {
 		return result{err: "bad_body", mode: mode, took: time.Since(t0)}
 	}
 	// Wait for the server's FIN, so TIME_WAIT stays on the server.

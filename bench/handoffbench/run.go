@@ -1,7 +1,6 @@
 package handoffbench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -398,6 +397,3 @@ func sum(m map[string]uint64) uint64 {
 	}
 	return n
 }
-
-// equalBody compares a body with the object.
-func equalBody(got, want []byte) bool { return bytes.Equal(got, want) }
