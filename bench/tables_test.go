@@ -20,8 +20,15 @@ func TestRunTables(t *testing.T) {
 		t.Fatalf("%d results, want 2 sizes × 2 versions", len(res))
 	}
 	for _, r := range res {
-		if len(r.BuildMs) != 2 || r.BuildMs[0] <= 0 || len(r.ErrBuckets) != 2*5 {
-			t.Fatalf("v%d, %d members: builds %v, %d share samples", r.Version, r.Members, r.BuildMs, len(r.ErrBuckets))
+		if len(r.BuildMs) != 2 || r.BuildMs[0] <= 0 || len(r.BuildCPUMs) != 2 || !(r.BuildCPUMs[0] > 0) || len(r.ErrBuckets) != 2*5 {
+			t.Fatalf("v%d, %d members: builds %v (CPU %v), %d share samples", r.Version, r.Members, r.BuildMs, r.BuildCPUMs, len(r.ErrBuckets))
+		}
+		// The CPU time is the thread's own: never more than the wall
+		// clock (a microsecond's slack for the two clocks' reads).
+		for i := range r.BuildMs {
+			if r.BuildCPUMs[i] > r.BuildMs[i]+0.001 {
+				t.Errorf("v%d, %d members: build %d took %.3f ms of CPU in %.3f ms", r.Version, r.Members, i, r.BuildCPUMs[i], r.BuildMs[i])
+			}
 		}
 		for _, kind := range changeKinds {
 			if r.Minimum[kind] <= 0 || r.Moved[kind] < r.Minimum[kind] || len(r.Ratios[kind]) != 2 {
@@ -45,7 +52,7 @@ func TestRunTables(t *testing.T) {
 		}
 	}
 	figs := TableFigures(res)
-	if len(figs) != 2*2*7 {
+	if len(figs) != 2*2*8 {
 		t.Fatalf("%d figures", len(figs))
 	}
 	if !strings.HasPrefix(figs[0].Metric, "v1 build") || !strings.HasPrefix(figs[1].Metric, "v2 build") || figs[0].Members != 3 {
