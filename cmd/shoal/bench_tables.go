@@ -29,7 +29,7 @@ func init() {
 
 // tablesLine says what the table rows measure.
 var tablesLine = fmt.Sprintf("tables: every range-table algorithm (v1, v2, ...) on the same member sets, weights uniform in 1-4 from a fixed random source;\n"+
-	"          builds on one core (%d CPUs here), a new seed each; share error |buckets − 65536·w/Σw| of the worst member, per table;\n"+
+	"          builds on one core (%d CPUs here), a new seed each, timed by the thread's CPU time and by the wall clock; share error |buckets − 65536·w/Σw| of the worst member, per table;\n"+
 	"          movement = buckets moved / the minimum the two tables' counts force (Σ max(0, before − after)), per change and over all changes", runtime.NumCPU())
 
 func benchTables(c *cli.Context) error {
