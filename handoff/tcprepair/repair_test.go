@@ -545,3 +545,65 @@ func TestZeroWindowAtFreezeResumesAtOnce(t *testing.T) {
 	t.Logf("window %d at the freeze with %d in flight (MSS %d); %d bytes after the release: first byte in %v, all in %v",
 		st.Window.SndWnd, inFlight, st.MSS, written+more-held, firstByte.Round(time.Microsecond), all.Round(time.Millisecond))
 }
+
+// TestClosedWindowStaysClosedAfterRelease is the other side of
+// RestoredWindow: the client's window is closed at the freeze and still
+// closed at the release, so the destination's first data segment, one MSS
+// past the window, is dropped and answered with the closed window. The
+// destination then behaves as any sender whose receiver closed its window
+// (Linux retransmits that segment as its zero-window probe); when the
+// client reads 1.5 s later, its window update reaches the destination and
+// the whole stream (650 KB) arrives, intact and without a reset, within
+// 300 ms of the client's first read (20–25 ms here under -race, as with
+// the dumped window restored unchanged; a retransmission backoff would be
+// a second or more).
+func TestClosedWindowStaysClosedAfterRelease(t *testing.T) {
+	needRoot(t)
+	ns := newNS(t, "zwc")
+	rsts := countRSTs(t, ns)
+	client, server := acceptedPair(t, ns, "127.0.0.1:8080")
+	client.SetReadBuffer(64 << 10)
+	server.SetWriteBuffer(256 << 10) // a small stream, so that reading it takes no time
+	server.SetWriteDeadline(time.Now().Add(time.Second))
+	written, _ := server.Write(stream(0, 4<<20))
+	frozen, err := Freeze(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := frozen.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if room := int(st.Window.SndWnd) - (len(st.SendQueue) - int(st.Unsent)); room >= int(st.MSS) {
+		t.Fatalf("the client's window was not closed at the freeze: %d bytes of room, MSS %d", room, st.MSS)
+	}
+	local, remote := frozen.Local(), frozen.Remote()
+	if err := frozen.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var r *Restored
+	if err := inNS(ns, func() (err error) { r, err = Restore(local, remote, &st, Options{}); return }); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := r.Release(time.Now().Add(2 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer moved.Close()
+	const more = 64 << 10
+	go moved.Write(stream(written, more))
+	time.Sleep(1500 * time.Millisecond)
+	start := time.Now()
+	if got := readFull(t, client, written+more); !bytes.Equal(got, stream(0, written+more)) {
+		t.Fatal("the client's stream differs from what the server wrote before and after the move")
+	}
+	took := time.Since(start)
+	if in, out := rsts(); in != 0 || out != 0 {
+		t.Fatalf("resets: %d in, %d out", in, out)
+	}
+	if took > 300*time.Millisecond {
+		t.Fatalf("the stream took %v after the client began to read, want under 300 ms", took)
+	}
+	t.Logf("%d bytes in %v after the client began to read; the destination retransmitted %d segments",
+		written+more, took.Round(time.Millisecond), tcpInfo(t, moved).Total_retrans)
+}
