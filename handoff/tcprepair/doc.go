@@ -39,9 +39,8 @@
 //     binds the original local address (the VIP; FreeBind allows an address
 //     not configured here), connects (no SYN in repair mode), restores the
 //     options, the receive queue, the sent part of the send queue, then the
-//     window (only now: its checks are relative to the restored rcv_nxt;
-//     a window with less than one MSS of room past snd_nxt is opened to
-//     one MSS past it, see RestoredWindow) and the timestamp clock. The socket stays in repair mode behind the
+//     window (only now: its checks are relative to the restored rcv_nxt)
+//     and the timestamp clock. The socket stays in repair mode behind the
 //     filter, silent and deaf, until Release: the caller makes the data
 //     plane deliver the flow to this node in between, and waits for the
 //     origin's commitment.

@@ -151,26 +151,3 @@ func tcpInfo(t *testing.T, c *net.TCPConn) *unix.TCPInfo {
 	}
 	return ti
 }
-
-// netstat reads one TcpExt counter of ns (/proc/net/netstat, per namespace).
-func netstat(t *testing.T, ns, name string) int {
-	t.Helper()
-	lines := strings.Split(run(t, "ip", "netns", "exec", ns, "cat", "/proc/net/netstat"), "\n")
-	for i := 0; i+1 < len(lines); i += 2 {
-		keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-		if len(keys) == 0 || keys[0] != "TcpExt:" || len(vals) != len(keys) {
-			continue
-		}
-		for j, k := range keys {
-			if k == name {
-				n, err := strconv.Atoi(vals[j])
-				if err != nil {
-					t.Fatalf("netstat %s: %v", name, err)
-				}
-				return n
-			}
-		}
-	}
-	t.Fatalf("no TcpExt counter %s in %s", name, ns)
-	return 0
-}

@@ -103,7 +103,7 @@ func TestMoveOnLoopback(t *testing.T) {
 	sent := len(st.SendQueue) - int(st.Unsent)
 	if again.SendSeq != st.SendSeq || again.RecvSeq != st.RecvSeq || !bytes.Equal(again.SendQueue, st.SendQueue[:sent]) ||
 		!bytes.Equal(again.RecvQueue, st.RecvQueue) || again.MSS != st.MSS || again.SACK != st.SACK ||
-		again.Timestamps != st.Timestamps || again.SndWscale != st.SndWscale || again.RcvWscale != st.RcvWscale || again.Window != RestoredWindow(&st) {
+		again.Timestamps != st.Timestamps || again.SndWscale != st.SndWscale || again.RcvWscale != st.RcvWscale || again.Window != st.Window {
 		t.Fatalf("restored state differs:\n got %+v\nwant %+v", summary(again), summary(st))
 	}
 	if d := again.TSVal - st.TSVal; d > 1_000_000 {
@@ -456,107 +456,16 @@ func TestReleasedSocketLetsTheServiceRebind(t *testing.T) {
 	again.Close()
 }
 
-// TestZeroWindowAtFreezeResumesAtOnce: the client's receive window is
-// closed when the origin freezes; the client then reads, and its window
-// update reaches the frozen origin, which drops it. The client has just
-// answered one of the origin's zero-window probes, so it rate-limits its
-// answer to the window probe that Release sends (a pure ACK below its
-// window; the namespace's net.ipv4.tcp_invalid_ratelimit is raised to 60 s
-// so that this holds for the whole test, where the default 500 ms made a
-// pause of 3 s). The restored socket must not wait on its zero-window
-// backoff: its first segment carries data, which the client answers at
-// once, and the stream goes on within milliseconds.
-func TestZeroWindowAtFreezeResumesAtOnce(t *testing.T) {
-	needRoot(t)
-	ns := newNS(t, "zw")
-	run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_invalid_ratelimit=60000")
-	rsts := countRSTs(t, ns)
-	client, server := acceptedPair(t, ns, "127.0.0.1:8080")
-	client.SetReadBuffer(64 << 10)
-	server.SetWriteDeadline(time.Now().Add(time.Second))
-	written, _ := server.Write(stream(0, 4<<20)) // fills the client's window and the send buffer
-	// The origin's persist timer probes the closed window (RTO 200 ms on
-	// loopback) and the client answers its first probe.
-	deadline := time.Now().Add(5 * time.Second)
-	for netstat(t, ns, "TCPWinProbe") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the origin sent no zero-window probe in 5 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	frozen, err := Freeze(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := frozen.Dump()
-	if err != nil {
-		t.Fatal(err)
-	}
-	inFlight := len(st.SendQueue) - int(st.Unsent)
-	if room := int(st.Window.SndWnd) - inFlight; room >= int(st.MSS) {
-		t.Fatalf("the client's window was not closed at the freeze: %d bytes of room, MSS %d", room, st.MSS)
-	}
-	// The client reads what it holds; the window update it sends meets the
-	// frozen origin's filter.
-	held := sockInt(t, client, unix.SIOCINQ)
-	if got := readFull(t, client, held); !bytes.Equal(got, stream(0, held)) {
-		t.Fatal("the client's stream differs before the move")
-	}
-	time.Sleep(50 * time.Millisecond)
-	local, remote := frozen.Local(), frozen.Remote()
-	if err := frozen.Close(); err != nil {
-		t.Fatal(err)
-	}
-	skipped := netstat(t, ns, "TCPACKSkippedSeq")
-	var r *Restored
-	if err := inNS(ns, func() (err error) { r, err = Restore(local, remote, &st, Options{}); return }); err != nil {
-		t.Fatal(err)
-	}
-	released := time.Now()
-	moved, err := r.Release(time.Now().Add(2 * time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer moved.Close()
-	const more = 1 << 20
-	go moved.Write(stream(written, more))
-
-	client.SetReadDeadline(time.Now().Add(3 * time.Second))
-	first := make([]byte, 1)
-	if _, err := io.ReadFull(client, first); err != nil {
-		t.Fatalf("the client got nothing in 3 s after the release: %v (skipped answers to out-of-window probes: %d)",
-			err, netstat(t, ns, "TCPACKSkippedSeq")-skipped)
-	}
-	firstByte := time.Since(released)
-	rest := readFull(t, client, written+more-held-1)
-	if first[0] != stream(held, 1)[0] || !bytes.Equal(rest, stream(held+1, written+more-held-1)) {
-		t.Fatal("the client's stream differs after the move")
-	}
-	all := time.Since(released)
-	if n := netstat(t, ns, "TCPACKSkippedSeq") - skipped; n == 0 {
-		t.Fatal("the client answered the release's window probe: the test did not build the case it is for")
-	}
-	if firstByte > 200*time.Millisecond {
-		t.Fatalf("first byte %v after the release, want it within 200 ms (the zero-window backoff is 1 s and more)", firstByte)
-	}
-	if in, out := rsts(); in != 0 || out != 0 {
-		t.Fatalf("resets: %d in, %d out", in, out)
-	}
-	t.Logf("window %d at the freeze with %d in flight (MSS %d); %d bytes after the release: first byte in %v, all in %v",
-		st.Window.SndWnd, inFlight, st.MSS, written+more-held, firstByte.Round(time.Microsecond), all.Round(time.Millisecond))
-}
-
-// TestClosedWindowStaysClosedAfterRelease is the other side of
-// RestoredWindow: the client's window is closed at the freeze and still
-// closed at the release, so the destination's first data segment, one MSS
-// past the window, is dropped and answered with the closed window. The
-// destination then behaves as any sender whose receiver closed its window
-// (Linux retransmits that segment as its zero-window probe); when the
-// client reads 1.5 s later, its window update reaches the destination and
-// the whole stream (650 KB) arrives, intact and without a reset, within
-// 300 ms of the client's first read (20–25 ms here under -race, as with
-// the dumped window restored unchanged; a retransmission backoff would be
-// a second or more).
+// TestClosedWindowStaysClosedAfterRelease: the client's window is closed
+// at the freeze and still closed at the release. The restored socket has
+// the closed window and probes it as any sender; when the client reads
+// 1.5 s later, its window update reaches the destination, which sends at
+// once: the whole stream (650 KB) arrives, intact and without a reset,
+// within 300 ms of the client's first read (2–25 ms here). It keeps what
+// an earlier attempt at the 3 s pause (docs/handoff.md) broke: a restored
+// window opened by one MSS sent a segment the client dropped, and the
+// retransmission timeout that followed (congestion window one segment,
+// backed off) held the stream for 1.5 s after the client read.
 func TestClosedWindowStaysClosedAfterRelease(t *testing.T) {
 	needRoot(t)
 	ns := newNS(t, "zwc")

@@ -134,7 +134,7 @@ func Restore(local, remote netip.AddrPort, st *wire.TCPState, o Options) (_ *Res
 	}
 	// The window after the queues: the kernel checks rcv_wup and snd_wl1
 	// against rcv_nxt, which the receive queue just moved.
-	if err := setWindow(fd, RestoredWindow(st)); err != nil {
+	if err := setWindow(fd, st.Window); err != nil {
 		return nil, err
 	}
 	if st.Timestamps {
@@ -143,34 +143,6 @@ func Restore(local, remote netip.AddrPort, st *wire.TCPState, o Options) (_ *Res
 		}
 	}
 	return &Restored{fd: fd, unsent: st.SendQueue[len(sent):]}, nil
-}
-
-// RestoredWindow is the window Restore gives the new socket: the dumped
-// one, unless it leaves less than one segment of room past what was sent
-// (the client's receive window was closed, or nearly, at the freeze). Then
-// the send window reaches one MSS past snd_nxt, so that the destination's
-// next write is a data segment: the client either takes it (its window
-// opened meanwhile, and the window update that said so went to the frozen
-// origin, which dropped it) or drops it and answers at once with its
-// window. A receiver answers every data segment, while it rate-limits its
-// answers to pure ACKs outside its window (net.ipv4.tcp_invalid_ratelimit,
-// 500 ms), which is what the window probes of the origin's persist timer
-// and of Release are. With the closed window restored as it was, a probe
-// left unanswered that way cost the destination its zero-window backoff:
-// a pause of about 3 s (docs/handoff.md).
-func RestoredWindow(st *wire.TCPState) wire.Window {
-	w := st.Window
-	mss := uint32(st.MSS)
-	if mss == 0 {
-		mss = 536 // the IPv4 default; Dump always reports the clamp
-	}
-	inFlight := uint32(len(st.SendQueue)) - st.Unsent // snd_nxt - snd_una
-	if int64(w.SndWnd)-int64(inFlight) >= int64(mss) {
-		return w
-	}
-	w.SndWnd = inFlight + mss
-	w.MaxWindow = max(w.MaxWindow, w.SndWnd)
-	return w
 }
 
 func growBuffer(fd, opt, force, queue int) error {
