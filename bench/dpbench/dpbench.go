@@ -2,10 +2,12 @@ package dpbench
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net"
 	"net/netip"
+	"regexp"
 	"time"
 
 	"github.com/google/gopacket"
@@ -21,7 +23,10 @@ type DataplaneOptions struct {
 	Duration time.Duration // per run
 	Flows    int           // established flows of RunLoop (1M by default)
 	Small    int           // templates in the foreign and SYN pools (64 K)
-	Log      func(format string, a ...any)
+	// Only, if set, selects the scenarios run by name (the others are
+	// skipped): for profiling one of them.
+	Only *regexp.Regexp
+	Log  func(format string, a ...any)
 }
 
 // Scenario is one run of the worker's own loop beside its two limits,
@@ -172,6 +177,9 @@ type node struct {
 // loop (dataplane.Runtime: worker.c on the lcore) over the same port with
 // n's table, and checks the counters with check (nil: no check).
 func (b *bench) run(name string, fs [][]byte, n node, check func(dataplane.Counters) string) (Scenario, error) {
+	if b.o.Only != nil && !b.o.Only.MatchString(name) {
+		return Scenario{}, errSkipped
+	}
 	b.n++
 	port, pool, err := replayPort(40+b.n, fs) // 40 on: clear of RunLoop's ports
 	if err != nil {
@@ -235,6 +243,9 @@ func (b *bench) run(name string, fs [][]byte, n node, check func(dataplane.Count
 	return s, nil
 }
 
+// errSkipped: a scenario Only did not select.
+var errSkipped = errors.New("bench: scenario not selected")
+
 // share checks that got is within 2% of want×rx.
 func share(what string, got, rx uint64, want float64) string {
 	f := float64(got) / float64(rx)
@@ -285,6 +296,9 @@ func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
 	add := func(s Scenario, err error) error {
 		if err == nil {
 			out = append(out, s)
+		}
+		if errors.Is(err, errSkipped) {
+			return nil
 		}
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"syscall"
 	"text/tabwriter"
@@ -31,6 +32,7 @@ func init() {
 				&cli.IntFlag{Name: "templates", Value: 1 << 16, Usage: "distinct frames replayed in the foreign-drop and SYN runs"},
 				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, one per scenario (scenario, mpps, header_loop_mpps, bare_loop_mpps, ratio_to_header_loop, check, counters, ...), then with --peer one per nftables chain (mpps_per_core, ...), then with --loop one for the worker loop (mpps, max_iter_us, dump_max_iter_us, empty_ring_poll_ns, ...)"},
 				&cli.BoolFlag{Name: "peer", Value: true, Usage: "also measure the kernel peer: nftables jhash cluster filtering on a veth (needs root)"},
+				&cli.StringFlag{Name: "scenarios", Usage: "run only the per-packet scenarios whose name matches this regular expression (e.g. 'new connections' to profile one)"},
 				&cli.BoolFlag{Name: "loop", Value: true, Usage: "also run the real worker loop: longest iteration while shoal flows dumps the table, cost of the command-ring check"},
 			},
 			Action: benchDataplane,
@@ -48,6 +50,13 @@ func benchDataplane(c *cli.Context) error {
 	if d := c.Duration("duration"); d < 10*time.Millisecond || d > 10*time.Minute {
 		return badInput("bench dataplane: --duration %v must be between 10ms and 10m", d)
 	}
+	var only *regexp.Regexp
+	if e := c.String("scenarios"); e != "" {
+		var err error
+		if only, err = regexp.Compile(e); err != nil {
+			return badInput("bench dataplane: --scenarios %q: %v", e, err)
+		}
+	}
 	runtime.LockOSThread()
 	const memMB = 1536
 	free, _ := dpdk.HugepagesFree()
@@ -64,7 +73,7 @@ func benchDataplane(c *cli.Context) error {
 	defer dpdk.CleanupEAL()
 	res, err := dpbench.RunDataplane(dpbench.DataplaneOptions{
 		Duration: c.Duration("duration"), Flows: c.Int("flows"), Small: c.Int("templates"),
-		Log: benchLog,
+		Only: only, Log: benchLog,
 	})
 	if err != nil {
 		return err
