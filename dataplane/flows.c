@@ -93,6 +93,20 @@ void sdp_flows_set_state(struct sdp_flow_table *t, struct sdp_flow *f,
 	f->state = state;
 }
 
+struct sdp_flow *sdp_flows_reuse(struct sdp_flow_table *t, struct sdp_flow *f,
+				 uint8_t state)
+{
+	struct sdp_flow n = {
+		.saddr = f->saddr, .daddr = f->daddr,
+		.sport = f->sport, .dport = f->dport,
+		.bucket = f->bucket, .state = state,
+	};
+	t->by_state[f->state]--;
+	t->by_state[state]++;
+	*f = n;
+	return f;
+}
+
 /* Backward-shift deletion: move later members of the probe run back into
  * the hole, so lookups never need tombstone slots. Entries do not store
  * their slot hash (it would cost 4 of their 32 bytes): each one the shift
