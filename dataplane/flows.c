@@ -96,14 +96,17 @@ void sdp_flows_set_state(struct sdp_flow_table *t, struct sdp_flow *f,
 struct sdp_flow *sdp_flows_reuse(struct sdp_flow_table *t, struct sdp_flow *f,
 				 uint8_t state)
 {
-	struct sdp_flow n = {
-		.saddr = f->saddr, .daddr = f->daddr,
-		.sport = f->sport, .dport = f->dport,
-		.bucket = f->bucket, .state = state,
-	};
+	/* Field by field, in place: a struct built aside and copied in
+	 * whole was read back in wider loads than it was written with, and
+	 * stalled on store forwarding. */
 	t->by_state[f->state]--;
 	t->by_state[state]++;
-	*f = n;
+	f->expire_ms = 0;
+	f->state = state;
+	f->flags = 0;
+	f->isn = 0;
+	f->cnxt = 0;
+	f->cfin = 0;
 	return f;
 }
 
