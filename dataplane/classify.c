@@ -531,35 +531,57 @@ static uint8_t classify_syn(struct sdp_classifier *c, uint8_t *f,
 	/* No flow in the bucket: no retransmission to look up. */
 	struct sdp_flow *fl = !sdp_bucket_used(t, bucket)
 				      ? NULL
-				      : find_live(c, &p->key, pre_slot(c, p), now_ms);
+				      : sdp_flows_find(t, &p->key, pre_slot(c, p));
+	/* An entry of this tuple that the SYN ends: expired, finished (both
+	 * FINs acknowledged, or reset) or withdrawn. The SYN is then a new
+	 * connection, decided afresh, and the entry goes whatever the
+	 * decision; if the SYN is accepted, its flow takes the entry's slot
+	 * (sdp_flows_reuse), which is what deleting the entry and inserting
+	 * the tuple again would leave, without the backward shift of the
+	 * removal and the probe of the insert. Clients that reuse a port
+	 * (NAT gateways, busy proxies) meet this path. */
+	struct sdp_flow *old = NULL;
 	if (fl != NULL) {
-		/* A SYN on the tuple of a finished flow (both FINs
-		 * acknowledged, or reset) or of a withdrawn one is a new
-		 * connection, decided afresh. Otherwise it is a
-		 * retransmission or belongs to the live connection: the
-		 * kernel answers it. */
-		if (fl->state != SDP_WITHDRAWN && !finished(fl))
+		if (sdp_expired(fl, now_ms)) {
+			c->ctr.expired++;
+			old = fl;
+		} else if (fl->state != SDP_WITHDRAWN && !finished(fl)) {
+			/* A retransmission, or a SYN of the live connection:
+			 * the kernel answers it. */
 			return csum_ok(c, f, p) ? to_kernel(c, f) : SDP_DROP;
-		sdp_flows_delete(t, fl);
+		} else {
+			old = fl;
+		}
 	}
-	if (!owned(c, bucket)) {
+	/* The bounds below count the table as it will be once old is gone. */
+	uint32_t count = t->count, half_open =
+		t->by_state[SDP_SYN_RCVD] + t->by_state[SDP_WITHDRAWN];
+	if (old != NULL) {
+		count--;
+		if (old->state == SDP_SYN_RCVD || old->state == SDP_WITHDRAWN)
+			half_open--;
+	}
+	int accept = 0;
+	if (!owned(c, bucket))
 		c->ctr.syn_not_ours++;
-		return SDP_DROP;
-	}
-	if (!csum_ok(c, f, p))
-		return SDP_DROP;
-	if (t->count >= t->max_flows) {
+	else if (!csum_ok(c, f, p))
+		accept = 0; /* counted by csum_ok */
+	else if (count >= t->max_flows)
 		c->ctr.table_full_dropped++;
-		return SDP_DROP;
-	}
 	/* Every entry not yet established counts: half-open ones and the
 	 * tombstones of lost overlaps, which a SYN and an ACK make too. */
-	if (t->by_state[SDP_SYN_RCVD] + t->by_state[SDP_WITHDRAWN] >=
-	    t->max_half_open) {
+	else if (half_open >= t->max_half_open)
 		c->ctr.half_open_dropped++;
+	else
+		accept = 1;
+	if (!accept) {
+		if (old != NULL)
+			sdp_flows_delete(t, old);
 		return SDP_DROP;
 	}
-	fl = sdp_flows_insert(t, &p->key, pre_slot(c, p), bucket, SDP_SYN_RCVD);
+	fl = old != NULL ? sdp_flows_reuse(t, old, SDP_SYN_RCVD)
+			 : sdp_flows_insert(t, &p->key, pre_slot(c, p), bucket,
+					    SDP_SYN_RCVD);
 	fl->expire_ms = now_ms + c->timers.half_open_ms;
 	fl->cnxt = rd32(f + ETH_HLEN + 20 + 4) + 1;
 	c->ctr.syn_accepted++;

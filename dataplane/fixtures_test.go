@@ -788,6 +788,35 @@ var fixtures = []fixture{
 		},
 	},
 	{
+		name: "a SYN takes the place of its tuple's expired or withdrawn entry, within the bounds",
+		cfg:  func(c *ClassifierConfig) { c.MaxFlows, c.MaxHalfOpen = 1, 1 },
+		steps: func(t testing.TB) []step {
+			a, b := newConn(t, 74), newConn(t, 75)
+			syn := func(c conn) seg { s := fromClient(c.port); s.syn, s.seq = true, 100; return s }
+			lost := a.c(101, 4242, "", 0)
+			bad := tcpFrame(t, syn(a))
+			bad[14+20+16] ^= 0x40
+			return []step{
+				a.rx(0, syn(a)),
+				a.rx(10_000, syn(a)), // expired: its entry is the new flow's, the table is not full
+				b.drop(10_001, syn(b)),
+				{at: 10_002, in: tcpFrame(t, lost), verdict: ToKernel, out: rstFor(t, lost)},
+				a.rx(10_003, syn(a)),                 // the tombstone gives way to the new connection
+				{at: 20_003, in: bad, verdict: Drop}, // refused: the expired entry goes all the same
+				b.rx(20_004, syn(b)),
+			}
+		},
+		expect: func(t testing.TB, c Counters, fl FlowCounts) {
+			eq(t, "syn_accepted", c.SynAccepted, 4)
+			eq(t, "expired", c.Expired, 2)
+			eq(t, "table_full_dropped", c.TableFullDropped, 1)
+			eq(t, "bad_checksum_dropped", c.BadChecksumDropped, 1)
+			eq(t, "overlap_withdrawn", c.OverlapWithdrawn, 1)
+			eq(t, "syn_rcvd", fl.SynRcvd, 1)
+			eq(t, "withdrawn", fl.Withdrawn, 0)
+		},
+	},
+	{
 		name: "our kernel refuses the connection: the entry goes",
 		steps: func(t testing.TB) []step {
 			c, d := newConn(t, 74), newConn(t, 75)

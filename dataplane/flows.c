@@ -93,6 +93,23 @@ void sdp_flows_set_state(struct sdp_flow_table *t, struct sdp_flow *f,
 	f->state = state;
 }
 
+struct sdp_flow *sdp_flows_reuse(struct sdp_flow_table *t, struct sdp_flow *f,
+				 uint8_t state)
+{
+	/* Field by field, in place: a struct built aside and copied in
+	 * whole was read back in wider loads than it was written with, and
+	 * stalled on store forwarding. */
+	t->by_state[f->state]--;
+	t->by_state[state]++;
+	f->expire_ms = 0;
+	f->state = state;
+	f->flags = 0;
+	f->isn = 0;
+	f->cnxt = 0;
+	f->cfin = 0;
+	return f;
+}
+
 /* Backward-shift deletion: move later members of the probe run back into
  * the hole, so lookups never need tombstone slots. Entries do not store
  * their slot hash (it would cost 4 of their 32 bytes): each one the shift

@@ -135,6 +135,12 @@ struct sdp_flow *sdp_flows_insert(struct sdp_flow_table *t,
 				  uint16_t bucket, uint8_t state);
 void sdp_flows_set_state(struct sdp_flow_table *t, struct sdp_flow *f,
 			 uint8_t state);
+/* Give f's slot to a new flow of the same key in state: every field but
+ * the key and the bucket starts afresh, as after deleting f and inserting
+ * the key again (the slot stays on the key's probe path, the bucket's
+ * count does not change). */
+struct sdp_flow *sdp_flows_reuse(struct sdp_flow_table *t, struct sdp_flow *f,
+				 uint8_t state);
 /* Delete f; returns the slots the backward shift looked at (at least 1),
  * the work the sweep budget counts. */
 uint32_t sdp_flows_delete(struct sdp_flow_table *t, struct sdp_flow *f);

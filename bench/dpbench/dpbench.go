@@ -2,10 +2,12 @@ package dpbench
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net"
 	"net/netip"
+	"regexp"
 	"time"
 
 	"github.com/google/gopacket"
@@ -21,7 +23,13 @@ type DataplaneOptions struct {
 	Duration time.Duration // per run
 	Flows    int           // established flows of RunLoop (1M by default)
 	Small    int           // templates in the foreign and SYN pools (64 K)
-	Log      func(format string, a ...any)
+	// Only, if set, selects the scenarios run by name (the others are
+	// skipped): for profiling one of them.
+	Only *regexp.Regexp
+	// FloodRounds: rounds of the random and colliding SYN floods,
+	// alternated, for FloodReport (0: none).
+	FloodRounds int
+	Log         func(format string, a ...any)
 }
 
 // Scenario is one run of the worker's own loop beside its two limits,
@@ -172,6 +180,9 @@ type node struct {
 // loop (dataplane.Runtime: worker.c on the lcore) over the same port with
 // n's table, and checks the counters with check (nil: no check).
 func (b *bench) run(name string, fs [][]byte, n node, check func(dataplane.Counters) string) (Scenario, error) {
+	if b.o.Only != nil && !b.o.Only.MatchString(name) {
+		return Scenario{}, errSkipped
+	}
 	b.n++
 	port, pool, err := replayPort(40+b.n, fs) // 40 on: clear of RunLoop's ports
 	if err != nil {
@@ -188,6 +199,36 @@ func (b *bench) run(name string, fs [][]byte, n node, check func(dataplane.Count
 	if err != nil {
 		return Scenario{}, err
 	}
+	s, err := b.runWorker(name, port, n, check)
+	if err != nil {
+		return s, err
+	}
+	s.HeaderMpps, s.BareMpps = hdr.Mpps(), bare.Mpps()
+	s.RatioToHeaders, s.RatioToBare = s.Mpps/hdr.Mpps(), s.Mpps/bare.Mpps()
+	s.HeaderCPUMpps, s.BareCPUMpps = hdr.CPUMpps(), bare.CPUMpps()
+	if s.CPUMpps > 0 {
+		s.CPURatioToHeaders = s.CPUMpps / s.HeaderCPUMpps
+	}
+	return s, nil
+}
+
+// worker measures the worker's own loop alone over a fresh replay port of
+// fs: the flood rounds, which compare two worker runs with each other.
+func (b *bench) worker(name string, fs [][]byte, n node, check func(dataplane.Counters) string) (Scenario, error) {
+	b.n++
+	port, pool, err := replayPort(40+b.n, fs)
+	if err != nil {
+		return Scenario{}, err
+	}
+	defer pool.Free()
+	defer port.Close()
+	b.logf("%s: %d templates; worker, %v", name, len(fs), b.o.Duration)
+	return b.runWorker(name, port, n, check)
+}
+
+// runWorker runs dataplane.Runtime (worker.c on the lcore) over port with
+// n's table and checks the counters with check (nil: no check).
+func (b *bench) runWorker(name string, port *dpdk.Port, n node, check func(dataplane.Counters) string) (Scenario, error) {
 	rt, err := dataplane.NewRuntime(dataplane.RuntimeConfig{Classifier: n.cfg, NIC: port, Tap: b.tap,
 		Lcores: []uint{b.lcore}, IdleSleepMax: 500 * time.Microsecond})
 	if err != nil {
@@ -216,15 +257,12 @@ func (b *bench) run(name string, fs [][]byte, n node, check func(dataplane.Count
 	ctr := rt.Stats()[0].Counters
 	mpps := float64(ctr.RX) / secs / 1e6
 	s := Scenario{
-		Scenario: name, Mpps: mpps, HeaderMpps: hdr.Mpps(), BareMpps: bare.Mpps(),
-		RatioToHeaders: mpps / hdr.Mpps(), RatioToBare: mpps / bare.Mpps(),
+		Scenario: name, Mpps: mpps,
 		NsPerPacket: 1e3 / mpps, Packets: ctr.RX, Seconds: secs,
 		Check: "ok", Counters: ctr,
-		HeaderCPUMpps: hdr.CPUMpps(), BareCPUMpps: bare.CPUMpps(),
 	}
 	if cpu0 >= 0 && cpu1 > cpu0 {
 		s.CPUMpps = float64(rx1-rx0) / (cpu1 - cpu0) / 1e6
-		s.CPURatioToHeaders = s.CPUMpps / s.HeaderCPUMpps
 		s.CPUNsPerPacket = 1e3 / s.CPUMpps
 	}
 	if check != nil {
@@ -235,6 +273,9 @@ func (b *bench) run(name string, fs [][]byte, n node, check func(dataplane.Count
 	return s, nil
 }
 
+// errSkipped: a scenario Only did not select.
+var errSkipped = errors.New("bench: scenario not selected")
+
 // share checks that got is within 2% of want×rx.
 func share(what string, got, rx uint64, want float64) string {
 	f := float64(got) / float64(rx)
@@ -244,10 +285,21 @@ func share(what string, got, rx uint64, want float64) string {
 	return ""
 }
 
-// RunDataplane runs every scenario with the worker's own loop. The EAL must
+// Report is what RunDataplane measured.
+type Report struct {
+	Scenarios []Scenario
+	Flood     *FloodReport // nil when the rounds did not run
+}
+
+// floodRoundsName names the flood rounds for DataplaneOptions.Only.
+const floodRoundsName = "random and colliding SYN floods, alternated"
+
+// RunDataplane runs every scenario with the worker's own loop, then the
+// flood rounds (FloodReport). The EAL must
 // be initialised with at least one worker lcore; the loops run on the
 // first.
-func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
+func RunDataplane(o DataplaneOptions) (Report, error) {
+	var rep Report
 	if o.Duration <= 0 {
 		o.Duration = time.Second
 	}
@@ -260,31 +312,34 @@ func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
 	}
 	workers := dpdk.WorkerLcores()
 	if len(workers) == 0 {
-		return nil, fmt.Errorf("bench: the EAL has no worker lcore")
+		return rep, fmt.Errorf("bench: the EAL has no worker lcore")
 	}
 	b := &bench{o: o, lcore: workers[0], logf: logf}
 	// The tap is a sink: net_null with no RX, so the worker's tap poll
 	// returns nothing and what it sends the kernel is freed.
 	var err error
 	if b.pool, err = dpdk.NewPktMempool("bench_tap", 1023, 0, 256); err != nil {
-		return nil, err
+		return rep, err
 	}
 	defer b.pool.Free()
 	if b.tap, err = dpdk.OpenPort("net_null9,no-rx=1"); err != nil {
-		return nil, err
+		return rep, err
 	}
 	defer b.tap.Close()
 	if err := b.tap.Configure(dpdk.PortConf{Mempool: b.pool, RxDesc: 512, TxDesc: 512}); err != nil {
-		return nil, err
+		return rep, err
 	}
 	if err := b.tap.Start(); err != nil {
-		return nil, err
+		return rep, err
 	}
 	rng := rand.New(rand.NewSource(1))
 	var out []Scenario
 	add := func(s Scenario, err error) error {
 		if err == nil {
 			out = append(out, s)
+		}
+		if errors.Is(err, errSkipped) {
+			return nil
 		}
 		return err
 	}
@@ -298,7 +353,7 @@ func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
 	if err := add(b.run("foreign drop", foreign, main, func(c dataplane.Counters) string {
 		return share("fast_dropped", c.FastDropped, c.RX, 1)
 	})); err != nil {
-		return nil, err
+		return rep, err
 	}
 	// After a rebalance: 5% of the foreign buckets hold a flow of ours.
 	extra := append([]byte(nil), estKeys...)
@@ -318,7 +373,7 @@ func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
 	if err := add(b.run("foreign drop, 5% of foreign buckets hold our flows", foreign, rebalanced, func(c dataplane.Counters) string {
 		return share("foreign_dropped", c.ForeignDropped, c.RX, 1) + share("probed", c.ForeignDropped-c.FastDropped, c.RX, 0.05)
 	})); err != nil {
-		return nil, err
+		return rep, err
 	}
 	synSrc := make([][]byte, o.Small)
 	for i := range synSrc {
@@ -328,7 +383,7 @@ func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
 	if err := add(b.run("SYN classification (one bucket in three ours)", synSrc, main, func(c dataplane.Counters) string {
 		return share("syn_not_ours", c.SynNotOurs, c.RX, 2.0/3)
 	})); err != nil {
-		return nil, err
+		return rep, err
 	}
 
 	// New connections: every SYN ours and new, flows expiring as fast
@@ -345,7 +400,7 @@ func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
 		})
 		s.Rate = float64(s.Counters.SynAccepted) / s.Seconds / 1e6
 		if err := add(s, err); err != nil {
-			return nil, err
+			return rep, err
 		}
 	}
 
@@ -361,7 +416,7 @@ func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
 		}
 		if err := add(b.run(fmt.Sprintf("established lookups, %s flows", count(n)), frames(src, port, 1<<19, false, rng), est,
 			func(c dataplane.Counters) string { return share("to_kernel", c.ToKernel, c.RX, 1) })); err != nil {
-			return nil, err
+			return rep, err
 		}
 	}
 
@@ -375,9 +430,10 @@ func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
 	}
 	coll, err := collide.Tuples(base, collide.Free(32, 16, 0), len(legit), func(t collide.Tuple) bool { return t.SrcPort != 0 })
 	if err != nil {
-		return nil, err
+		return rep, err
 	}
 	flooded := node{cfg: classifierConfig(1<<20+1<<17, 1<<17, 10*time.Second), own: ownership(owned), keys: estKeys}
+	mixes := map[string][][]byte{}
 	for _, kind := range []string{"random", "colliding"} {
 		mix := make([][]byte, 0, 2*len(legit))
 		for i, l := range legit {
@@ -394,13 +450,23 @@ func RunDataplane(o DataplaneOptions) ([]Scenario, error) {
 			}
 			mix = append(mix, l, template(src, sport, 80, true))
 		}
+		mixes[kind] = mix
 		if err := add(b.run(fmt.Sprintf("%s SYN flood beside established traffic", kind), mix, flooded, func(c dataplane.Counters) string {
 			return share("to_kernel", c.ToKernel, c.RX, 1)
 		})); err != nil {
-			return nil, err
+			return rep, err
 		}
 	}
-	return out, nil
+	rep.Scenarios = out
+	if o.FloodRounds > 0 && (o.Only == nil || o.Only.MatchString(floodRoundsName)) {
+		logf("%s: %d rounds of each, alternated", floodRoundsName, o.FloodRounds)
+		f, err := b.floodRounds(o.FloodRounds, mixes, flooded)
+		if err != nil {
+			return rep, err
+		}
+		rep.Flood = &f
+	}
+	return rep, nil
 }
 
 func count(n int) string {

@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -29,8 +31,10 @@ func init() {
 				&cli.DurationFlag{Name: "duration", Value: time.Second, Usage: "length of each run"},
 				&cli.IntFlag{Name: "flows", Value: 1 << 20, Usage: "established flows in the table of the --loop run"},
 				&cli.IntFlag{Name: "templates", Value: 1 << 16, Usage: "distinct frames replayed in the foreign-drop and SYN runs"},
-				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, one per scenario (scenario, mpps, header_loop_mpps, bare_loop_mpps, ratio_to_header_loop, check, counters, ...), then with --peer one per nftables chain (mpps_per_core, ...), then with --loop one for the worker loop (mpps, max_iter_us, dump_max_iter_us, empty_ring_poll_ns, ...)"},
+				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, one per scenario (scenario, mpps, header_loop_mpps, bare_loop_mpps, ratio_to_header_loop, check, counters, ...), then with --flood-rounds one for the flood rounds (random_median, colliding_median, ratio_median, ratio_min, ratio_max, colliding_cost, ...), then with --peer one per nftables chain (mpps_per_core, ...), then with --loop one for the worker loop (mpps, max_iter_us, dump_max_iter_us, empty_ring_poll_ns, ...)"},
 				&cli.BoolFlag{Name: "peer", Value: true, Usage: "also measure the kernel peer: nftables jhash cluster filtering on a veth (needs root)"},
+				&cli.StringFlag{Name: "scenarios", Usage: "run only the per-packet scenarios whose name matches this regular expression (e.g. 'new connections' to profile one)"},
+				&cli.IntFlag{Name: "flood-rounds", Value: 5, Usage: "rounds of the random and the colliding SYN flood beside established traffic, alternated, for the colliding flood's cost to legitimate traffic (median and spread; 0: none)"},
 				&cli.BoolFlag{Name: "loop", Value: true, Usage: "also run the real worker loop: longest iteration while shoal flows dumps the table, cost of the command-ring check"},
 			},
 			Action: benchDataplane,
@@ -39,6 +43,9 @@ func init() {
 }
 
 func benchDataplane(c *cli.Context) error {
+	if n := c.Int("flood-rounds"); n < 0 || n > 100 {
+		return badInput("bench dataplane: --flood-rounds %d must be between 0 and 100", n)
+	}
 	if c.Int("flows") < 1024 || c.Int("flows") > 1<<24 {
 		return badInput("bench dataplane: --flows %d must be between 1024 and 16777216", c.Int("flows"))
 	}
@@ -47,6 +54,13 @@ func benchDataplane(c *cli.Context) error {
 	}
 	if d := c.Duration("duration"); d < 10*time.Millisecond || d > 10*time.Minute {
 		return badInput("bench dataplane: --duration %v must be between 10ms and 10m", d)
+	}
+	var only *regexp.Regexp
+	if e := c.String("scenarios"); e != "" {
+		var err error
+		if only, err = regexp.Compile(e); err != nil {
+			return badInput("bench dataplane: --scenarios %q: %v", e, err)
+		}
 	}
 	runtime.LockOSThread()
 	const memMB = 1536
@@ -62,13 +76,14 @@ func benchDataplane(c *cli.Context) error {
 		return fmt.Errorf("bench: EAL: %w", err)
 	}
 	defer dpdk.CleanupEAL()
-	res, err := dpbench.RunDataplane(dpbench.DataplaneOptions{
+	rep, err := dpbench.RunDataplane(dpbench.DataplaneOptions{
 		Duration: c.Duration("duration"), Flows: c.Int("flows"), Small: c.Int("templates"),
-		Log: benchLog,
+		Only: only, FloodRounds: c.Int("flood-rounds"), Log: benchLog,
 	})
 	if err != nil {
 		return err
 	}
+	res := rep.Scenarios
 	var peer []dpbench.PeerResult
 	if c.Bool("peer") {
 		peer, err = dpbench.RunNftPeer(dpbench.DataplaneOptions{Duration: c.Duration("duration"), Small: c.Int("templates"),
@@ -90,6 +105,11 @@ func benchDataplane(c *cli.Context) error {
 	if c.Bool("json") {
 		for _, s := range res {
 			if err := printJSONLine(s); err != nil {
+				return err
+			}
+		}
+		if rep.Flood != nil {
+			if err := printJSONLine(rep.Flood); err != nil {
 				return err
 			}
 		}
@@ -117,6 +137,23 @@ func benchDataplane(c *cli.Context) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if f := rep.Flood; f != nil {
+		fmt.Printf("\nlegitimate traffic beside a random and a colliding SYN flood, %d rounds each, alternated\n"+
+			"(established ACKs decided per second of worker CPU, Mpps; the pool interleaves one ACK with one flood SYN)\n\n", f.Rounds)
+		tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "beside the random flood\tmedian %.2f\trounds %s\t\n", f.RandomMedian, floats(f.Random))
+		fmt.Fprintf(tw, "beside the colliding flood\tmedian %.2f\trounds %s\t\n", f.CollidingMedian, floats(f.Colliding))
+		lo, hi := f.RatioMin, f.RatioMax
+		fmt.Fprintf(tw, "colliding ÷ random, per round\tmedian %.3f\tspread %.3f–%.3f\t\n", f.RatioMedian, lo, hi)
+		verdict := "met"
+		if f.Cost >= f.Goal {
+			verdict = "not met"
+		}
+		fmt.Fprintf(tw, "cost of the colliding flood\t%.1f %% (median)\tgoal < %.0f %%: %s; verdicts %s\t\n", 100*f.Cost, 100*f.Goal, verdict, f.Check)
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	if len(peer) > 0 {
 		fmt.Printf("\nkernel peer on the foreign-drop frames: net_af_packet on a veth from CPU 1, received on CPU 0 (RPS)\n\n")
@@ -153,6 +190,18 @@ func benchDataplane(c *cli.Context) error {
 		l.QuietDumpSeconds, l.QuietDumpMaxIterUS, l.MaxIterBoundUS, l.QuietDumpSwitched)
 	fmt.Fprintf(tw, "empty command-ring check\t%.2f ns per iteration (%.2f%% of an iteration under this traffic)\n", l.EmptyPollNs, 100*l.EmptyPollShare)
 	return tw.Flush()
+}
+
+// floats prints rates with two decimals.
+func floats(xs []float64) string {
+	var b strings.Builder
+	for i, x := range xs {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%.2f", x)
+	}
+	return b.String()
 }
 
 func init() {
