@@ -57,7 +57,14 @@ func (n *Node) startServing() (_ *serving, err error) {
 		}
 	}()
 	listen := func(field, addr string) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
+		var ln net.Listener
+		var err error
+		if field == "http.listen" || field == "http.tls.listen" {
+			// The front's listeners: keepalive inherited, not set per accept.
+			ln, err = front.Listen(context.Background(), addr)
+		} else {
+			ln, err = net.Listen("tcp", addr)
+		}
 		if err != nil {
 			return nil, inputErr("%s: %v", field, err)
 		}
