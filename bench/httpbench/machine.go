@@ -1,0 +1,130 @@
+package httpbench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/shoal-lb/shoal/lab"
+)
+
+// machineBusy reads the whole machine's busy time from /proc/stat, in
+// seconds summed over all CPUs: user, nice, system, irq, softirq and steal
+// (guest time is already inside user and nice). Idle and iowait are not
+// busy. It counts what no per-process figure can: softirq work that runs
+// on whatever thread or idle CPU the packet met (the kernel receive work
+// of the peers, the client's), and every process of the machine, the
+// client (wrk) and anything else the machine runs meanwhile.
+func machineBusy() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("bench http: %w", err)
+	}
+	return parseProcStat(string(b))
+}
+
+// parseProcStat reads the busy seconds of /proc/stat's "cpu" line.
+func parseProcStat(s string) (float64, error) {
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "cpu" {
+			continue
+		}
+		// cpu user nice system idle iowait irq softirq steal [guest guest_nice]
+		if len(f) < 9 {
+			return 0, fmt.Errorf("bench http: /proc/stat cpu line has %d fields, want at least 9: %q", len(f), line)
+		}
+		var busy uint64
+		for _, i := range []int{1, 2, 3, 6, 7, 8} {
+			v, err := strconv.ParseUint(f[i], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bench http: /proc/stat cpu field %d: %v", i, err)
+			}
+			busy += v
+		}
+		return float64(busy) / clockTick, nil
+	}
+	return 0, fmt.Errorf("bench http: /proc/stat has no cpu line")
+}
+
+// pfKthread is PF_KTHREAD in /proc/PID/stat's flags.
+const pfKthread = 0x00200000
+
+// othersBusy sums the CPU time, in seconds, of the machine's processes
+// that are not the benchmark's: outside the lab's namespaces (shoal-*),
+// not kernel threads (their work, softirq included, may be the lab's),
+// not this process (which reaps wrk, so wrk's time would land in its
+// children's time). It counts each process's own time and that of the
+// children it reaped (cutime, cstime), so a short-lived process of another
+// user (a compiler during a build) is counted when its parent reaps it.
+// Subtracted from machineBusy, it leaves the benchmark's share of a shared
+// machine.
+func othersBusy() (float64, error) {
+	inLab := map[string]bool{}
+	names, _ := filepath.Glob("/run/netns/" + lab.NSPrefix + "*")
+	for _, n := range names {
+		if fi, err := os.Stat(n); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				inLab[fmt.Sprintf("net:[%d]", st.Ino)] = true
+			}
+		}
+	}
+	if len(inLab) == 0 {
+		return 0, fmt.Errorf("bench http: no lab namespace under /run/netns")
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("bench http: %w", err)
+	}
+	self := strconv.Itoa(os.Getpid())
+	var ticks uint64
+	for _, e := range entries {
+		pid := e.Name()
+		if pid[0] < '0' || pid[0] > '9' || pid == self {
+			continue
+		}
+		ns, err := os.Readlink("/proc/" + pid + "/ns/net")
+		if err != nil || inLab[ns] {
+			continue // gone, a kernel thread without one, or the lab's
+		}
+		raw, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			continue
+		}
+		if t, ok := processTicks(string(raw)); ok {
+			ticks += t
+		}
+	}
+	return float64(ticks) / clockTick, nil
+}
+
+// processTicks reads utime+stime+cutime+cstime of a /proc/PID/stat line,
+// and false for a kernel thread or a line it cannot read.
+func processTicks(s string) (uint64, bool) {
+	close := strings.LastIndexByte(s, ')')
+	if close < 0 || close+2 > len(s) {
+		return 0, false
+	}
+	f := strings.Fields(s[close+2:])
+	// After the name: state is field 3, flags 9, utime 14, stime 15,
+	// cutime 16, cstime 17.
+	if len(f) < 15 {
+		return 0, false
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	if err != nil || flags&pfKthread != 0 {
+		return 0, false
+	}
+	var sum uint64
+	for _, i := range []int{11, 12, 13, 14} {
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil || v < 0 {
+			return 0, false
+		}
+		sum += uint64(v)
+	}
+	return sum, true
+}
