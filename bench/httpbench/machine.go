@@ -53,16 +53,15 @@ func parseProcStat(s string) (float64, error) {
 // pfKthread is PF_KTHREAD in /proc/PID/stat's flags.
 const pfKthread = 0x00200000
 
-// othersBusy sums the CPU time, in seconds, of the machine's processes
-// that are not the benchmark's: outside the lab's namespaces (shoal-*),
-// not kernel threads (their work, softirq included, may be the lab's),
-// not this process (which reaps wrk, so wrk's time would land in its
-// children's time). It counts each process's own time and that of the
+// othersBusy reads the CPU time, in ticks, of each of the machine's
+// processes that are not the benchmark's: outside the lab's namespaces
+// (shoal-*), not kernel threads (their work, softirq included, may be the
+// lab's), not this process (which reaps wrk, so wrk's time would land in
+// its children's time). Each process counts its own time and that of the
 // children it reaped (cutime, cstime), so a short-lived process of another
 // user (a compiler during a build) is counted when its parent reaps it.
-// Subtracted from machineBusy, it leaves the benchmark's share of a shared
-// machine.
-func othersBusy() (float64, error) {
+// Keys are PID and start time, so a reused PID is another process.
+func othersBusy() (map[string]uint64, error) {
 	inLab := map[string]bool{}
 	names, _ := filepath.Glob("/run/netns/" + lab.NSPrefix + "*")
 	for _, n := range names {
@@ -73,14 +72,14 @@ func othersBusy() (float64, error) {
 		}
 	}
 	if len(inLab) == 0 {
-		return 0, fmt.Errorf("bench http: no lab namespace under /run/netns")
+		return nil, fmt.Errorf("bench http: no lab namespace under /run/netns")
 	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, fmt.Errorf("bench http: %w", err)
+		return nil, fmt.Errorf("bench http: %w", err)
 	}
 	self := strconv.Itoa(os.Getpid())
-	var ticks uint64
+	out := map[string]uint64{}
 	for _, e := range entries {
 		pid := e.Name()
 		if pid[0] < '0' || pid[0] > '9' || pid == self {
@@ -88,43 +87,57 @@ func othersBusy() (float64, error) {
 		}
 		ns, err := os.Readlink("/proc/" + pid + "/ns/net")
 		if err != nil || inLab[ns] {
-			continue // gone, a kernel thread without one, or the lab's
+			continue // gone, or the lab's
 		}
 		raw, err := os.ReadFile("/proc/" + pid + "/stat")
 		if err != nil {
 			continue
 		}
-		if t, ok := processTicks(string(raw)); ok {
-			ticks += t
+		if start, t, ok := processTicks(string(raw)); ok {
+			out[pid+"@"+start] = t
 		}
 	}
-	return float64(ticks) / clockTick, nil
+	return out, nil
 }
 
-// processTicks reads utime+stime+cutime+cstime of a /proc/PID/stat line,
-// and false for a kernel thread or a line it cannot read.
-func processTicks(s string) (uint64, bool) {
+// othersDelta is the CPU, in seconds, other users' processes spent
+// between two othersBusy readings: each process's growth (a process that
+// exited meanwhile is counted only through the parent that reaped it, a
+// new one from zero), never negative.
+func othersDelta(before, after map[string]uint64) float64 {
+	var ticks uint64
+	for k, a := range after {
+		if b := before[k]; a > b {
+			ticks += a - b
+		}
+	}
+	return float64(ticks) / clockTick
+}
+
+// processTicks reads the start time and utime+stime+cutime+cstime of a
+// /proc/PID/stat line, and false for a kernel thread or a line it cannot
+// read.
+func processTicks(s string) (start string, ticks uint64, ok bool) {
 	close := strings.LastIndexByte(s, ')')
 	if close < 0 || close+2 > len(s) {
-		return 0, false
+		return "", 0, false
 	}
 	f := strings.Fields(s[close+2:])
 	// After the name: state is field 3, flags 9, utime 14, stime 15,
-	// cutime 16, cstime 17.
-	if len(f) < 15 {
-		return 0, false
+	// cutime 16, cstime 17, starttime 22.
+	if len(f) < 20 {
+		return "", 0, false
 	}
 	flags, err := strconv.ParseUint(f[6], 10, 64)
 	if err != nil || flags&pfKthread != 0 {
-		return 0, false
+		return "", 0, false
 	}
-	var sum uint64
 	for _, i := range []int{11, 12, 13, 14} {
 		v, err := strconv.ParseInt(f[i], 10, 64)
 		if err != nil || v < 0 {
-			return 0, false
+			return "", 0, false
 		}
-		sum += uint64(v)
+		ticks += uint64(v)
 	}
-	return sum, true
+	return f[19], ticks, true
 }

@@ -69,7 +69,7 @@ type Cell struct {
 	// MachineCPUSeconds is the whole machine's busy time during the cell
 	// (/proc/stat, all CPUs, softirq included): the system, the client
 	// and anything else running. OthersCPUSeconds is the part of it spent
-	// by other users' processes (othersBusy). MachinePer1000 is the
+	// by other users' processes (othersBusy, othersDelta). MachinePer1000 is the
 	// difference per 1,000 requests: what the benchmark cost the machine,
 	// the client's and the kernel's work wherever it ran included.
 	MachineCPUSeconds float64 `json:"machine_cpu_seconds"`
@@ -357,7 +357,7 @@ func runCell(ctx context.Context, o Options, system, obj, mode string) (Cell, er
 	}
 	c := Cell{System: system, Object: obj, Mode: mode, Requests: w.Requests, Seconds: w.Duration.Seconds(),
 		P50ms: ms(w.P50), P99ms: ms(w.P99), Errors: w.Errors, CPUSeconds: after - before, WorkerCPUSeconds: wafter - wbefore,
-		MachineCPUSeconds: mafter - mbefore, OthersCPUSeconds: oafter - obefore, Connections: o.Connections}
+		MachineCPUSeconds: mafter - mbefore, OthersCPUSeconds: othersDelta(obefore, oafter), Connections: o.Connections}
 	if c.Seconds > 0 {
 		c.RPS = float64(w.Requests) / c.Seconds
 		c.MBps = w.BytesRead / c.Seconds / 1e6
