@@ -177,8 +177,8 @@ func TestParseProcStat(t *testing.T) {
 func TestProcessTicks(t *testing.T) {
 	// pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime prio nice threads 0 starttime
 	user := "4242 (go build) S 1 4242 4242 0 -1 4194560 100 0 0 0 1234 56 300 7 20 0 1 0 777 100"
-	if start, ticks, ok := processTicks(user); !ok || ticks != 1234+56+300+7 || start != "777" {
-		t.Errorf("user process: %q %d %v; want start 777 and 1597 ticks (utime, stime and the reaped children's)", start, ticks, ok)
+	if start, ticks, ok := processTicks(user); !ok || ticks != 1234+56 || start != "777" {
+		t.Errorf("user process: %q %d %v; want start 777 and 1290 ticks (utime and stime, not the reaped children's)", start, ticks, ok)
 	}
 	kthread := "14 (ksoftirqd/0) S 2 0 0 0 -1 69238848 0 0 0 0 0 900 0 0 20 0 1 0 10 0"
 	if _, _, ok := processTicks(kthread); ok {
@@ -191,7 +191,7 @@ func TestProcessTicks(t *testing.T) {
 
 func TestOthersDelta(t *testing.T) {
 	before := map[string]uint64{"1@5": 100, "2@6": 50, "3@7": 10}
-	// 1 grew by 20 (it reaped 3, which had run 15 ticks), 2 is gone, 4 is new.
+	// 1 grew by 20, 3 is gone, 4 is new, and PID 2 was reused by a new process.
 	after := map[string]uint64{"1@5": 120, "4@9": 30, "2@8": 5}
 	if got := othersDelta(before, after); abs(got-0.55) > 1e-9 {
 		t.Errorf("others %v s, want 0.55 (20 + 30 + 5 ticks)", got)

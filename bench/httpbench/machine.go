@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/shoal-lb/shoal/lab"
 )
@@ -56,11 +57,11 @@ const pfKthread = 0x00200000
 // othersBusy reads the CPU time, in ticks, of each of the machine's
 // processes that are not the benchmark's: outside the lab's namespaces
 // (shoal-*), not kernel threads (their work, softirq included, may be the
-// lab's), not this process (which reaps wrk, so wrk's time would land in
-// its children's time). Each process counts its own time and that of the
-// children it reaped (cutime, cstime), so a short-lived process of another
-// user (a compiler during a build) is counted when its parent reaps it.
-// Keys are PID and start time, so a reused PID is another process.
+// lab's). Each counts its own time (utime+stime, its exited threads
+// included), not its reaped children's: a child's lifetime would land in
+// one cell however long ago it ran. Keys are PID and start time, so a
+// reused PID is another process. This process is included; its own
+// sampling is not the system's work either.
 func othersBusy() (map[string]uint64, error) {
 	inLab := map[string]bool{}
 	names, _ := filepath.Glob("/run/netns/" + lab.NSPrefix + "*")
@@ -78,11 +79,10 @@ func othersBusy() (map[string]uint64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench http: %w", err)
 	}
-	self := strconv.Itoa(os.Getpid())
-	out := map[string]uint64{}
+	out := make(map[string]uint64, len(entries))
 	for _, e := range entries {
 		pid := e.Name()
-		if pid[0] < '0' || pid[0] > '9' || pid == self {
+		if pid[0] < '0' || pid[0] > '9' {
 			continue
 		}
 		ns, err := os.Readlink("/proc/" + pid + "/ns/net")
@@ -100,10 +100,10 @@ func othersBusy() (map[string]uint64, error) {
 	return out, nil
 }
 
-// othersDelta is the CPU, in seconds, other users' processes spent
-// between two othersBusy readings: each process's growth (a process that
-// exited meanwhile is counted only through the parent that reaped it, a
-// new one from zero), never negative.
+// othersDelta is the CPU, in seconds, other processes spent between two
+// othersBusy readings: each one's growth, and all of a new one's time
+// (it started in between). A process that exited in between is lost, so
+// readings are taken often (othersSampler).
 func othersDelta(before, after map[string]uint64) float64 {
 	var ticks uint64
 	for k, a := range after {
@@ -114,9 +114,54 @@ func othersDelta(before, after map[string]uint64) float64 {
 	return float64(ticks) / clockTick
 }
 
-// processTicks reads the start time and utime+stime+cutime+cstime of a
-// /proc/PID/stat line, and false for a kernel thread or a line it cannot
-// read.
+// othersInterval is how often othersSampler reads /proc: a process of
+// another user that lives longer than this is counted but for its last
+// interval.
+const othersInterval = 100 * time.Millisecond
+
+// othersSampler sums othersDelta over readings every othersInterval
+// until stop is closed; the last reading is taken then.
+func othersSampler(stop <-chan struct{}) (result <-chan othersResult) {
+	out := make(chan othersResult, 1)
+	go func() {
+		prev, err := othersBusy()
+		if err != nil {
+			out <- othersResult{err: err}
+			return
+		}
+		var sum float64
+		t := time.NewTicker(othersInterval)
+		defer t.Stop()
+		for {
+			done := false
+			select {
+			case <-stop:
+				done = true
+			case <-t.C:
+			}
+			cur, err := othersBusy()
+			if err != nil {
+				out <- othersResult{err: err}
+				return
+			}
+			sum += othersDelta(prev, cur)
+			prev = cur
+			if done {
+				out <- othersResult{seconds: sum}
+				return
+			}
+		}
+	}()
+	return out
+}
+
+type othersResult struct {
+	seconds float64
+	err     error
+}
+
+// processTicks reads the start time and utime+stime of a /proc/PID/stat
+// line, and false for a kernel thread or a line it cannot read.
 func processTicks(s string) (start string, ticks uint64, ok bool) {
 	close := strings.LastIndexByte(s, ')')
 	if close < 0 || close+2 > len(s) {
@@ -124,7 +169,7 @@ func processTicks(s string) (start string, ticks uint64, ok bool) {
 	}
 	f := strings.Fields(s[close+2:])
 	// After the name: state is field 3, flags 9, utime 14, stime 15,
-	// cutime 16, cstime 17, starttime 22.
+	// starttime 22.
 	if len(f) < 20 {
 		return "", 0, false
 	}
@@ -132,12 +177,12 @@ func processTicks(s string) (start string, ticks uint64, ok bool) {
 	if err != nil || flags&pfKthread != 0 {
 		return "", 0, false
 	}
-	for _, i := range []int{11, 12, 13, 14} {
-		v, err := strconv.ParseInt(f[i], 10, 64)
-		if err != nil || v < 0 {
+	for _, i := range []int{11, 12} {
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
 			return "", 0, false
 		}
-		ticks += uint64(v)
+		ticks += v
 	}
 	return f[19], ticks, true
 }

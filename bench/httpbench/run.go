@@ -69,7 +69,8 @@ type Cell struct {
 	// MachineCPUSeconds is the whole machine's busy time during the cell
 	// (/proc/stat, all CPUs, softirq included): the system, the client
 	// and anything else running. OthersCPUSeconds is the part of it spent
-	// by other users' processes (othersBusy, othersDelta). MachinePer1000 is the
+	// by other processes (othersSampler: outside the lab, this one's
+	// sampling included). MachinePer1000 is the
 	// difference per 1,000 requests: what the benchmark cost the machine,
 	// the client's and the kernel's work wherever it ran included.
 	MachineCPUSeconds float64 `json:"machine_cpu_seconds"`
@@ -325,10 +326,8 @@ func runCell(ctx context.Context, o Options, system, obj, mode string) (Cell, er
 	if err != nil {
 		return Cell{}, err
 	}
-	obefore, err := othersBusy()
-	if err != nil {
-		return Cell{}, err
-	}
+	stopOthers := make(chan struct{})
+	others := othersSampler(stopOthers)
 	mbefore, err := machineBusy()
 	if err != nil {
 		return Cell{}, err
@@ -336,16 +335,18 @@ func runCell(ctx context.Context, o Options, system, obj, mode string) (Cell, er
 	cmd := lab.Exec(ctx, "client", argv...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	mafter, merr := machineBusy()
+	close(stopOthers)
+	o2 := <-others
+	if err != nil {
 		return Cell{}, fmt.Errorf("bench http: %s: %v: %s", strings.Join(argv, " "), err, errb.String())
 	}
-	mafter, err := machineBusy()
-	if err != nil {
-		return Cell{}, err
+	if merr != nil {
+		return Cell{}, merr
 	}
-	oafter, err := othersBusy()
-	if err != nil {
-		return Cell{}, err
+	if o2.err != nil {
+		return Cell{}, o2.err
 	}
 	after, wafter, err := cpuSeconds(ctx, namespaces(system))
 	if err != nil {
@@ -357,7 +358,7 @@ func runCell(ctx context.Context, o Options, system, obj, mode string) (Cell, er
 	}
 	c := Cell{System: system, Object: obj, Mode: mode, Requests: w.Requests, Seconds: w.Duration.Seconds(),
 		P50ms: ms(w.P50), P99ms: ms(w.P99), Errors: w.Errors, CPUSeconds: after - before, WorkerCPUSeconds: wafter - wbefore,
-		MachineCPUSeconds: mafter - mbefore, OthersCPUSeconds: othersDelta(obefore, oafter), Connections: o.Connections}
+		MachineCPUSeconds: mafter - mbefore, OthersCPUSeconds: o2.seconds, Connections: o.Connections}
 	if c.Seconds > 0 {
 		c.RPS = float64(w.Requests) / c.Seconds
 		c.MBps = w.BytesRead / c.Seconds / 1e6
