@@ -57,7 +57,14 @@ func (n *Node) startServing() (_ *serving, err error) {
 		}
 	}()
 	listen := func(field, addr string) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
+		var ln net.Listener
+		var err error
+		if field == "http.listen" || field == "http.tls.listen" {
+			// The front's listeners: keepalive inherited, not set per accept.
+			ln, err = front.Listen(context.Background(), addr)
+		} else {
+			ln, err = net.Listen("tcp", addr)
+		}
 		if err != nil {
 			return nil, inputErr("%s: %v", field, err)
 		}
@@ -490,7 +497,7 @@ func (n *Node) handoffs() api.Handoffs {
 	lc := s.local.Counters()
 	h.Served = map[string]uint64{
 		"conns_local": lc.ConnsLocal, "conns_handed_off": lc.ConnsHandedOff, "conns_relayed": lc.ConnsRelayed,
-		"requests": lc.Requests, "static": lc.Static, "upstream": lc.Upstream, "forwarded": lc.Forwarded,
+		"requests": lc.Requests, "static": lc.Static, "static_cached": lc.StaticCached, "upstream": lc.Upstream, "forwarded": lc.Forwarded,
 		"status_4xx": lc.Status4xx, "status_5xx": lc.Status5xx, "upstream_errors": lc.UpstreamErrors,
 		"forward_errors": lc.ForwardErrors, "relay_proxy_errors": lc.RelayProxyErrors, "relay_unknown": lc.RelayUnknown,
 		"tls_failures": lc.TLSFailures,

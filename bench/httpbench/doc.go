@@ -12,7 +12,11 @@
 // system's own processes spent per 1,000 requests (utime+stime from
 // /proc/PID/stat of every process in the system's namespaces: the shoal
 // nodes; HAProxy and its origins; the plain nginx). Softirq work the kernel
-// does outside those processes is not counted for any system.
+// does outside those processes is not counted there for any system; the
+// machine figure beside it is every CPU's busy time from /proc/stat
+// (softirq, kernel threads and the client included) less the CPU of the
+// other processes outside the lab's namespaces, read every 100 ms while
+// wrk runs, per 1,000 requests.
 //
 // Contract: Run needs root, the lab tools, wrk, haproxy and nginx; it holds
 // the lab lock from lab.Up to lab.Down and leaves no namespace or process

@@ -62,7 +62,9 @@ func sampleReport() *Report {
 	r := &Report{Date: "2026-11-27T14:37:39Z", Commit: "55c082fd484d", ReplyPath: "kernel",
 		IdleCPU: map[string]float64{"n1": 2.4, "n2": 6}}
 	add := func(s, o, m string, rps, mbps, cpu float64) {
-		r.Cells = append(r.Cells, Cell{System: s, Object: o, Mode: m, Requests: 100, RPS: rps, MBps: mbps, CPUPer1000: cpu})
+		// The machine's figure: the system's, plus the client's and the
+		// softirq work the peers leave uncounted.
+		r.Cells = append(r.Cells, Cell{System: s, Object: o, Mode: m, Requests: 100, RPS: rps, MBps: mbps, CPUPer1000: cpu, MachinePer1000: cpu + 0.1})
 	}
 	add(Shoal, "1m", "keep-alive", 1700, 1780, 1)
 	add(HAProxy, "1m", "keep-alive", 700, 750, 3)
@@ -81,12 +83,14 @@ func TestGoals(t *testing.T) {
 		v   float64
 		met bool
 	}{
-		"1 MiB keep-alive MB/s, shoal / haproxy":           {1780.0 / 750, true},
-		"1 MiB keep-alive MB/s, shoal / plain":             {1780.0 / 2900, true},
-		"1 KiB keep-alive CPU-s/1000 req, shoal / haproxy": {2, false},
-		"1 KiB fresh CPU-s/1000 req, shoal / haproxy":      {0.5, true},
-		"idle CPU % of a core, n1":                         {2.4, true},
-		"idle CPU % of a core, n2":                         {6, false},
+		"1 MiB keep-alive MB/s, shoal / haproxy":                   {1780.0 / 750, true},
+		"1 MiB keep-alive MB/s, shoal / plain":                     {1780.0 / 2900, true},
+		"1 KiB keep-alive CPU-s/1000 req, shoal / haproxy":         {2, false},
+		"1 KiB fresh CPU-s/1000 req, shoal / haproxy":              {0.5, true},
+		"1 KiB keep-alive machine CPU-s/1000 req, shoal / haproxy": {1.5, false},
+		"1 KiB fresh machine CPU-s/1000 req, shoal / haproxy":      {0.4 / 0.7, true},
+		"idle CPU % of a core, n1":                                 {2.4, true},
+		"idle CPU % of a core, n2":                                 {6, false},
 	}
 	if len(r.Goals) != len(want) {
 		t.Fatalf("%d goals, want %d: %+v", len(r.Goals), len(want), r.Goals)
@@ -119,7 +123,7 @@ func TestReportFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if raw, err := os.ReadFile(js); err != nil || !strings.Contains(string(raw), `"cpu_seconds_per_1000_requests"`) {
+	if raw, err := os.ReadFile(js); err != nil || !strings.Contains(string(raw), `"cpu_seconds_per_1000_requests"`) || !strings.Contains(string(raw), `"machine_cpu_seconds_per_1000_requests"`) {
 		t.Errorf("json %s: %v", js, err)
 	}
 	f, err := os.Open(pngPath)
@@ -154,5 +158,45 @@ func TestStatTicks(t *testing.T) {
 	name, _, ok = statTicks("7 (a (weird) name) S 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1 0 0")
 	if !ok || name != "a (weird) name" {
 		t.Errorf("name with parentheses: %q %v", name, ok)
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	// user nice system idle iowait irq softirq steal guest guest_nice
+	busy, err := parseProcStat("cpu  100 2 30 5000 7 1 20 3 40 0\ncpu0 50 1 15 2500 3 0 10 1 20 0\nintr 1\n")
+	if err != nil || abs(busy-1.56) > 1e-9 {
+		t.Errorf("busy %v, %v; want 1.56 s (156 ticks: user, nice, system, irq, softirq, steal)", busy, err)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7 8\n", "cpu 1 2 3\n", "cpu 1 2 x 4 5 6 7 8\n"} {
+		if _, err := parseProcStat(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestProcessTicks(t *testing.T) {
+	// pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime prio nice threads 0 starttime
+	user := "4242 (go build) S 1 4242 4242 0 -1 4194560 100 0 0 0 1234 56 300 7 20 0 1 0 777 100"
+	if start, ticks, ok := processTicks(user); !ok || ticks != 1234+56 || start != "777" {
+		t.Errorf("user process: %q %d %v; want start 777 and 1290 ticks (utime and stime, not the reaped children's)", start, ticks, ok)
+	}
+	kthread := "14 (ksoftirqd/0) S 2 0 0 0 -1 69238848 0 0 0 0 0 900 0 0 20 0 1 0 10 0"
+	if _, _, ok := processTicks(kthread); ok {
+		t.Error("a kernel thread counted as another user's process")
+	}
+	if _, _, ok := processTicks("garbage"); ok {
+		t.Error("garbage accepted")
+	}
+}
+
+func TestOthersDelta(t *testing.T) {
+	before := map[string]uint64{"1@5": 100, "2@6": 50, "3@7": 10}
+	// 1 grew by 20, 3 is gone, 4 is new, and PID 2 was reused by a new process.
+	after := map[string]uint64{"1@5": 120, "4@9": 30, "2@8": 5}
+	if got := othersDelta(before, after); abs(got-0.55) > 1e-9 {
+		t.Errorf("others %v s, want 0.55 (20 + 30 + 5 ticks)", got)
+	}
+	if got := othersDelta(after, before); got < 0 {
+		t.Errorf("negative: %v", got)
 	}
 }

@@ -28,18 +28,21 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "object\tmode\tsystem\treq/s\tMB/s\tp50 ms\tp99 ms\terrors\tCPU-s/1000 req\tof which workers\t")
+	fmt.Fprintln(tw, "object\tmode\tsystem\treq/s\tMB/s\tp50 ms\tp99 ms\terrors\tCPU-s/1000 req\tof which workers\tmachine CPU-s/1000 req\tothers, cores\t")
 	for _, c := range r.Cells {
 		wk := "-"
 		if c.System == Shoal && c.CPUSeconds > 0 {
 			wk = fmt.Sprintf("%.0f%%", 100*c.WorkerCPUSeconds/c.CPUSeconds)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.1f\t%.2f\t%.2f\t%d\t%.3f\t%s\t\n",
-			c.Object, c.Mode, c.System, c.RPS, c.MBps, c.P50ms, c.P99ms, c.Errors, c.CPUPer1000, wk)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.1f\t%.2f\t%.2f\t%d\t%.3f\t%s\t%.3f\t%.2f\t\n",
+			c.Object, c.Mode, c.System, c.RPS, c.MBps, c.P50ms, c.P99ms, c.Errors, c.CPUPer1000, wk, c.MachinePer1000, c.othersCores())
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintln(w, "\nCPU-s/1000 req: the system's own processes (utime+stime of their threads). machine: all CPUs' busy time")
+	fmt.Fprintln(w, "(/proc/stat: softirq, kernel threads and the client included) less other users' processes, whose CPU")
+	fmt.Fprintln(w, "during the cell is the last column (docs/benchmarks.md).")
 	if len(r.IdleCPU) > 0 {
 		fmt.Fprint(w, "\nidle, % of a core (whole node process / its worker lcore):")
 		for _, id := range []string{"n1", "n2", "n3"} {
@@ -54,7 +57,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			if !g.Met {
 				mark = "NOT met"
 			}
-			fmt.Fprintf(w, "  %-50s %8.2f  (%s %g)  %s\n", g.Name, g.Value, g.Kind, g.Limit, mark)
+			fmt.Fprintf(w, "  %-60s %8.2f  (%s %g)  %s\n", g.Name, g.Value, g.Kind, g.Limit, mark)
 		}
 	}
 	return nil
@@ -104,8 +107,9 @@ type panel struct {
 	format string
 }
 
-// Plot draws six bar charts: MB/s for 1 MiB, requests/s for 1 KiB, and
-// CPU-seconds per 1,000 requests for 1 KiB, each keep-alive and fresh.
+// Plot draws eight bar charts: MB/s for 1 MiB, requests/s for 1 KiB, and
+// CPU-seconds per 1,000 requests for 1 KiB (the systems' processes, and
+// the whole machine), each keep-alive and fresh.
 func (r *Report) Plot() image.Image {
 	panels := []panel{
 		{"1 MiB keep-alive: MB/s", "1m", "keep-alive", func(c Cell) float64 { return c.MBps }, "%.0f"},
@@ -114,8 +118,10 @@ func (r *Report) Plot() image.Image {
 		{"1 KiB fresh conn: req/s", "1k", "fresh", func(c Cell) float64 { return c.RPS }, "%.0f"},
 		{"1 KiB keep-alive: CPU-s/1000 req", "1k", "keep-alive", func(c Cell) float64 { return c.CPUPer1000 }, "%.3f"},
 		{"1 KiB fresh conn: CPU-s/1000 req", "1k", "fresh", func(c Cell) float64 { return c.CPUPer1000 }, "%.3f"},
+		{"1 KiB keep-alive: machine CPU-s/1k", "1k", "keep-alive", func(c Cell) float64 { return c.MachinePer1000 }, "%.3f"},
+		{"1 KiB fresh conn: machine CPU-s/1k", "1k", "fresh", func(c Cell) float64 { return c.MachinePer1000 }, "%.3f"},
 	}
-	const pw, ph, cols, top = 300, 220, 3, 40
+	const pw, ph, cols, top = 300, 220, 4, 40
 	rows := (len(panels) + cols - 1) / cols
 	img := image.NewRGBA(image.Rect(0, 0, pw*cols, top+ph*rows+30))
 	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)

@@ -198,6 +198,12 @@ func (c *Config) memberlistConfig() *memberlist.Config {
 	mc.TCPTimeout = c.TCPTimeout
 	mc.GossipToTheDeadTime = c.GossipToTheDeadTime
 	mc.DeadNodeReclaimTime = c.DeadNodeReclaimTime
+	// No LZW on a LAN: gossip packets are a few hundred bytes, and each
+	// compressed one allocated a 72 KB writer, 40 % of everything a lab
+	// node allocated under load (pprof allocs, issue 14), which the GC
+	// then paid for. Peers still read compressed packets (memberlist
+	// decodes both), so mixed versions interoperate.
+	mc.EnableCompression = false
 	mc.RequireNodeNames = false
 	if len(c.Key) > 0 {
 		mc.SecretKey = append([]byte(nil), c.Key...)

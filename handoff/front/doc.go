@@ -6,6 +6,9 @@
 //
 // Contract:
 //
+//   - Listen opens a listener for Serve whose accepted connections inherit
+//     TCP keepalive (KeepAlive, Go's defaults) from the listening socket
+//     instead of four setsockopt calls each.
 //   - Serve(ln, tls) runs one accept loop per listener and one goroutine
 //     per connection. The goroutine peeks (Config.Peeker: PeekHTTP, or
 //     PeekClientHello when tls) and never consumes a byte before the

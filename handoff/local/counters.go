@@ -1,6 +1,10 @@
 package local
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/shoal-lb/shoal/handoff/objcache"
+)
 
 // Counters is a snapshot of what a Server did.
 type Counters struct {
@@ -10,6 +14,10 @@ type Counters struct {
 	// Requests, and by outcome: served from Content, reverse-proxied to
 	// a local upstream, forwarded to another node's relay listener.
 	Requests, Static, Upstream, Forwarded uint64
+	// StaticCached: the part of Static answered from the small-file cache
+	// (handoff/objcache); Cache is that cache's own counters.
+	StaticCached uint64
+	Cache        objcache.Counters
 	// Responses with a 4xx or a 5xx status (whatever served them).
 	Status4xx, Status5xx uint64
 	// UpstreamErrors: a local upstream failed (502). ForwardErrors: the
@@ -30,6 +38,7 @@ type Counters struct {
 type counters struct {
 	connsLocal, connsHandedOff, connsRelayed atomic.Uint64
 	requests, static, upstream, forwarded    atomic.Uint64
+	cached                                   atomic.Uint64
 	status4xx, status5xx                     atomic.Uint64
 	upstreamErrors, forwardErrors            atomic.Uint64
 	relayProxyErrors, relayUnknown           atomic.Uint64
@@ -50,7 +59,7 @@ func (n *counters) conns(origin, relay string) *atomic.Uint64 {
 // Counters reads the counters; safe while the server runs.
 func (s *Server) Counters() Counters {
 	n := &s.n
-	return Counters{
+	out := Counters{
 		ConnsLocal: n.connsLocal.Load(), ConnsHandedOff: n.connsHandedOff.Load(), ConnsRelayed: n.connsRelayed.Load(),
 		Requests: n.requests.Load(), Static: n.static.Load(), Upstream: n.upstream.Load(), Forwarded: n.forwarded.Load(),
 		Status4xx: n.status4xx.Load(), Status5xx: n.status5xx.Load(),
@@ -58,5 +67,10 @@ func (s *Server) Counters() Counters {
 		RelayProxyErrors: n.relayProxyErrors.Load(), RelayUnknown: n.relayUnknown.Load(),
 		TLSFailures: n.TLSFailures.Load(),
 		Versioned:   n.versioned.Load(), VersionUnavailable: n.versionUnavailable.Load(),
+		StaticCached: n.cached.Load(),
 	}
+	if s.cache != nil {
+		out.Cache = s.cache.Counters()
+	}
+	return out
 }

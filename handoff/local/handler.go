@@ -1,10 +1,12 @@
 package local
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -66,7 +68,36 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		http.Error(rec, fmt.Sprintf("shoal node %s: no content directory configured", s.c.Self), http.StatusNotFound)
 		return
 	}
+	if s.cache != nil && s.serveCached(rec, r) {
+		return
+	}
 	s.files.ServeHTTP(rec, r)
+}
+
+// serveCached answers a GET or HEAD of a small file from the cache
+// (handoff/objcache) exactly as http.FileServer would from the file, and
+// reports whether it did. Paths the file server redirects (a trailing
+// slash, ".../index.html") and everything the cache misses (directories,
+// large files, errors) are left to the file server.
+func (s *Server) serveCached(w *recorder, r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	p := r.URL.Path
+	if p == "" || p[0] != '/' || p[len(p)-1] == '/' || strings.HasSuffix(p, "/index.html") {
+		return false
+	}
+	e, ok := s.cache.Get(p)
+	if !ok {
+		return false
+	}
+	s.n.cached.Add(1)
+	// ServeContent takes the type from the extension or sniffs the bytes
+	// (in memory now), as the file server does. Setting it here from the
+	// entry would save the sniff but show it on a 412, which the file
+	// server answers without one.
+	http.ServeContent(w, r, e.Name, e.ModTime, bytes.NewReader(e.Data))
+	return true
 }
 
 // mark writes the headers of a response this node serves.

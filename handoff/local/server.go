@@ -13,6 +13,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/shoal-lb/shoal/handoff/objcache"
 )
 
 // Config is what a node's local server needs. Self is required; the rest
@@ -22,6 +24,9 @@ type Config struct {
 	Self string
 	// Content is the static files root; "" serves none (404).
 	Content string
+	// SmallFiles bounds the in-memory cache of Content's small files
+	// (handoff/objcache; zero: its defaults). MaxFile < 0 turns it off.
+	SmallFiles objcache.Options
 	// Upstreams maps a group to its local upstream: "host:port" or
 	// "unix:/path". Requests of that group are reverse-proxied there.
 	Upstreams map[string]string
@@ -97,6 +102,7 @@ type Server struct {
 	srv      *http.Server
 	ln       *chanListener
 	files    http.Handler
+	cache    *objcache.Cache // small files of Content; nil: none
 	upstream map[string]*upstream
 	n        counters
 
@@ -133,6 +139,9 @@ func New(c Config) (*Server, error) {
 	}
 	if c.Content != "" {
 		s.files = http.FileServer(http.Dir(c.Content))
+		if c.SmallFiles.MaxFile >= 0 {
+			s.cache = objcache.New(c.Content, c.SmallFiles)
+		}
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.handle),

@@ -24,7 +24,9 @@
 //     gives up with Verdict Timeout (HTTP answers 408) when the first bytes
 //     do not arrive within FirstBytes or the whole head within Head, and
 //     with Verdict Closed when the peer closes or resets before the head is
-//     complete. It restores the connection's read deadline to none.
+//     complete. A head already queued when it is called is decided by one
+//     non-blocking peek that leaves the read deadline alone; when it had to
+//     wait, it restores the connection's read deadline to none.
 //
 // The HTTP parser follows RFC 9112 strictly where a lenient reading would let
 // the front server and the server behind it disagree about where a request

@@ -1,10 +1,13 @@
 package peek
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -66,13 +69,22 @@ func (p Peeker) Peek(c *net.TCPConn, parse func([]byte) error) ([]byte, error) {
 	if err != nil {
 		return nil, &Error{Verdict: Closed, Reason: ReasonPeerReset, Detail: err.Error()}
 	}
+	bp := bufs.Get().(*[MaxHead]byte)
+	defer bufs.Put(bp)
+	buf := bp[:]
+
+	// Usually the head is in the queue by the time the connection is
+	// accepted: one peek, and no deadline to set and clear.
+	if b, done, err := peekOnce(rc, buf, parse); done {
+		return b, err
+	}
+
 	start := time.Now()
 	defer c.SetReadDeadline(time.Time{})
 	if err := c.SetReadDeadline(start.Add(min(first, head))); err != nil {
 		return nil, &Error{Verdict: Closed, Reason: ReasonPeerReset, Detail: err.Error()}
 	}
 
-	buf := make([]byte, MaxHead)
 	n := 0           // bytes in the queue at the last peek
 	var result error // parse's verdict on buf[:n]
 	var sockErr error
@@ -120,24 +132,45 @@ func (p Peeker) Peek(c *net.TCPConn, parse func([]byte) error) ([]byte, error) {
 				return nil, &Error{Verdict: Timeout, Reason: ReasonFirstBytesTimeout,
 					Detail: fmt.Sprintf("no byte within %v", first)}
 			}
-			return buf[:n], &Error{Verdict: Timeout, Reason: ReasonHeadTimeout,
+			return bytes.Clone(buf[:n]), &Error{Verdict: Timeout, Reason: ReasonHeadTimeout,
 				Detail: fmt.Sprintf("head incomplete after %v (%d bytes)", time.Since(start).Round(time.Millisecond), n)}
 		case err != nil:
-			return buf[:n], &Error{Verdict: Closed, Reason: ReasonPeerReset, Detail: err.Error()}
+			return bytes.Clone(buf[:n]), &Error{Verdict: Closed, Reason: ReasonPeerReset, Detail: err.Error()}
 		case sockErr != nil:
-			return buf[:n], &Error{Verdict: Closed, Reason: ReasonPeerReset, Detail: "recv: " + sockErr.Error()}
+			return bytes.Clone(buf[:n]), &Error{Verdict: Closed, Reason: ReasonPeerReset, Detail: "recv: " + sockErr.Error()}
 		case closed:
-			return buf[:n], &Error{Verdict: Closed, Reason: ReasonPeerClosed,
+			return bytes.Clone(buf[:n]), &Error{Verdict: Closed, Reason: ReasonPeerClosed,
 				Detail: fmt.Sprintf("peer closed after %d bytes, before the head was complete", n)}
 		case VerdictOf(result) != NeedMore:
-			return buf[:n], result
+			return bytes.Clone(buf[:n]), result
 		}
 		// The first bytes arrived: from now on the whole head has until
 		// start+Head.
 		if err := c.SetReadDeadline(start.Add(head)); err != nil {
-			return buf[:n], &Error{Verdict: Closed, Reason: ReasonPeerReset, Detail: err.Error()}
+			return bytes.Clone(buf[:n]), &Error{Verdict: Closed, Reason: ReasonPeerReset, Detail: err.Error()}
 		}
 	}
+}
+
+// bufs holds the peek buffers: a head may take MaxHead bytes, and a fresh
+// 16 KiB buffer per connection was the front's largest allocation.
+var bufs = sync.Pool{New: func() any { return new([MaxHead]byte) }}
+
+// peekOnce peeks once without waiting; done says it reached a verdict
+// (anything but NeedMore on the bytes there), and then b is a copy of
+// what it peeked.
+func peekOnce(rc syscall.RawConn, buf []byte, parse func([]byte) error) (b []byte, done bool, err error) {
+	m := 0
+	cerr := rc.Control(func(fd uintptr) {
+		m, _, _ = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	})
+	if cerr != nil || m <= 0 {
+		return nil, false, nil // nothing yet, closed, or an error: the loop tells which
+	}
+	if err := parse(buf[:m]); VerdictOf(err) != NeedMore {
+		return bytes.Clone(buf[:m]), true, err
+	}
+	return nil, false, nil
 }
 
 type peer int

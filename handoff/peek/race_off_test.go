@@ -1,0 +1,5 @@
+//go:build !race
+
+package peek
+
+const raceEnabled = false
