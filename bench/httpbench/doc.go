@@ -16,7 +16,8 @@
 // machine figure beside it is every CPU's busy time from /proc/stat
 // (softirq, kernel threads and the client included) less the CPU of the
 // other processes outside the lab's namespaces, read every 100 ms while
-// wrk runs, per 1,000 requests.
+// wrk runs, and less the CPU of the two systems not measured in the cell,
+// which stay up and idle, per 1,000 requests.
 //
 // Contract: Run needs root, the lab tools, wrk, haproxy and nginx; it holds
 // the lab lock from lab.Up to lab.Down and leaves no namespace or process

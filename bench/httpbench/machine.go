@@ -119,40 +119,56 @@ func othersDelta(before, after map[string]uint64) float64 {
 // interval.
 const othersInterval = 100 * time.Millisecond
 
-// othersSampler sums othersDelta over readings every othersInterval
-// until stop is closed; the last reading is taken then.
-func othersSampler(stop <-chan struct{}) (result <-chan othersResult) {
-	out := make(chan othersResult, 1)
-	go func() {
-		prev, err := othersBusy()
+// othersSampler sums othersDelta over readings of othersBusy every
+// othersInterval, from a first reading taken by startOthersSampler to a
+// last one taken by stop.
+type othersSampler struct {
+	stopc chan struct{}
+	out   chan othersResult
+}
+
+// startOthersSampler takes the first reading before it returns, so that
+// the span it measures starts before whatever the caller reads next.
+func startOthersSampler() (*othersSampler, error) {
+	prev, err := othersBusy()
+	if err != nil {
+		return nil, err
+	}
+	s := &othersSampler{stopc: make(chan struct{}), out: make(chan othersResult, 1)}
+	go s.run(prev)
+	return s, nil
+}
+
+func (s *othersSampler) run(prev map[string]uint64) {
+	var sum float64
+	t := time.NewTicker(othersInterval)
+	defer t.Stop()
+	for {
+		done := false
+		select {
+		case <-s.stopc:
+			done = true
+		case <-t.C:
+		}
+		cur, err := othersBusy()
 		if err != nil {
-			out <- othersResult{err: err}
+			s.out <- othersResult{err: err}
 			return
 		}
-		var sum float64
-		t := time.NewTicker(othersInterval)
-		defer t.Stop()
-		for {
-			done := false
-			select {
-			case <-stop:
-				done = true
-			case <-t.C:
-			}
-			cur, err := othersBusy()
-			if err != nil {
-				out <- othersResult{err: err}
-				return
-			}
-			sum += othersDelta(prev, cur)
-			prev = cur
-			if done {
-				out <- othersResult{seconds: sum}
-				return
-			}
+		sum += othersDelta(prev, cur)
+		prev = cur
+		if done {
+			s.out <- othersResult{seconds: sum}
+			return
 		}
-	}()
-	return out
+	}
+}
+
+// stop takes the last reading and returns the sum (or the first error);
+// call it once.
+func (s *othersSampler) stop() othersResult {
+	close(s.stopc)
+	return <-s.out
 }
 
 type othersResult struct {

@@ -70,13 +70,17 @@ type Cell struct {
 	// (/proc/stat, all CPUs, softirq included): the system, the client
 	// and anything else running. OthersCPUSeconds is the part of it spent
 	// by other processes (othersSampler: outside the lab, this one's
-	// sampling included). MachinePer1000 is the
-	// difference per 1,000 requests: what the benchmark cost the machine,
-	// the client's and the kernel's work wherever it ran included.
-	MachineCPUSeconds float64 `json:"machine_cpu_seconds"`
-	OthersCPUSeconds  float64 `json:"others_cpu_seconds"`
-	MachinePer1000    float64 `json:"machine_cpu_seconds_per_1000_requests"`
-	Connections       int     `json:"connections"`
+	// sampling included), IdleSystemsCPUSeconds the part spent by the
+	// processes of the two systems not measured in the cell, which stay up
+	// and idle (gossip, health checks, the workers' polling). MachinePer1000
+	// is the machine's time less both, per 1,000 requests: what the
+	// benchmark cost the machine, the client's and the kernel's work
+	// wherever it ran included.
+	MachineCPUSeconds     float64 `json:"machine_cpu_seconds"`
+	OthersCPUSeconds      float64 `json:"others_cpu_seconds"`
+	IdleSystemsCPUSeconds float64 `json:"idle_systems_cpu_seconds"`
+	MachinePer1000        float64 `json:"machine_cpu_seconds_per_1000_requests"`
+	Connections           int     `json:"connections"`
 }
 
 // Goal is one target of issue 14, computed from the cells.
@@ -156,6 +160,18 @@ func namespaces(system string) []string {
 		return out
 	}
 	return []string{lab.HostID(hostPlain)}
+}
+
+// idleNamespaces are the namespaces of the systems other than system,
+// which stay up, idle, while system's cell runs.
+func idleNamespaces(system string) []string {
+	var out []string
+	for _, s := range Systems {
+		if s != system {
+			out = append(out, namespaces(s)...)
+		}
+	}
+	return out
 }
 
 func address(system string) string {
@@ -326,19 +342,28 @@ func runCell(ctx context.Context, o Options, system, obj, mode string) (Cell, er
 	if err != nil {
 		return Cell{}, err
 	}
-	stopOthers := make(chan struct{})
-	others := othersSampler(stopOthers)
+	idle := idleNamespaces(system)
+	ibefore, _, err := cpuSeconds(ctx, idle)
+	if err != nil {
+		return Cell{}, err
+	}
+	// The others' first reading is taken before the machine's and their
+	// last one before the machine's last, so both cover the same span.
+	others, err := startOthersSampler()
+	if err != nil {
+		return Cell{}, err
+	}
 	mbefore, err := machineBusy()
 	if err != nil {
+		others.stop()
 		return Cell{}, err
 	}
 	cmd := lab.Exec(ctx, "client", argv...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
+	o2 := others.stop()
 	mafter, merr := machineBusy()
-	close(stopOthers)
-	o2 := <-others
 	if err != nil {
 		return Cell{}, fmt.Errorf("bench http: %s: %v: %s", strings.Join(argv, " "), err, errb.String())
 	}
@@ -352,20 +377,25 @@ func runCell(ctx context.Context, o Options, system, obj, mode string) (Cell, er
 	if err != nil {
 		return Cell{}, err
 	}
+	iafter, _, err := cpuSeconds(ctx, idle)
+	if err != nil {
+		return Cell{}, err
+	}
 	w, err := ParseWrk(out.String())
 	if err != nil {
 		return Cell{}, fmt.Errorf("bench http: %s: %w", system, err)
 	}
 	c := Cell{System: system, Object: obj, Mode: mode, Requests: w.Requests, Seconds: w.Duration.Seconds(),
 		P50ms: ms(w.P50), P99ms: ms(w.P99), Errors: w.Errors, CPUSeconds: after - before, WorkerCPUSeconds: wafter - wbefore,
-		MachineCPUSeconds: mafter - mbefore, OthersCPUSeconds: o2.seconds, Connections: o.Connections}
+		MachineCPUSeconds: mafter - mbefore, OthersCPUSeconds: o2.seconds, IdleSystemsCPUSeconds: iafter - ibefore,
+		Connections: o.Connections}
 	if c.Seconds > 0 {
 		c.RPS = float64(w.Requests) / c.Seconds
 		c.MBps = w.BytesRead / c.Seconds / 1e6
 	}
 	if w.Requests > 0 {
 		c.CPUPer1000 = c.CPUSeconds / (float64(w.Requests) / 1000)
-		c.MachinePer1000 = (c.MachineCPUSeconds - c.OthersCPUSeconds) / (float64(w.Requests) / 1000)
+		c.MachinePer1000 = (c.MachineCPUSeconds - c.OthersCPUSeconds - c.IdleSystemsCPUSeconds) / (float64(w.Requests) / 1000)
 	}
 	return c, nil
 }
