@@ -26,7 +26,8 @@
 //     Get; a removed file is a miss and leaves the cache. Because
 //     timestamps are coarse (a kernel tick, a second on some filesystems),
 //     a file is kept only once it has been unchanged for Options.Settle
-//     (2 s) when it is read; until then every Get reads it again, so two
+//     (2 s, which must exceed the filesystem's timestamp granularity) when
+//     it is read; until then every Get reads it again, so two
 //     writes of the same size within one tick are never confused.
 //   - Entries are immutable once returned: callers may keep and read them
 //     while the file changes. When maxTotal would be exceeded, entries are

@@ -43,7 +43,10 @@ type Options struct {
 	// (DefaultSettle). A file changed within Settle of its read is served
 	// from that read and read again next time: a filesystem's timestamps
 	// are coarse (a kernel tick, or seconds), and a second write of the
-	// same size within one tick would leave the stat unchanged.
+	// same size within one tick would leave the stat unchanged. It must
+	// exceed the filesystem's timestamp granularity by the time a write
+	// takes: the default suits filesystems with sub-second timestamps
+	// (ext4, xfs, btrfs, tmpfs), not FAT's 2 s.
 	Settle time.Duration
 }
 
@@ -103,15 +106,16 @@ func (c *Cache) Get(urlPath string) (*Entry, bool) {
 	}
 	fi, err := os.Stat(name)
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() > c.maxFile {
+		// Gone, grown past MaxFile or no longer a regular file: its
+		// entry, if any, is of no use and gives its bytes back.
 		c.misses.Add(1)
-		if err != nil {
-			c.drop(name)
-		}
+		c.drop(name)
 		return nil, false
 	}
 	id, ok := identityOf(fi)
 	if !ok {
 		c.misses.Add(1)
+		c.drop(name)
 		return nil, false
 	}
 	c.mu.RLock()

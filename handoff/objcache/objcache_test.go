@@ -149,3 +149,34 @@ func TestBound(t *testing.T) {
 		}
 	}
 }
+
+// TestOutgrownEntryDropped: a cached file that grows past MaxFile, or is
+// replaced by a directory, is a miss, and its entry gives its bytes back.
+func TestOutgrownEntryDropped(t *testing.T) {
+	root := t.TempDir()
+	name := filepath.Join(root, "f")
+	write(t, name, []byte("small"))
+	c := settled(t, root)
+	get(t, c, "/f", []byte("small"))
+	write(t, name, bytes.Repeat([]byte("x"), 4097))
+	if _, ok := c.Get("/f"); ok {
+		t.Fatal("a file past MaxFile was served from the cache")
+	}
+	if n := c.Counters(); n.Entries != 0 || n.Bytes != 0 {
+		t.Fatalf("counters %+v: the outgrown entry stayed", n)
+	}
+	write(t, filepath.Join(root, "d", "g"), []byte("tiny"))
+	get(t, c, "/d/g", []byte("tiny"))
+	if err := os.Remove(filepath.Join(root, "d", "g")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "d", "g"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Get("/d/g"); ok {
+		t.Fatal("a directory was served from the cache")
+	}
+	if n := c.Counters(); n.Entries != 0 || n.Bytes != 0 {
+		t.Fatalf("counters %+v: the entry of a path now a directory stayed", n)
+	}
+}
