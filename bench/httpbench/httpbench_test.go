@@ -147,17 +147,17 @@ func TestReportFiles(t *testing.T) {
 	}
 }
 
-func TestStatTicks(t *testing.T) {
-	name, ticks, ok := statTicks("4242 (rte-worker-1) R 1 4242 4242 0 -1 4194560 100 0 0 0 1234 56 0 0 20 0 1 0 100 0 0")
-	if !ok || name != "rte-worker-1" || ticks != 1290 {
-		t.Errorf("got %q %d %v", name, ticks, ok)
+func TestParseStat(t *testing.T) {
+	st, ok := parseStat("4242 (rte-worker-1) R 1 4242 4242 0 -1 4194560 100 0 0 0 1234 56 0 0 20 0 1 0 100 0 0")
+	if !ok || st.name != "rte-worker-1" || st.ticks != 1290 {
+		t.Errorf("got %+v %v", st, ok)
 	}
-	if _, _, ok := statTicks("garbage"); ok {
+	if _, ok := parseStat("garbage"); ok {
 		t.Error("garbage accepted")
 	}
-	name, _, ok = statTicks("7 (a (weird) name) S 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1 0 0")
-	if !ok || name != "a (weird) name" {
-		t.Errorf("name with parentheses: %q %v", name, ok)
+	st, ok = parseStat("7 (a (weird) name) S 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1 0 0")
+	if !ok || st.name != "a (weird) name" {
+		t.Errorf("name with parentheses: %q %v", st.name, ok)
 	}
 }
 
@@ -174,18 +174,15 @@ func TestParseProcStat(t *testing.T) {
 	}
 }
 
-func TestProcessTicks(t *testing.T) {
+func TestParseStatOfAProcess(t *testing.T) {
 	// pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime prio nice threads 0 starttime
 	user := "4242 (go build) S 1 4242 4242 0 -1 4194560 100 0 0 0 1234 56 300 7 20 0 1 0 777 100"
-	if start, ticks, ok := processTicks(user); !ok || ticks != 1234+56 || start != "777" {
-		t.Errorf("user process: %q %d %v; want start 777 and 1290 ticks (utime and stime, not the reaped children's)", start, ticks, ok)
+	if st, ok := parseStat(user); !ok || st.kernelThread() || st.ticks != 1234+56 || st.start != "777" {
+		t.Errorf("user process: %+v %v; want start 777 and 1290 ticks (utime and stime, not the reaped children's)", st, ok)
 	}
 	kthread := "14 (ksoftirqd/0) S 2 0 0 0 -1 69238848 0 0 0 0 0 900 0 0 20 0 1 0 10 0"
-	if _, _, ok := processTicks(kthread); ok {
-		t.Error("a kernel thread counted as another user's process")
-	}
-	if _, _, ok := processTicks("garbage"); ok {
-		t.Error("garbage accepted")
+	if st, ok := parseStat(kthread); !ok || !st.kernelThread() {
+		t.Errorf("%+v %v: a kernel thread not recognized, so it would count as another user's process", st, ok)
 	}
 }
 

@@ -93,8 +93,8 @@ func othersBusy() (map[string]uint64, error) {
 		if err != nil {
 			continue
 		}
-		if start, t, ok := processTicks(string(raw)); ok {
-			out[pid+"@"+start] = t
+		if st, ok := parseStat(string(raw)); ok && !st.kernelThread() {
+			out[pid+"@"+st.start] = st.ticks
 		}
 	}
 	return out, nil
@@ -174,31 +174,4 @@ func (s *othersSampler) stop() othersResult {
 type othersResult struct {
 	seconds float64
 	err     error
-}
-
-// processTicks reads the start time and utime+stime of a /proc/PID/stat
-// line, and false for a kernel thread or a line it cannot read.
-func processTicks(s string) (start string, ticks uint64, ok bool) {
-	close := strings.LastIndexByte(s, ')')
-	if close < 0 || close+2 > len(s) {
-		return "", 0, false
-	}
-	f := strings.Fields(s[close+2:])
-	// After the name: state is field 3, flags 9, utime 14, stime 15,
-	// starttime 22.
-	if len(f) < 20 {
-		return "", 0, false
-	}
-	flags, err := strconv.ParseUint(f[6], 10, 64)
-	if err != nil || flags&pfKthread != 0 {
-		return "", 0, false
-	}
-	for _, i := range []int{11, 12} {
-		v, err := strconv.ParseUint(f[i], 10, 64)
-		if err != nil {
-			return "", 0, false
-		}
-		ticks += v
-	}
-	return f[19], ticks, true
 }

@@ -434,13 +434,13 @@ func cpuSeconds(ctx context.Context, where []string) (total, worker float64, err
 				if err != nil {
 					continue // exited meanwhile
 				}
-				name, t, ok := statTicks(string(raw))
+				st, ok := parseStat(string(raw))
 				if !ok {
 					continue
 				}
-				ticks += t
-				if strings.HasPrefix(name, "rte-worker") {
-					wticks += t
+				ticks += st.ticks
+				if strings.HasPrefix(st.name, "rte-worker") {
+					wticks += st.ticks
 				}
 			}
 		}
@@ -448,20 +448,44 @@ func cpuSeconds(ctx context.Context, where []string) (total, worker float64, err
 	return float64(ticks) / clockTick, float64(wticks) / clockTick, nil
 }
 
-// statTicks reads the command name and utime+stime from a stat line.
-func statTicks(s string) (string, uint64, bool) {
+// procStat is what the benchmark reads of a /proc/PID/stat or
+// /proc/PID/task/TID/stat line.
+type procStat struct {
+	name  string // the command name, without its parentheses
+	flags uint64 // PF_* flags
+	ticks uint64 // utime+stime (not the reaped children's), in clock ticks
+	start string // starttime, as written: with the PID, names one process
+}
+
+// kernelThread reports a kernel thread (PF_KTHREAD).
+func (p procStat) kernelThread() bool { return p.flags&pfKthread != 0 }
+
+// parseStat reads a stat line; false for one it cannot read. The name may
+// hold spaces and parentheses: the fields start after its last ')'.
+func parseStat(s string) (procStat, bool) {
 	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
 	if open < 0 || close < open || close+2 > len(s) {
-		return "", 0, false
+		return procStat{}, false
 	}
-	fields := strings.Fields(s[close+2:])
-	// After the name: state is field 3, utime 14 and stime 15.
-	if len(fields) < 13 {
-		return "", 0, false
+	f := strings.Fields(s[close+2:])
+	// After the name: state is field 3, flags 9, utime 14, stime 15,
+	// starttime 22.
+	if len(f) < 20 {
+		return procStat{}, false
 	}
-	u, _ := strconv.ParseUint(fields[11], 10, 64)
-	st, _ := strconv.ParseUint(fields[12], 10, 64)
-	return s[open+1 : close], u + st, true
+	p := procStat{name: s[open+1 : close], start: f[19]}
+	var err error
+	if p.flags, err = strconv.ParseUint(f[6], 10, 64); err != nil {
+		return procStat{}, false
+	}
+	for _, i := range []int{11, 12} {
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return procStat{}, false
+		}
+		p.ticks += v
+	}
+	return p, true
 }
 
 // idleCPU samples each shoal node's CPU over d with no load, in percent
