@@ -18,6 +18,31 @@ import (
 	"github.com/shoal-lb/shoal/handoff/wire"
 )
 
+// moveInNS moves server's connection to a new socket in ns, as a handoff
+// within one namespace: it freezes and dumps the connection, closes the
+// frozen origin (silent in repair mode) and restores the state. The
+// restored socket is not yet released.
+func moveInNS(t *testing.T, ns string, server *net.TCPConn) (*Restored, wire.TCPState) {
+	t.Helper()
+	frozen, err := Freeze(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := frozen.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, remote := frozen.Local(), frozen.Remote()
+	if err := frozen.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var r *Restored
+	if err := inNS(ns, func() (err error) { r, err = Restore(local, remote, &st, Options{}); return }); err != nil {
+		t.Fatal(err)
+	}
+	return r, st
+}
+
 // stream is a deterministic byte stream: stream(off, n) is bytes off..off+n.
 func stream(off, n int) []byte {
 	b := make([]byte, n)
@@ -67,14 +92,7 @@ func TestMoveOnLoopback(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 
-	frozen, err := Freeze(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := frozen.Dump()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, st := moveInNS(t, ns, server)
 	if !bytes.Equal(st.RecvQueue, request) {
 		t.Fatalf("dumped receive queue %q, want the unread request %q", st.RecvQueue, request)
 	}
@@ -86,15 +104,6 @@ func TestMoveOnLoopback(t *testing.T) {
 	}
 	t.Logf("dumped: send queue %d bytes (%d unsent), receive queue %d, MSS %d, wscale %d/%d, window %+v",
 		len(st.SendQueue), st.Unsent, len(st.RecvQueue), st.MSS, st.SndWscale, st.RcvWscale, st.Window)
-	local, remote := frozen.Local(), frozen.Remote()
-	if err := frozen.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	var r *Restored
-	if err := inNS(ns, func() (err error) { r, err = Restore(local, remote, &st, Options{}); return }); err != nil {
-		t.Fatal(err)
-	}
 	// The kernel holds what was restored: dump it again before release.
 	again, err := dump(r.fd)
 	if err != nil {
@@ -372,20 +381,7 @@ func TestRestoredSilentUntilRelease(t *testing.T) {
 	ns := newNS(t, "silent")
 	rsts := countRSTs(t, ns)
 	client, server := acceptedPair(t, ns, "127.0.0.1:8080")
-	frozen, err := Freeze(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := frozen.Dump()
-	if err != nil {
-		t.Fatal(err)
-	}
-	local, remote := frozen.Local(), frozen.Remote()
-	frozen.Close()
-	var r *Restored
-	if err := inNS(ns, func() (err error) { r, err = Restore(local, remote, &st, Options{}); return }); err != nil {
-		t.Fatal(err)
-	}
+	r, _ := moveInNS(t, ns, server)
 	msg := []byte("sent while the restored socket waited for its commit")
 	if _, err := client.Write(msg); err != nil {
 		t.Fatal(err)
@@ -424,20 +420,7 @@ func TestReleasedSocketLetsTheServiceRebind(t *testing.T) {
 	for sockInt(t, server, unix.SIOCINQ) < 5 {
 		time.Sleep(time.Millisecond)
 	}
-	frozen, err := Freeze(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := frozen.Dump()
-	if err != nil {
-		t.Fatal(err)
-	}
-	local, remote := frozen.Local(), frozen.Remote()
-	frozen.Close()
-	var r *Restored
-	if err := inNS(ns, func() (err error) { r, err = Restore(local, remote, &st, Options{}); return }); err != nil {
-		t.Fatal(err)
-	}
+	r, _ := moveInNS(t, ns, server)
 	moved, err := r.Release(time.Now().Add(time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -475,24 +458,9 @@ func TestClosedWindowStaysClosedAfterRelease(t *testing.T) {
 	server.SetWriteBuffer(256 << 10) // a small stream, so that reading it takes no time
 	server.SetWriteDeadline(time.Now().Add(time.Second))
 	written, _ := server.Write(stream(0, 4<<20))
-	frozen, err := Freeze(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := frozen.Dump()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, st := moveInNS(t, ns, server)
 	if room := int(st.Window.SndWnd) - (len(st.SendQueue) - int(st.Unsent)); room >= int(st.MSS) {
 		t.Fatalf("the client's window was not closed at the freeze: %d bytes of room, MSS %d", room, st.MSS)
-	}
-	local, remote := frozen.Local(), frozen.Remote()
-	if err := frozen.Close(); err != nil {
-		t.Fatal(err)
-	}
-	var r *Restored
-	if err := inNS(ns, func() (err error) { r, err = Restore(local, remote, &st, Options{}); return }); err != nil {
-		t.Fatal(err)
 	}
 	moved, err := r.Release(time.Now().Add(2 * time.Second))
 	if err != nil {
