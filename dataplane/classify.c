@@ -66,14 +66,15 @@ static inline uint16_t ld16(const uint8_t *p)
 	return v;
 }
 
-/* CRC32C of a flow key, loaded through memcpy: handing the struct to
- * rte_hash_crc() would read it through a uint64_t pointer, which the
- * compiler may reorder before the struct's stores (strict aliasing). */
+/* CRC32C of a flow key given as its first 8 and last 4 bytes. */
 static inline uint32_t key_hash_words(uint64_t a, uint32_t b, uint32_t seed)
 {
 	return rte_hash_crc_4byte(b, rte_hash_crc_8byte(a, seed));
 }
 
+/* CRC32C of a flow key, loaded through memcpy: handing the struct to
+ * rte_hash_crc() would read it through a uint64_t pointer, which the
+ * compiler may reorder before the struct's stores (strict aliasing). */
 static inline uint32_t key_hash(const struct sdp_key *k, uint32_t seed)
 {
 	uint64_t a;
@@ -205,8 +206,6 @@ static inline uint32_t pre_slot(const struct sdp_classifier *c, struct pre *p)
 	return p->slot;
 }
 
-/* Parse the frame as far as the flow key. Called once per frame per burst;
- * touches only the first 54 bytes. */
 /* Drops the first pass decides, counted per burst. */
 struct pre_tally {
 	uint32_t fast, not_ours, port_dropped;
@@ -218,6 +217,8 @@ static inline int served(const struct sdp_classifier *c, uint16_t port_be)
 	return (c->ports[port >> 6] >> (port & 63)) & 1;
 }
 
+/* Parse the frame as far as the flow key. Called once per frame per burst;
+ * touches only the first 54 bytes. */
 static void pre_parse_rx(const struct sdp_classifier *c, const uint8_t *f,
 			 uint16_t len, struct pre *p, struct pre_tally *tally,
 			 uint8_t *verdict)
