@@ -211,6 +211,9 @@ static int cmd_dump_step(struct sdp_cmd_ring *r, struct sdp_classifier *c,
  * waiter gave up. */
 static void cmd_complete(struct sdp_cmd_ring *r, struct sdp_cmd_slot *s)
 {
+	/* Counted before the slot is handed over: whoever sees the slot DONE
+	 * or FREE (acquire) also sees the command counted. */
+	atomic_fetch_add_explicit(&r->done, 1, memory_order_relaxed);
 	uint32_t want = SDP_SLOT_POSTED;
 	if (!atomic_compare_exchange_strong_explicit(&s->state, &want,
 						     SDP_SLOT_DONE,
@@ -220,7 +223,6 @@ static void cmd_complete(struct sdp_cmd_ring *r, struct sdp_cmd_slot *s)
 				      memory_order_release);
 	r->tail++;
 	r->dump_started = 0;
-	atomic_fetch_add_explicit(&r->done, 1, memory_order_relaxed);
 }
 
 uint32_t sdp_cmd_run(struct sdp_cmd_ring *r, struct sdp_classifier *c,

@@ -97,7 +97,7 @@ struct sdp_cmd_ring {
 	uint32_t tail __attribute__((aligned(64)));
 	uint32_t dump_pos;    /* scan position of the dump at the tail */
 	uint8_t dump_started; /* dump_pos belongs to the slot at the tail */
-	_Atomic uint64_t done; /* commands completed */
+	_Atomic uint64_t done; /* commands completed; counted before the slot leaves POSTED */
 	struct sdp_cmd_slot slots[SDP_CMD_SLOTS] __attribute__((aligned(64)));
 };
 

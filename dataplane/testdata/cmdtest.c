@@ -521,9 +521,13 @@ static void test_abandon(void)
 		if (i < 0)
 			continue;
 		posted++;
-		if (wait_or_abandon(w.r, (uint32_t)i, (uint64_t)(rand_r(&seed) % 300) * 1000, NULL))
+		if (wait_or_abandon(w.r, (uint32_t)i, (uint64_t)(rand_r(&seed) % 300) * 1000, NULL)) {
 			completed++;
-		else
+			/* The worker runs commands in order: this one and every
+			 * one before it are counted once its answer is seen. */
+			CHECK(atomic_load(&w.r->done) >= done + 2 + posted, "answer seen, done %llu < %llu",
+			      (unsigned long long)atomic_load(&w.r->done), (unsigned long long)(done + 2 + posted));
+		} else
 			abandoned++;
 	}
 	atomic_store(&w.stop, 1);
