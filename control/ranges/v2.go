@@ -201,10 +201,14 @@ func (o *order) rank(b uint16) int {
 }
 
 // candidatesPerBucket sets how far each member walks its order before the
-// fallback: on average this many members reach a bucket before the cut-off,
-// and the buckets nobody reached (e^-6 of them) are settled by asking every
-// member. It changes the speed, never the table.
-const candidatesPerBucket = 6
+// fallback, for n members with a positive weight: on average this many
+// members reach a bucket before the cut-off, and the buckets nobody reached
+// (e^-c of them) are settled by asking every member. A walk costs a few
+// nanoseconds a visit, asking costs about as much a member, so the best c
+// grows like ln n. It changes the speed, never the table.
+func candidatesPerBucket(n int) float64 {
+	return 6
+}
 
 // builder holds one version-2 build.
 type builder struct {
@@ -259,7 +263,7 @@ func (bd *builder) race(sum uint64) (reach []int, late [][]uint16) {
 	// Members walk their orders only while their arrival time is below the
 	// cut-off tau; a bucket nobody reached by then is settled by asking
 	// every member (the same arrival times, so the same winner).
-	tau := float64(candidatesPerBucket/math.Ln2*(1<<32)) / float64(sum)
+	tau := float64(candidatesPerBucket(len(bd.active))/math.Ln2*(1<<32)) / float64(sum)
 	reach = make([]int, n)
 	late = make([][]uint16, n)
 	for _, i := range bd.active {
@@ -270,7 +274,10 @@ func (bd *builder) race(sum uint64) (reach []int, late [][]uint16) {
 	// which lets the loop below pick the minimum without a branch.
 	var best [chunkSize]uint64
 	var win [chunkSize]uint32 // winner index<<16 | its slot number j
+	var sl [chunkSize]uint16  // a member's slots in the chunk (raceSlots)
 	inf := math.Float64bits(math.Inf(1))
+	fb := bd.fallbackOrders()
+	var miss []uint16
 	for c := range chunks {
 		for s := range best {
 			best[s] = inf
@@ -283,40 +290,104 @@ func (bd *builder) race(sum uint64) (reach []int, late [][]uint16) {
 				continue
 			}
 			o := &bd.orders[i]
-			raceSlots(&best, &win, times[:slots], bd.inv[i], uint32(i)<<16,
+			raceSlots(&best, &win, &sl, times[:slots], bd.inv[i], uint32(i)<<16,
 				uint32(o.in[c]), uint32(o.out[c]), uint32(o.mul[0]), uint32(o.mul[1]), uint32(o.mul[2]))
 		}
+		miss = miss[:0]
 		for s := range best {
-			b := uint16(base + s)
-			if best[s] != inf {
-				bd.owner[b] = uint16(win[s] >> 16)
-				bd.rank[b] = int32(win[s]&0xffff)<<rankShift | int32(c)
+			if best[s] == inf {
+				miss = append(miss, uint16(s))
 				continue
 			}
-			first := math.Inf(1)
-			for _, i := range bd.active {
-				k := bd.orders[i].rank(b)
-				if a := bd.arrival(i, k); a < first {
-					first = a
-					bd.owner[b], bd.rank[b] = uint16(i), int32(k)
-				}
-			}
-			late[bd.owner[b]] = append(late[bd.owner[b]], b)
+			b := base + s
+			bd.owner[b] = uint16(win[s] >> 16)
+			bd.rank[b] = int32(win[s]&0xffff)<<rankShift | int32(c)
+		}
+		if len(miss) > 0 {
+			bd.settle(c, miss, fb, late)
 		}
 	}
 	return reach, late
 }
 
+// fallback holds what settle needs of every active member, in the order of
+// bd.active, as flat arrays: the inverse multipliers and each chunk's masks.
+type fallback struct {
+	inv0, inv1, inv2 []uint32
+	in, out          [chunks][]uint16
+	first            []float64 // per missed slot: earliest arrival so far
+	who              []uint32  // and who: index<<16 | slot number j
+}
+
+func (bd *builder) fallbackOrders() *fallback {
+	na := len(bd.active)
+	f := &fallback{inv0: make([]uint32, na), inv1: make([]uint32, na), inv2: make([]uint32, na)}
+	masks := make([]uint16, 2*chunks*na)
+	for c := range chunks {
+		f.in[c], masks = masks[:na:na], masks[na:]
+		f.out[c], masks = masks[:na:na], masks[na:]
+	}
+	for a, i := range bd.active {
+		o := &bd.orders[i]
+		f.inv0[a], f.inv1[a], f.inv2[a] = uint32(o.inv[0]), uint32(o.inv[1]), uint32(o.inv[2])
+		for c := range chunks {
+			f.in[c][a], f.out[c][a] = o.in[c], o.out[c]
+		}
+	}
+	return f
+}
+
+// settle gives each slot of chunk c in miss, which no member reached before
+// the cut-off, to the member that reaches it first, ties to the lower index:
+// every active member's rank of the slot (order.rank unrolled), and its
+// arrival time there.
+func (bd *builder) settle(c int, miss []uint16, f *fallback, late [][]uint16) {
+	base := c << chunkBits
+	times := bd.times[base : base+chunkSize]
+	first := f.first[:0]
+	for range miss {
+		first = append(first, math.Inf(1))
+	}
+	f.first = first
+	who := slices.Grow(f.who[:0], len(miss))[:len(miss)]
+	f.who = who
+	in, out := f.in[c], f.out[c]
+	for a, i := range bd.active {
+		m0, m1, m2 := f.inv0[a], f.inv1[a], f.inv2[a]
+		w, mi, mo, tag := bd.inv[i], uint32(in[a]), uint32(out[a]), uint32(i)<<16
+		for u, s := range miss {
+			x := uint32(s) ^ mo
+			x ^= x >> halfBits
+			x = x * m2 & slotMask
+			x ^= x >> halfBits
+			x = x * m1 & slotMask
+			x ^= x >> halfBits
+			x = x*m0&slotMask ^ mi
+			if t := times[x] * w; t < first[u] {
+				first[u], who[u] = t, tag|x
+			}
+		}
+	}
+	for u, s := range miss {
+		b := base + int(s)
+		i := who[u] >> 16
+		bd.owner[b] = uint16(i)
+		bd.rank[b] = int32(who[u]&0xffff)<<rankShift | int32(c)
+		late[i] = append(late[i], uint16(b))
+	}
+}
+
 // raceSlots runs one member's walk over one chunk: its slot number j
 // reaches slot order.slot(c, j) at times[j]·inv, and a slot takes the
-// earliest arrival (ties keep the earlier member, which came first). It is
-// order.slot unrolled with the chunk's masks hoisted, in 32-bit arithmetic
-// (the low 10 bits, all that is kept, are the same), and kept out of race
-// so that its variables stay in registers.
-func raceSlots(best *[chunkSize]uint64, win *[chunkSize]uint32, times []float64, inv float64, tag, in, out, m0, m1, m2 uint32) {
-	for j, tj := range times {
-		// mixWith written out: inlined, it costs this loop a tenth more
-		// (registers spilled).
+// earliest arrival (ties keep the earlier member, which came first). It
+// computes the slots first (order.slot unrolled with the chunk's masks
+// hoisted, in 32-bit arithmetic: the low 10 bits, all that is kept, are the
+// same), then takes the minimum slot by slot: two short loops keep their
+// variables in registers, and as a member's slots are distinct no store of
+// the second waits for a load of another.
+func raceSlots(best *[chunkSize]uint64, win *[chunkSize]uint32, sl *[chunkSize]uint16, times []float64, inv float64, tag, in, out, m0, m1, m2 uint32) {
+	slots := sl[:len(times)]
+	for j := range slots {
 		x := uint32(j) ^ in
 		x = x * m0 & slotMask
 		x ^= x >> halfBits
@@ -324,8 +395,12 @@ func raceSlots(best *[chunkSize]uint64, win *[chunkSize]uint32, times []float64,
 		x ^= x >> halfBits
 		x = x * m2 & slotMask
 		x ^= x >> halfBits
-		s := (x ^ out) & slotMask
-		a, cur := math.Float64bits(tj*inv), best[s]
+		slots[j] = uint16(x ^ out)
+	}
+	times = times[:len(slots)]
+	for j, s16 := range slots {
+		s := s16 & slotMask
+		a, cur := math.Float64bits(times[j]*inv), best[s]
 		earlier := uint64(int64(a-cur) >> 63) // all ones when a < cur
 		best[s] = cur ^ (a^cur)&earlier
 		w := win[s]
