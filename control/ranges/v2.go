@@ -274,7 +274,7 @@ func (bd *builder) race(sum uint64) (reach []int, late [][]uint16) {
 	// which lets the loop below pick the minimum without a branch.
 	var best [chunkSize]uint64
 	var win [chunkSize]uint32 // winner index<<16 | its slot number j
-	var sl [chunkSize]uint16  // a member's slots in the chunk (raceSlots)
+	var sl [chunkSize]uint32  // a member's slots in the chunk (raceSlots)
 	inf := math.Float64bits(math.Inf(1))
 	fb := bd.fallbackOrders()
 	var miss []uint16
@@ -380,26 +380,15 @@ func (bd *builder) settle(c int, miss []uint16, f *fallback, late [][]uint16) {
 // raceSlots runs one member's walk over one chunk: its slot number j
 // reaches slot order.slot(c, j) at times[j]·inv, and a slot takes the
 // earliest arrival (ties keep the earlier member, which came first). It
-// computes the slots first (order.slot unrolled with the chunk's masks
-// hoisted, in 32-bit arithmetic: the low 10 bits, all that is kept, are the
-// same), then takes the minimum slot by slot: two short loops keep their
-// variables in registers, and as a member's slots are distinct no store of
-// the second waits for a load of another.
-func raceSlots(best *[chunkSize]uint64, win *[chunkSize]uint32, sl *[chunkSize]uint16, times []float64, inv float64, tag, in, out, m0, m1, m2 uint32) {
+// computes the slots first (chunkSlots, eight at a time where the CPU can),
+// then takes the minimum slot by slot, branch-free: as a member's slots are
+// distinct, no store of this loop holds up a load of another.
+func raceSlots(best *[chunkSize]uint64, win *[chunkSize]uint32, sl *[chunkSize]uint32, times []float64, inv float64, tag, in, out, m0, m1, m2 uint32) {
+	chunkSlots(sl, len(times), in, out, m0, m1, m2)
 	slots := sl[:len(times)]
-	for j := range slots {
-		x := uint32(j) ^ in
-		x = x * m0 & slotMask
-		x ^= x >> halfBits
-		x = x * m1 & slotMask
-		x ^= x >> halfBits
-		x = x * m2 & slotMask
-		x ^= x >> halfBits
-		slots[j] = uint16(x ^ out)
-	}
 	times = times[:len(slots)]
-	for j, s16 := range slots {
-		s := s16 & slotMask
+	for j, s := range slots {
+		s &= slotMask
 		a, cur := math.Float64bits(times[j]*inv), best[s]
 		earlier := uint64(int64(a-cur) >> 63) // all ones when a < cur
 		best[s] = cur ^ (a^cur)&earlier

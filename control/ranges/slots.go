@@ -1,0 +1,20 @@
+package ranges
+
+// slotsGo writes to sl[j], for j below n, the slot of chunk c that a
+// member's rank 64·j + c lies at: order.slot with the chunk's masks in, out
+// and the multipliers m0, m1, m2 hoisted, in 32-bit arithmetic (the low 10
+// bits, all that is kept, are the same). slotsAVX2 computes the same eight
+// at a time where the CPU has AVX2.
+func slotsGo(sl *[chunkSize]uint32, n int, in, out, m0, m1, m2 uint32) {
+	slots := sl[:n]
+	for j := range slots {
+		x := uint32(j) ^ in
+		x = x * m0 & slotMask
+		x ^= x >> halfBits
+		x = x * m1 & slotMask
+		x ^= x >> halfBits
+		x = x * m2 & slotMask
+		x ^= x >> halfBits
+		slots[j] = x ^ out
+	}
+}

@@ -1,0 +1,22 @@
+//go:build !purego
+
+package ranges
+
+import "golang.org/x/sys/cpu"
+
+// useAVX2 selects slotsAVX2; the tests turn it off to compare.
+var useAVX2 = cpu.X86.HasAVX2
+
+// slotsAVX2 is slotsGo eight slots at a time (slots_amd64.s). It writes n
+// rounded up to a multiple of 8 entries, which fit: chunkSize is one.
+//
+//go:noescape
+func slotsAVX2(sl *[chunkSize]uint32, n int, in, out, m0, m1, m2 uint32)
+
+func chunkSlots(sl *[chunkSize]uint32, n int, in, out, m0, m1, m2 uint32) {
+	if useAVX2 {
+		slotsAVX2(sl, n, in, out, m0, m1, m2)
+		return
+	}
+	slotsGo(sl, n, in, out, m0, m1, m2)
+}

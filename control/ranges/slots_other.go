@@ -1,0 +1,14 @@
+//go:build !amd64 || purego
+
+package ranges
+
+// useAVX2 is false where there is no assembly version.
+var useAVX2 = false
+
+func slotsAVX2(sl *[chunkSize]uint32, n int, in, out, m0, m1, m2 uint32) {
+	panic("ranges: slotsAVX2 without AVX2")
+}
+
+func chunkSlots(sl *[chunkSize]uint32, n int, in, out, m0, m1, m2 uint32) {
+	slotsGo(sl, n, in, out, m0, m1, m2)
+}

@@ -1,0 +1,63 @@
+package ranges
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// TestSlotsAVX2MatchesGo: the assembly slots equal the pure-Go ones for
+// random masks and multipliers at every length, and it writes nothing past
+// the length rounded up to a multiple of 8.
+func TestSlotsAVX2MatchesGo(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no AVX2 version on this CPU or build")
+	}
+	r := rand.New(rand.NewPCG(5, 16))
+	const sentinel = 0xdeadbeef
+	for trial := range 3000 {
+		in, out := r.Uint32N(chunkSize), r.Uint32N(chunkSize)
+		m0, m1, m2 := r.Uint32N(chunkSize)|1, r.Uint32N(chunkSize)|1, r.Uint32N(chunkSize)|1
+		n := chunkSize
+		if trial%3 != 0 {
+			n = r.IntN(chunkSize + 1)
+		}
+		var want, got [chunkSize]uint32
+		for j := range got {
+			want[j], got[j] = sentinel, sentinel
+		}
+		slotsGo(&want, n, in, out, m0, m1, m2)
+		slotsAVX2(&got, n, in, out, m0, m1, m2)
+		for j := range n {
+			if got[j] != want[j] {
+				t.Fatalf("in %d out %d m %d,%d,%d n %d: slot %d is %d, want %d", in, out, m0, m1, m2, n, j, got[j], want[j])
+			}
+		}
+		for j := (n + 7) &^ 7; j < chunkSize; j++ {
+			if got[j] != sentinel {
+				t.Fatalf("n %d: wrote entry %d", n, j)
+			}
+		}
+	}
+}
+
+// TestBuildV2SameWithoutAVX2: whole tables built with and without the
+// assembly slots are equal.
+func TestBuildV2SameWithoutAVX2(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no AVX2 version on this CPU or build")
+	}
+	defer func() { useAVX2 = true }()
+	r := rand.New(rand.NewPCG(6, 16))
+	next := 0
+	for _, n := range []int{1, 2, 3, 7, 16, 40, 64, 130, 256} {
+		ms := randomMembers(r, n, &next)
+		seed := r.Uint32()
+		useAVX2 = true
+		a := mustBuild(t, AlgoV2, seed, ms)
+		useAVX2 = false
+		b := mustBuild(t, AlgoV2, seed, ms)
+		if a.Owner != b.Owner || a.Hash != b.Hash {
+			t.Fatalf("%d members: the AVX2 build differs from the pure-Go one", n)
+		}
+	}
+}
