@@ -18,3 +18,20 @@ func slotsGo(sl *[chunkSize]uint32, n int, in, out, m0, m1, m2 uint32) {
 		slots[j] = x ^ out
 	}
 }
+
+// rowGo writes to row[c], for c from c0 to 63, the bucket of a member's
+// rank 64·j + c: order.bucket for one row of ranks, with the member's chunk
+// masks in, out and multipliers m0, m1, m2. rowAVX2 computes the whole row
+// eight chunks at a time where the CPU has AVX2.
+func rowGo(row *[chunks]uint32, in, out *[chunks]uint16, c0 int, j, m0, m1, m2 uint32) {
+	for c := c0; c < chunks; c++ {
+		x := j ^ uint32(in[c])
+		x = x * m0 & slotMask
+		x ^= x >> halfBits
+		x = x * m1 & slotMask
+		x ^= x >> halfBits
+		x = x * m2 & slotMask
+		x ^= x >> halfBits
+		row[c] = uint32(c)<<chunkBits | (x^uint32(out[c]))&slotMask
+	}
+}

@@ -20,3 +20,17 @@ func chunkSlots(sl *[chunkSize]uint32, n int, in, out, m0, m1, m2 uint32) {
 	}
 	slotsGo(sl, n, in, out, m0, m1, m2)
 }
+
+// rowAVX2 is rowGo for the whole row (c0 = 0), eight chunks at a time
+// (slots_amd64.s).
+//
+//go:noescape
+func rowAVX2(row *[chunks]uint32, in, out *[chunks]uint16, j, m0, m1, m2 uint32)
+
+func rankRow(row *[chunks]uint32, in, out *[chunks]uint16, c0 int, j, m0, m1, m2 uint32) {
+	if useAVX2 {
+		rowAVX2(row, in, out, j, m0, m1, m2)
+		return
+	}
+	rowGo(row, in, out, c0, j, m0, m1, m2)
+}

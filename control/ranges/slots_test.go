@@ -40,6 +40,30 @@ func TestSlotsAVX2MatchesGo(t *testing.T) {
 	}
 }
 
+// TestRowAVX2MatchesGo: the assembly rows equal the pure-Go ones, and
+// both equal order.bucket, for random orders and rows.
+func TestRowAVX2MatchesGo(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 16))
+	for range 3000 {
+		o := newOrder(r.Uint64())
+		j := r.IntN(Buckets / chunks)
+		var want, got [chunks]uint32
+		rowGo(&want, &o.in, &o.out, 0, uint32(j), uint32(o.mul[0]), uint32(o.mul[1]), uint32(o.mul[2]))
+		for c := range chunks {
+			if b := o.bucket(j<<rankShift | c); want[c] != uint32(b) {
+				t.Fatalf("row %d chunk %d: rowGo %d, order.bucket %d", j, c, want[c], b)
+			}
+		}
+		if !useAVX2 {
+			continue
+		}
+		rowAVX2(&got, &o.in, &o.out, uint32(j), uint32(o.mul[0]), uint32(o.mul[1]), uint32(o.mul[2]))
+		if got != want {
+			t.Fatalf("row %d: rowAVX2 %v, rowGo %v", j, got, want)
+		}
+	}
+}
+
 // TestBuildV2SameWithoutAVX2: whole tables built with and without the
 // assembly slots are equal.
 func TestBuildV2SameWithoutAVX2(t *testing.T) {

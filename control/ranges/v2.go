@@ -433,15 +433,9 @@ func (bd *builder) match(pool []uint16, count []int) {
 	if len(pool) == 0 {
 		return
 	}
-	// The owners' ranks are no longer needed: rank now marks free pool
-	// buckets (poolFree) and the others.
-	m := &matcher{bd: bd, state: bd.rank, free: slices.Clone(pool), nfree: len(pool),
-		pos: make([]int, len(bd.orders))}
-	for b := range m.state {
-		m.state[b] = poolTaken
-	}
+	m := &matcher{bd: bd, pool: slices.Clone(pool), nfree: len(pool), pos: make([]int, len(bd.orders))}
 	for _, b := range pool {
-		m.state[b] = poolFree
+		m.free[b>>6] |= 1 << (b & 63)
 	}
 	need := make([]int, len(bd.orders))
 	var h walkHeap
@@ -458,8 +452,8 @@ func (bd *builder) match(pool []uint16, count []int) {
 		w := h[0]
 		i := int(w.member)
 		b := bd.orders[i].bucket(int(w.rank))
-		if m.state[b] == poolFree {
-			m.state[b] = poolTaken
+		if m.isFree(b) {
+			m.free[b>>6] &^= 1 << (b & 63)
 			m.nfree--
 			bd.owner[b] = uint16(i)
 			need[i]--
@@ -475,19 +469,17 @@ func (bd *builder) match(pool []uint16, count []int) {
 	}
 }
 
-const (
-	poolFree  = 0
-	poolTaken = -1
-)
-
 // matcher holds the walks of one match.
 type matcher struct {
 	bd    *builder
-	state []int32  // poolFree or poolTaken, by bucket
-	free  []uint16 // the pool buckets, taken ones dropped now and then
-	nfree int      // free pool buckets
-	pos   []int    // next rank each member looks at
+	free  [Buckets / 64]uint64 // a bit for each pool bucket still free
+	pool  []uint16             // the pool buckets, taken ones dropped now and then
+	nfree int                  // free pool buckets
+	pos   []int                // next rank each member looks at
+	row   [chunks]uint32       // buckets of one row of ranks (walkTo)
 }
+
+func (m *matcher) isFree(b uint16) bool { return m.free[b>>6]>>(b&63)&1 != 0 }
 
 // walker is a member's next pair: its arrival time at its rank-rank bucket.
 type walker struct {
@@ -508,7 +500,7 @@ func (a walker) before(b walker) bool {
 func (m *matcher) nextFree(i int) (walker, bool) {
 	o := &m.bd.orders[i]
 	if m.nfree*m.nfree >= Buckets/4 {
-		if k := o.walkTo(m.state, m.pos[i]); k < Buckets {
+		if k := m.walkTo(o, m.pos[i]); k < Buckets {
 			m.pos[i] = k + 1
 			return walker{at: m.bd.arrival(i, k), member: int32(i), rank: int32(k)}, true
 		}
@@ -517,8 +509,8 @@ func (m *matcher) nextFree(i int) (walker, bool) {
 	}
 	m.compact()
 	best := Buckets
-	for _, b := range m.free {
-		if m.state[b] != poolFree {
+	for _, b := range m.pool {
+		if !m.isFree(b) {
 			continue // taken since the last compact
 		}
 		if k := o.rank(b); k >= m.pos[i] && k < best {
@@ -533,28 +525,30 @@ func (m *matcher) nextFree(i int) (walker, bool) {
 	return walker{at: m.bd.arrival(i, best), member: int32(i), rank: int32(best)}, true
 }
 
-// walkTo returns the first rank at or after k whose bucket is poolFree in
-// state, or Buckets: order.bucket unrolled in 32-bit arithmetic (the low 10
-// bits, all that is kept, are the same).
-func (o *order) walkTo(state []int32, k int) int {
-	state = state[:Buckets]
+// walkTo returns member o's first rank at or after k whose bucket is a
+// free pool bucket, or Buckets. It computes the buckets of a row of 64
+// ranks at a time (rankRow: one rank in each chunk), then looks them up.
+func (m *matcher) walkTo(o *order, k int) int {
 	m0, m1, m2 := uint32(o.mul[0]), uint32(o.mul[1]), uint32(o.mul[2])
-	for ; k < Buckets; k++ {
-		c := k & chunkMask
-		x := mixWith(uint32(k>>rankShift)^uint32(o.in[c]), m0, m1, m2)
-		if state[uint32(c)<<chunkBits|(x^uint32(o.out[c]))&slotMask] == poolFree {
-			return k
+	for k < Buckets {
+		j, c := k>>rankShift, k&chunkMask
+		rankRow(&m.row, &o.in, &o.out, c, uint32(j), m0, m1, m2)
+		for ; c < chunks; c++ {
+			if b := m.row[c] & (Buckets - 1); m.free[b>>6]>>(b&63)&1 != 0 {
+				return j<<rankShift | c
+			}
 		}
+		k = (j + 1) << rankShift
 	}
 	return Buckets
 }
 
-// compact drops taken buckets from the free list once they are half of it.
+// compact drops taken buckets from the pool list once they are half of it.
 func (m *matcher) compact() {
-	if 2*m.nfree > len(m.free) {
+	if 2*m.nfree > len(m.pool) {
 		return
 	}
-	m.free = slices.DeleteFunc(m.free, func(b uint16) bool { return m.state[b] != poolFree })
+	m.pool = slices.DeleteFunc(m.pool, func(b uint16) bool { return !m.isFree(b) })
 }
 
 // walkHeap is a binary min-heap of walkers in pair order.
