@@ -271,7 +271,7 @@ func (bd *builder) race(sum uint64) (reach []int, late [][]uint16) {
 	// which lets the loop below pick the minimum without a branch.
 	var best [chunkSize]uint64
 	var win [chunkSize]uint32 // winner index<<16 | its slot number j
-	var sl [chunkSize]uint32  // a member's slots in the chunk (raceSlots)
+	var sl [chunkSize]uint16  // a member's slots in the chunk (raceSlots)
 	inf := math.Float64bits(math.Inf(1))
 	fb := bd.fallbackOrders()
 	var miss []uint16
@@ -369,10 +369,10 @@ func (bd *builder) settle(c int, miss []uint16, f *fallback, late [][]uint16) {
 // raceSlots runs one member's walk over one chunk: its slot number j
 // reaches slot order.slot(c, j) at times[j]·inv, and a slot takes the
 // earliest arrival (ties keep the earlier member, which came first). It
-// computes the slots first (chunkSlots, eight at a time where the CPU can),
+// computes the slots first (chunkSlots, 16 at a time where the CPU can),
 // then takes the minimum slot by slot, branch-free: as a member's slots are
 // distinct, no store of this loop holds up a load of another.
-func raceSlots(best *[chunkSize]uint64, win *[chunkSize]uint32, sl *[chunkSize]uint32, times []float64, inv float64, tag, in, out, m0, m1, m2 uint32) {
+func raceSlots(best *[chunkSize]uint64, win *[chunkSize]uint32, sl *[chunkSize]uint16, times []float64, inv float64, tag, in, out, m0, m1, m2 uint32) {
 	chunkSlots(sl, len(times), in, out, m0, m1, m2)
 	slots := sl[:len(times)]
 	times = times[:len(slots)]
@@ -476,7 +476,7 @@ type matcher struct {
 	pool  []uint16             // the pool buckets, taken ones dropped now and then
 	nfree int                  // free pool buckets
 	pos   []int                // next rank each member looks at
-	row   [chunks]uint32       // buckets of one row of ranks (walkTo)
+	row   [chunks]uint16       // buckets of one row of ranks (walkTo)
 }
 
 func (m *matcher) isFree(b uint16) bool { return m.free[b>>6]>>(b&63)&1 != 0 }
