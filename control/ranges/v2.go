@@ -391,6 +391,7 @@ func raceSlots(best *[chunkSize]uint64, win *[chunkSize]uint32, sl *[chunkSize]u
 // buckets each member keeps.
 func (bd *builder) release(reach []int, late [][]uint16) (pool []uint16, count []int) {
 	count = make([]int, len(bd.orders))
+	var row [chunks]uint16
 	for _, o := range bd.owner {
 		count[o]++
 	}
@@ -407,12 +408,19 @@ func (bd *builder) release(reach []int, late [][]uint16) (pool []uint16, count [
 		take := min(extra, len(l))
 		pool = append(pool, l[:take]...)
 		extra -= take
+		// A row of 64 ranks at a time (rankRow), each row from its end.
 		o := &bd.orders[i]
-		for k := reach[i] - 1; extra > 0 && k >= 0; k-- {
-			if b := o.bucket(k); int(bd.owner[b]) == i {
-				pool = append(pool, b)
-				extra--
+		m0, m1, m2 := uint32(o.mul[0]), uint32(o.mul[1]), uint32(o.mul[2])
+		for k := reach[i] - 1; extra > 0 && k >= 0; {
+			j := k >> rankShift
+			rankRow(&row, &o.in, &o.out, 0, uint32(j), m0, m1, m2)
+			for c := k & chunkMask; extra > 0 && c >= 0; c-- {
+				if b := row[c]; int(bd.owner[b]) == i {
+					pool = append(pool, b)
+					extra--
+				}
 			}
+			k = j<<rankShift - 1
 		}
 	}
 	return pool, count
