@@ -115,11 +115,13 @@ func (t *Table) hashWith(prefix string) string {
 		h.Write([]byte(m.ID))
 		h.Write([]byte{0})
 	}
-	buf := make([]byte, 2*Buckets)
-	for b, o := range t.Owner {
-		binary.BigEndian.PutUint16(buf[2*b:], o)
+	var buf [4096]byte // owners in blocks, not a 128 KiB slice a hash
+	for b := 0; b < Buckets; b += len(buf) / 2 {
+		for k, o := range t.Owner[b : b+len(buf)/2] {
+			binary.BigEndian.PutUint16(buf[2*k:], o)
+		}
+		h.Write(buf[:])
 	}
-	h.Write(buf)
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 

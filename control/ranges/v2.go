@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"math"
 	"slices"
+	"sync"
 )
 
 // Version 2: exact shares, fast builds.
@@ -223,13 +224,20 @@ func (b *builder) arrival(i, k int) float64 {
 	return float64(b.times[(k&chunkMask)<<chunkBits|k>>rankShift] * b.inv[i])
 }
 
+// rankPool recycles the builders' 256 KiB rank arrays: a build writes
+// every entry before it reads one, and a new array each build made the
+// garbage collector run every few builds.
+var rankPool = sync.Pool{New: func() any { return new([Buckets]int32) }}
+
 // buildV2 fills t.Owner for members sorted by ID with unique IDs.
 func buildV2(seed uint32, t *Table) {
 	ms := t.Members
 	n := len(ms)
 	wq := make([]uint64, n)
+	rank := rankPool.Get().(*[Buckets]int32)
+	defer rankPool.Put(rank)
 	bd := &builder{orders: make([]order, n), inv: make([]float64, n), times: unitTimes(),
-		owner: &t.Owner, rank: make([]int32, Buckets)}
+		owner: &t.Owner, rank: rank[:]}
 	var sum uint64
 	for i, m := range ms {
 		wq[i] = quantize(m.Weight)
