@@ -281,7 +281,6 @@ func (bd *builder) race(sum uint64) (reach []int, late [][]uint16) {
 	var win [chunkSize]uint32 // winner index<<16 | its slot number j
 	var sl [chunkSize]uint16  // a member's slots in the chunk (raceSlots)
 	inf := math.Float64bits(math.Inf(1))
-	fb := bd.fallbackOrders()
 	var miss []uint16
 	for c := range chunks {
 		for s := range best {
@@ -309,65 +308,36 @@ func (bd *builder) race(sum uint64) (reach []int, late [][]uint16) {
 			bd.rank[b] = int32(win[s]&0xffff)<<rankShift | int32(c)
 		}
 		if len(miss) > 0 {
-			bd.settle(c, miss, fb, late)
+			bd.settle(c, miss, late)
 		}
 	}
 	return reach, late
 }
 
-// fallback holds what settle needs of every active member, in the order of
-// bd.active, as flat arrays: the inverse multipliers, 1/weight and each
-// chunk's masks.
-type fallback struct {
-	inv0, inv1, inv2 []uint32
-	w                []float64
-	in, out          [chunks][]uint16
-}
-
-func (bd *builder) fallbackOrders() *fallback {
-	na := len(bd.active)
-	f := &fallback{inv0: make([]uint32, na), inv1: make([]uint32, na), inv2: make([]uint32, na), w: make([]float64, na)}
-	masks := make([]uint16, 2*chunks*na)
-	for c := range chunks {
-		f.in[c], masks = masks[:na:na], masks[na:]
-		f.out[c], masks = masks[:na:na], masks[na:]
-	}
-	for a, i := range bd.active {
-		o := &bd.orders[i]
-		f.inv0[a], f.inv1[a], f.inv2[a] = uint32(o.inv[0]), uint32(o.inv[1]), uint32(o.inv[2])
-		f.w[a] = bd.inv[i]
-		for c := range chunks {
-			f.in[c][a], f.out[c][a] = o.in[c], o.out[c]
-		}
-	}
-	return f
-}
-
 // settle gives each slot of chunk c in miss, which no member reached before
 // the cut-off, to the member that reaches it first, ties to the lower index:
 // every active member's rank of the slot (order.rank unrolled) and its
-// arrival time there, in one loop over the flat arrays.
-func (bd *builder) settle(c int, miss []uint16, f *fallback, late [][]uint16) {
+// arrival time there.
+func (bd *builder) settle(c int, miss []uint16, late [][]uint16) {
 	base := c << chunkBits
 	times := bd.times[base : base+chunkSize]
-	n := len(bd.active)
-	in, out, inv0, inv1, inv2, w := f.in[c][:n], f.out[c][:n], f.inv0[:n], f.inv1[:n], f.inv2[:n], f.w[:n]
 	for _, s := range miss {
-		first, who := math.Inf(1), uint32(0) // active position<<16 | slot number j
-		for a := range n {
-			x := uint32(s) ^ uint32(out[a])
+		first, who := math.Inf(1), uint32(0) // index<<16 | slot number j
+		for _, i := range bd.active {
+			o := &bd.orders[i]
+			x := uint32(s) ^ uint32(o.out[c])
 			x ^= x >> halfBits
-			x = x * inv2[a] & slotMask
+			x = x * uint32(o.inv[2]) & slotMask
 			x ^= x >> halfBits
-			x = x * inv1[a] & slotMask
+			x = x * uint32(o.inv[1]) & slotMask
 			x ^= x >> halfBits
-			x = x*inv0[a]&slotMask ^ uint32(in[a])
-			if t := times[x] * w[a]; t < first {
-				first, who = t, uint32(a)<<16|x
+			x = (x*uint32(o.inv[0]) ^ uint32(o.in[c])) & slotMask
+			if t := times[x] * bd.inv[i]; t < first {
+				first, who = t, uint32(i)<<16|x
 			}
 		}
 		b := base + int(s)
-		i := bd.active[who>>16]
+		i := who >> 16
 		bd.owner[b] = uint16(i)
 		bd.rank[b] = int32(who&0xffff)<<rankShift | int32(c)
 		late[i] = append(late[i], uint16(b))
