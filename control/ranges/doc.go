@@ -21,6 +21,11 @@
 //     moves a little more than the minimum the quotas force (v2.go,
 //     docs/protocol.md).
 //
+// The version-2 builder computes the members' orders 16 ranks at a time in
+// Go assembly where the CPU has AVX2 (slots_amd64.s) and in Go elsewhere
+// (slots.go; -tags purego forces it); the tests check that both give the
+// same orders and the same tables.
+//
 // Both formats are frozen in docs/protocol.md and pinned by golden files;
 // the content hash of a version-2 table names its version, so tables of
 // different versions never look equal.
