@@ -11,6 +11,7 @@
 #define _GNU_SOURCE /* gettid */
 #endif
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -82,8 +83,11 @@ uint64_t sdp_tsc_hz(void)
 struct sdp_worker *sdp_worker_alloc(void)
 {
 	struct sdp_worker *w = aligned_alloc(64, sizeof(*w));
-	if (w != NULL)
+	if (w != NULL) {
 		memset(w, 0, sizeof(*w));
+		w->nic_fd = -1;
+		w->tap_fd = -1;
+	}
 	return w;
 }
 
@@ -188,11 +192,21 @@ int sdp_worker_main(void *arg)
 					     ? w->idle_sleep_max_us
 					     : IDLE_FIRST_SLEEP_US;
 	uint64_t sleep_us = first_sleep;
-	uint64_t spin_tsc = rte_get_tsc_hz() / 1000000 * IDLE_SPIN_US;
+	uint64_t spin_us = IDLE_SPIN_US;
+	if (getenv("SHOAL_XSPIN_US") && w->nic_fd >= 0 && w->tap_fd >= 0)
+		spin_us = strtoull(getenv("SHOAL_XSPIN_US"), NULL, 10);
+	uint64_t spin_tsc = rte_get_tsc_hz() / 1000000 * spin_us;
 	uint64_t last_busy = rte_get_tsc_cycles();
 	int spin = 1;		 /* the last quiet spell ended within the window */
 	int quiet = 0;		 /* an iteration since last_busy found nothing */
-	uint64_t spell_slept = 0; /* us of sleep asked for since last_busy */
+	uint64_t spell_slept = 0; /* us asleep since last_busy */
+	int woke = 0;		 /* the last iteration ended in a sleep */
+	const uint64_t tsc_per_us = rte_get_tsc_hz() / 1000000 ? rte_get_tsc_hz() / 1000000 : 1;
+	const int wait_fds = w->nic_fd >= 0 && w->tap_fd >= 0;
+	struct pollfd pfd[2] = {
+		{.fd = w->nic_fd, .events = POLLIN},
+		{.fd = w->tap_fd, .events = POLLIN},
+	};
 
 	/* nanosleep rounds every sleep up by the thread's timer slack, 50 us
 	 * by default: the first "1 us" idle sleep took ~55 us. With a slack
@@ -235,8 +249,15 @@ int sdp_worker_main(void *arg)
 		}
 		if (m)
 			handle_burst(w, tap_pkts, m, 1, now);
-		sdp_flows_sweep(&w->cls, now,
-				n == SDP_BURST ? SWEEP_SLOTS_BUSY : SWEEP_SLOTS_PER_ITER);
+		/* The sweep runs on iterations that received something and on
+		 * the first after a sleep, not on every empty poll of a spin:
+		 * there it was a tenth of a loaded worker's time (perf, issue
+		 * 14, fourth pass) and bought nothing a later iteration would
+		 * not do. An idle worker still sweeps once per wake-up. */
+		if (n || m || woke)
+			sdp_flows_sweep(&w->cls, now,
+					n == SDP_BURST ? SWEEP_SLOTS_BUSY
+						       : SWEEP_SLOTS_PER_ITER);
 		uint32_t cmds = 0;
 		if (sdp_cmd_pending(&w->cmds))
 			cmds = sdp_cmd_run(&w->cmds, &w->cls, now);
@@ -245,30 +266,50 @@ int sdp_worker_main(void *arg)
 		if (took > atomic_load_explicit(&w->max_iter_cycles, memory_order_relaxed))
 			atomic_store_explicit(&w->max_iter_cycles, took, memory_order_relaxed);
 		if (n || m || cmds) {
+			woke = 0;
 			if (quiet)
 				spin = sdp_spin_next(spin, spell_slept,
-						     IDLE_SPIN_US);
+						     spin_us);
 			last_busy = rte_get_tsc_cycles();
 			quiet = 0;
 			spell_slept = 0;
 			sleep_us = first_sleep;
 			continue;
 		}
+		if (woke)
+			w->empty_wakes++;
+		woke = 0;
 		quiet = 1;
 		if (spin && rte_get_tsc_cycles() - last_busy < spin_tsc)
 			continue;
-		/* Idle: sleep, doubling up to the configured maximum. The
-		 * first packet or command after a quiet spell waits at most
-		 * that long, plus the host's wake-up latency. */
-		struct timespec ts = {0, (long)(sleep_us * 1000)};
-		nanosleep(&ts, NULL);
+		/* Idle: sleep. With the devices' file descriptors the worker
+		 * waits on them and the first packet ends the sleep; the
+		 * timeout (the cap) only bounds how long the sweep and the
+		 * quiescent report wait. Without them, timed sleeps doubling
+		 * up to the cap: the first packet or command after a quiet
+		 * spell waits at most that long, plus the host's wake-up
+		 * latency. Commands end either sleep with a signal (cmd.h). */
+		uint64_t slept;
+		if (wait_fds) {
+			uint64_t t0 = rte_get_tsc_cycles();
+			struct timespec ts = {w->idle_sleep_max_us / 1000000,
+					      (long)(w->idle_sleep_max_us % 1000000) * 1000};
+			ppoll(pfd, 2, &ts, NULL);
+			slept = (rte_get_tsc_cycles() - t0) / tsc_per_us;
+		} else {
+			struct timespec ts = {sleep_us / 1000000,
+					      (long)(sleep_us % 1000000) * 1000};
+			nanosleep(&ts, NULL);
+			slept = sleep_us;
+			if (sleep_us < w->idle_sleep_max_us)
+				sleep_us = sleep_us * 2 > w->idle_sleep_max_us
+						   ? w->idle_sleep_max_us
+						   : sleep_us * 2;
+		}
 		w->idle_sleeps++;
-		w->sleep_us += sleep_us;
-		spell_slept += sleep_us;
-		if (sleep_us < w->idle_sleep_max_us)
-			sleep_us = sleep_us * 2 > w->idle_sleep_max_us
-					   ? w->idle_sleep_max_us
-					   : sleep_us * 2;
+		w->sleep_us += slept;
+		spell_slept += slept;
+		woke = 1;
 	}
 	atomic_store_explicit(&w->running, 0, memory_order_release);
 	return 0;
