@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-lb/shoal/dataplane"
 	"github.com/shoal-lb/shoal/lab"
 )
 
@@ -89,6 +90,11 @@ func TestIdleWorker(t *testing.T) {
 	t.Logf("idle worker: %.1f%% of a core (idle_sleep_max_us %d); %d frames in, %d from the kernel, %d polls, %d sleeps",
 		100*used, cfg.Dataplane.IdleSleepMaxUS, s1.Total.RX-s0.Total.RX, s1.Total.FromKernel-s0.Total.FromKernel,
 		s1.Workers[0].Polls-s0.Workers[0].Polls, s1.Workers[0].IdleSleeps-s0.Workers[0].IdleSleeps)
+	// The lab's devices (af_packet, tap) both give the worker a file
+	// descriptor to sleep on; a worker back on timed sleeps has lost them.
+	if w := s1.Workers[0].IdleWait; w != dataplane.IdleWaitFDs {
+		t.Errorf("worker idle wait %q, want %q", w, dataplane.IdleWaitFDs)
+	}
 	if used >= 0.05 {
 		t.Errorf("an idle worker uses %.1f%% of a core, want under 5%%", 100*used)
 	}
