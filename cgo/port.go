@@ -30,6 +30,11 @@ type PortConf struct {
 	// receive and report them in the mbufs' offload flags, where it can;
 	// a device that cannot is configured without (software checks then).
 	RxChecksum bool
+	// RxWait asks for receive-queue interrupts where the driver's
+	// interrupt is the queue's own file descriptor (net_tap), so that
+	// RxWaitFD can give it to a worker that sleeps until a packet comes.
+	// Other drivers are configured as without it.
+	RxWait bool
 }
 
 // LinkStatus is a port's link state.
@@ -103,7 +108,7 @@ func (p *Port) Configure(c PortConf) error {
 		return &Error{Op: p.op("configure"), Code: int(syscall.EINVAL), Msg: "PortConf.Mempool is required for receive queues"}
 	}
 	r := C.shoal_port_configure(C.uint16_t(p.ID), C.uint16_t(c.RxQueues), C.uint16_t(c.TxQueues),
-		C.uint16_t(c.RxDesc), C.uint16_t(c.TxDesc), c.Mempool.mp, C.uint16_t(c.MTU), cbool(c.RxChecksum))
+		C.uint16_t(c.RxDesc), C.uint16_t(c.TxDesc), c.Mempool.mp, C.uint16_t(c.MTU), cbool(c.RxChecksum), cbool(c.RxWait))
 	if r.rc < 0 {
 		what := "rte_eth_dev_configure"
 		switch r.stage {

@@ -33,3 +33,9 @@ func selftestPump(p *Port, mp *Mempool, n uint) (tx, rx uint) {
 	r := C.shoal_selftest_pump(C.uint16_t(p.ID), mp.mp, C.uint(n))
 	return uint(r.tx), uint(r.rx)
 }
+
+// rxDrop receives one burst from queue 0 of p and frees it; it returns
+// the burst's size.
+func rxDrop(p *Port) int {
+	return int(C.shoal_selftest_rx_drop(C.uint16_t(p.ID)))
+}

@@ -103,7 +103,14 @@ typedef struct {
 shoal_open_res shoal_port_open(const char *devargs);
 shoal_res shoal_port_configure(uint16_t port, uint16_t nrxq, uint16_t ntxq,
 			       uint16_t nrxd, uint16_t ntxd,
-			       struct rte_mempool *mp, uint16_t mtu, int rx_csum);
+			       struct rte_mempool *mp, uint16_t mtu, int rx_csum,
+			       int rx_wait);
+/* The driver's name (rte_eth_dev_info.driver_name) into buf; 0 or a
+ * negative errno. */
+int shoal_port_driver(uint16_t port, char *buf, size_t len);
+/* The file descriptor of receive queue q's interrupt (valid once the port
+ * started with rx_wait on a driver that has one), or a negative errno. */
+int shoal_port_rx_intr_fd(uint16_t port, uint16_t q);
 shoal_res shoal_port_start(uint16_t port);
 shoal_res shoal_port_stop(uint16_t port);
 shoal_res shoal_port_close(uint16_t port);
@@ -123,5 +130,7 @@ typedef struct {
 	unsigned tx, rx;
 } shoal_pump;
 shoal_pump shoal_selftest_pump(uint16_t port, struct rte_mempool *mp, unsigned n);
+/* Receives one burst from queue 0 of port and frees it; returns its size. */
+unsigned shoal_selftest_rx_drop(uint16_t port);
 
 #endif

@@ -45,6 +45,7 @@ type Runtime struct {
 	started bool
 	vip     netip.Addr
 	tscHz   float64
+	idle    []string // per worker: how it waits when idle (IdleWait)
 
 	// use is held shared by every command from post to completion and
 	// exclusively by Free, so no waiter outlives the rings it reads.
@@ -106,9 +107,42 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 			us = 1
 		}
 		w.idle_sleep_max_us = C.uint32_t(us)
+		r.idle = append(r.idle, setWaitFDs(w, cfg.NIC, cfg.Tap, uint16(i)))
 		r.workers = append(r.workers, w)
 	}
 	return r, nil
+}
+
+// setWaitFDs gives worker w the file descriptors of its two receive
+// queues when both devices have one (the ports must have started), and
+// returns how the worker will wait when idle: "fds" (until a packet comes,
+// at most the cap) or "timed: <why>" (sleeps of fixed length).
+func setWaitFDs(w *C.struct_sdp_worker, nic, tap *dpdk.Port, q uint16) string {
+	if nic == nil || tap == nil {
+		return "timed: no ports"
+	}
+	nfd, err := nic.RxWaitFD(q)
+	if err != nil {
+		return "timed: NIC: " + err.Error()
+	}
+	tfd, err := tap.RxWaitFD(q)
+	if err != nil {
+		return "timed: tap: " + err.Error()
+	}
+	w.nic_fd, w.tap_fd = C.int(nfd), C.int(tfd)
+	return IdleWaitFDs
+}
+
+// IdleWaitFDs is IdleWait's answer for a worker that sleeps on its
+// devices' file descriptors.
+const IdleWaitFDs = "fds"
+
+// IdleWait says, per worker, how it sleeps when idle: IdleWaitFDs, or
+// "timed: " and the reason the devices gave no file descriptor.
+func (r *Runtime) IdleWait() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.idle...)
 }
 
 // Publish swaps in a new ownership table and frees the old one once every
@@ -217,6 +251,8 @@ func (r *Runtime) Stats() []WorkerStats {
 			Polls:      uint64(w.polls),
 			IdleSleeps: uint64(w.idle_sleeps),
 			SleptUS:    uint64(w.sleep_us),
+			EmptyWakes: uint64(w.empty_wakes),
+			IdleWait:   r.idle[i],
 			Epoch:      uint64(C.sdp_worker_epoch(w)),
 			MaxIterUS:  float64(C.sdp_worker_max_iter(w)) / r.tscHz * 1e6,
 			Commands:   uint64(C.sdp_worker_cmds_done(w)),

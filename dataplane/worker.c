@@ -4,13 +4,17 @@
  * tap RX -> classify -> NIC TX (replies leave directly). The worker never
  * calls Go and never locks: it loads the published ownership table once per
  * iteration, which is also its quiescent point, runs the commands Go posted
- * (cmd.h) within a fixed budget per iteration, and backs off into short
- * sleeps when idle so that a quiet node does not eat a core.
+ * (cmd.h) within a fixed budget per iteration, and sleeps when idle so
+ * that a quiet node does not eat a core: on the devices' receive file
+ * descriptors where it has them (until a packet comes), else in short
+ * timed sleeps.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* gettid */
 #endif
 #include <errno.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -82,8 +86,11 @@ uint64_t sdp_tsc_hz(void)
 struct sdp_worker *sdp_worker_alloc(void)
 {
 	struct sdp_worker *w = aligned_alloc(64, sizeof(*w));
-	if (w != NULL)
+	if (w != NULL) {
 		memset(w, 0, sizeof(*w));
+		w->nic_fd = -1;
+		w->tap_fd = -1;
+	}
 	return w;
 }
 
@@ -180,6 +187,22 @@ static void handle_burst(struct sdp_worker *w, struct rte_mbuf **pkts,
 		rte_pktmbuf_free_bulk(drop, ndrop);
 }
 
+/* An epoll set of the two receive descriptors, level-triggered, or -1. */
+static int open_epoll(int a, int b)
+{
+	int fd = epoll_create1(EPOLL_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct epoll_event ea = {.events = EPOLLIN, .data.u32 = 0};
+	struct epoll_event eb = {.events = EPOLLIN, .data.u32 = 1};
+	if (epoll_ctl(fd, EPOLL_CTL_ADD, a, &ea) < 0 ||
+	    epoll_ctl(fd, EPOLL_CTL_ADD, b, &eb) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int sdp_worker_main(void *arg)
 {
 	struct sdp_worker *w = arg;
@@ -192,7 +215,20 @@ int sdp_worker_main(void *arg)
 	uint64_t last_busy = rte_get_tsc_cycles();
 	int spin = 1;		 /* the last quiet spell ended within the window */
 	int quiet = 0;		 /* an iteration since last_busy found nothing */
-	uint64_t spell_slept = 0; /* us of sleep asked for since last_busy */
+	uint64_t spell_slept = 0; /* us asleep since last_busy */
+	int woke = 0;		 /* the last iteration ended in a sleep */
+	const uint64_t tsc_per_us = rte_get_tsc_hz() / 1000000 ? rte_get_tsc_hz() / 1000000 : 1;
+	const int wait_fds = w->nic_fd >= 0 && w->tap_fd >= 0;
+	struct pollfd pfd[2] = {
+		{.fd = w->nic_fd, .events = POLLIN},
+		{.fd = w->tap_fd, .events = POLLIN},
+	};
+	/* An epoll set keeps the two descriptors registered: ppoll adds
+	 * and removes its wait-queue entries on every call, which was a
+	 * fifth of a loaded worker's ppoll time. ppoll is the fallback
+	 * (no epoll_pwait2 before Linux 5.11). */
+	int epfd = wait_fds ? open_epoll(w->nic_fd, w->tap_fd) : -1;
+	int tap_ready = 1; /* the next iteration reads the tap */
 
 	/* nanosleep rounds every sleep up by the thread's timer slack, 50 us
 	 * by default: the first "1 us" idle sleep took ~55 us. With a slack
@@ -220,8 +256,11 @@ int sdp_worker_main(void *arg)
 		 * decided after it, behind a backlog the worker met after a
 		 * stall, that SYN-ACK went out and reached a client whose
 		 * connection had ended (docs/dataplane.md, overlap guard). */
-		uint16_t m = rte_eth_rx_burst(w->tap_port, w->tap_queue, tap_pkts,
-					      SDP_BURST);
+		uint16_t m = 0;
+		if (tap_ready)
+			m = rte_eth_rx_burst(w->tap_port, w->tap_queue,
+					     tap_pkts, SDP_BURST);
+		tap_ready = 1;
 		uint16_t n = rte_eth_rx_burst(w->nic_port, w->nic_queue, pkts,
 					      SDP_BURST);
 		if (n)
@@ -235,8 +274,15 @@ int sdp_worker_main(void *arg)
 		}
 		if (m)
 			handle_burst(w, tap_pkts, m, 1, now);
-		sdp_flows_sweep(&w->cls, now,
-				n == SDP_BURST ? SWEEP_SLOTS_BUSY : SWEEP_SLOTS_PER_ITER);
+		/* The sweep runs on iterations that received something and on
+		 * the first after a sleep, not on every empty poll of a spin:
+		 * there it was a tenth of a loaded worker's time (perf, issue
+		 * 14, fourth pass) and bought nothing a later iteration would
+		 * not do. An idle worker still sweeps once per wake-up. */
+		if (n || m || woke)
+			sdp_flows_sweep(&w->cls, now,
+					n == SDP_BURST ? SWEEP_SLOTS_BUSY
+						       : SWEEP_SLOTS_PER_ITER);
 		uint32_t cmds = 0;
 		if (sdp_cmd_pending(&w->cmds))
 			cmds = sdp_cmd_run(&w->cmds, &w->cls, now);
@@ -245,6 +291,7 @@ int sdp_worker_main(void *arg)
 		if (took > atomic_load_explicit(&w->max_iter_cycles, memory_order_relaxed))
 			atomic_store_explicit(&w->max_iter_cycles, took, memory_order_relaxed);
 		if (n || m || cmds) {
+			woke = 0;
 			if (quiet)
 				spin = sdp_spin_next(spin, spell_slept,
 						     IDLE_SPIN_US);
@@ -254,22 +301,62 @@ int sdp_worker_main(void *arg)
 			sleep_us = first_sleep;
 			continue;
 		}
+		if (woke)
+			w->empty_wakes++;
+		woke = 0;
 		quiet = 1;
 		if (spin && rte_get_tsc_cycles() - last_busy < spin_tsc)
 			continue;
-		/* Idle: sleep, doubling up to the configured maximum. The
-		 * first packet or command after a quiet spell waits at most
-		 * that long, plus the host's wake-up latency. */
-		struct timespec ts = {0, (long)(sleep_us * 1000)};
-		nanosleep(&ts, NULL);
+		/* Idle: sleep. With the devices' file descriptors the worker
+		 * waits on them and the first packet ends the sleep; the
+		 * timeout (the cap) only bounds how long the sweep and the
+		 * quiescent report wait. Without them, timed sleeps doubling
+		 * up to the cap: the first packet or command after a quiet
+		 * spell waits at most that long, plus the host's wake-up
+		 * latency. Commands end either sleep with a signal (cmd.h). */
+		uint64_t slept;
+		if (wait_fds) {
+			uint64_t t0 = rte_get_tsc_cycles();
+			struct timespec ts = {w->idle_sleep_max_us / 1000000,
+					      (long)(w->idle_sleep_max_us % 1000000) * 1000};
+			struct epoll_event ev[2];
+			int k = epfd < 0 ? -1 : epoll_pwait2(epfd, ev, 2, &ts, NULL);
+			if (k > 0) {
+				/* The next iteration reads the tap only if it
+				 * is readable: a tap read is a readv(2), and
+				 * most wake-ups are the NIC's. The NIC is read
+				 * on every iteration (a look at its ring): the
+				 * frames it received before a tap read must be
+				 * decided first (overlap guard, above). */
+				tap_ready = 0;
+				for (int i = 0; i < k; i++)
+					if (ev[i].data.u32 == 1)
+						tap_ready = 1;
+			} else if (k < 0 && (epfd < 0 || errno == ENOSYS)) {
+				if (epfd >= 0) {
+					close(epfd);
+					epfd = -1;
+				}
+				ppoll(pfd, 2, &ts, NULL);
+			}
+			slept = (rte_get_tsc_cycles() - t0) / tsc_per_us;
+		} else {
+			struct timespec ts = {sleep_us / 1000000,
+					      (long)(sleep_us % 1000000) * 1000};
+			nanosleep(&ts, NULL);
+			slept = sleep_us;
+			if (sleep_us < w->idle_sleep_max_us)
+				sleep_us = sleep_us * 2 > w->idle_sleep_max_us
+						   ? w->idle_sleep_max_us
+						   : sleep_us * 2;
+		}
 		w->idle_sleeps++;
-		w->sleep_us += sleep_us;
-		spell_slept += sleep_us;
-		if (sleep_us < w->idle_sleep_max_us)
-			sleep_us = sleep_us * 2 > w->idle_sleep_max_us
-					   ? w->idle_sleep_max_us
-					   : sleep_us * 2;
+		w->sleep_us += slept;
+		spell_slept += slept;
+		woke = 1;
 	}
+	if (epfd >= 0)
+		close(epfd);
 	atomic_store_explicit(&w->running, 0, memory_order_release);
 	return 0;
 }

@@ -34,12 +34,19 @@ struct sdp_worker {
 	uint16_t tap_port;
 	uint16_t tap_queue;
 	uint32_t idle_sleep_max_us;
+	/* File descriptors that poll(2) reports readable while the NIC's and
+	 * the tap's receive queues hold packets (dpdk.Port.RxWaitFD), or -1.
+	 * With both, an idle worker sleeps in ppoll on them until a packet
+	 * comes or idle_sleep_max_us passes; otherwise in timed nanosleeps. */
+	int nic_fd;
+	int tap_fd;
 	/* Written by the worker, read by Go. */
 	_Atomic uint64_t seen_epoch; /* epoch of the table in use: the quiescent report */
 	_Atomic int running;
 	uint64_t polls;
 	uint64_t idle_sleeps;
-	uint64_t sleep_us;
+	uint64_t sleep_us;   /* time asleep, measured (TSC) */
+	uint64_t empty_wakes; /* sleeps after which the next poll found nothing */
 	/* The longest loop iteration, in TSC cycles, sleep excluded: what a
 	 * packet arriving at the worst moment waits for. Go resets it with
 	 * sdp_worker_take_max_iter. */

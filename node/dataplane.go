@@ -71,10 +71,12 @@ func (n *Node) startDataplane(onExit func(func())) error {
 	onExit(func() { tap.Close() })
 	// The NIC verifies checksums where it can: the worker then trusts its
 	// word instead of summing every segment it keeps (see dataplane.md).
-	if err := nic.Configure(dpdk.PortConf{Mempool: pool, RxChecksum: true}); err != nil {
+	// RxWait: an idle worker sleeps on the queues' file descriptors where
+	// the drivers give them (docs/dataplane.md, Workers and idle).
+	if err := nic.Configure(dpdk.PortConf{Mempool: pool, RxChecksum: true, RxWait: true}); err != nil {
 		return err
 	}
-	if err := tap.Configure(dpdk.PortConf{Mempool: pool}); err != nil {
+	if err := tap.Configure(dpdk.PortConf{Mempool: pool, RxWait: true}); err != nil {
 		return err
 	}
 	// The NIC must take frames for the cluster MAC (multicast) and, on a
@@ -113,6 +115,9 @@ func (n *Node) startDataplane(onExit func(func())) error {
 		return err
 	}
 	onExit(rt.Free)
+	for i, how := range rt.IdleWait() {
+		n.log.Info("worker idle wait", "worker", i, "mode", how)
+	}
 	if err := rt.Start(); err != nil {
 		return err
 	}

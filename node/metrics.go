@@ -49,6 +49,8 @@ func (n *Node) writeMetrics(w io.Writer) {
 		writeStruct(w, "shoal_dataplane_flows", fmt.Sprintf(`worker="%d",state=`, wk.Lcore), wk.Flows, false)
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_dataplane_polls_total{worker="%d"}`, wk.Lcore), wk.Polls)
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_dataplane_idle_sleep_seconds_total{worker="%d"}`, wk.Lcore), wk.SleptUS/1e6)
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_dataplane_idle_sleeps_total{worker="%d"}`, wk.Lcore), wk.IdleSleeps)
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_dataplane_empty_wakes_total{worker="%d"}`, wk.Lcore), wk.EmptyWakes)
 		metrics.WriteGaugeUint64(w, fmt.Sprintf(`shoal_dataplane_worker_epoch{worker="%d"}`, wk.Lcore), wk.Epoch)
 		metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_dataplane_max_iteration_seconds{worker="%d"}`, wk.Lcore), wk.MaxIterUS/1e6)
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`shoal_dataplane_commands_total{worker="%d"}`, wk.Lcore), wk.Commands)

@@ -81,7 +81,13 @@ type WorkerStats struct {
 	Polls      uint64     `json:"polls"`
 	IdleSleeps uint64     `json:"idle_sleeps"`
 	SleptUS    uint64     `json:"slept_us"`
-	Epoch      uint64     `json:"epoch"`
+	// EmptyWakes counts idle sleeps after which the worker's next poll
+	// found nothing: wake-ups that bought no packet.
+	EmptyWakes uint64 `json:"empty_wakes"`
+	// IdleWait is how the worker sleeps when idle: "fds" (on its devices'
+	// receive file descriptors, until a packet comes) or "timed: " and why.
+	IdleWait string `json:"idle_wait"`
+	Epoch    uint64 `json:"epoch"`
 	// MaxIterUS is the longest loop iteration since the last
 	// Runtime.ResetMaxIter (or the start), idle sleeps excluded: the
 	// longest a packet can wait for the worker to come back to its queues.
