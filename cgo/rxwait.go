@@ -7,13 +7,10 @@ import "C"
 
 import (
 	"fmt"
-	"net"
-	"os"
-	"strconv"
 	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/shoal-lb/shoal/internal/packetsock"
 )
 
 // Driver is the port's driver name (rte_eth_dev_info.driver_name), e.g.
@@ -70,9 +67,9 @@ func (p *Port) RxWaitFD(q uint16) (int, error) {
 		if iface == "" {
 			return notSup(fmt.Sprintf("net_af_packet devargs %q name no iface", p.devargs))
 		}
-		fds, err := packetSockets(iface)
+		fds, err := packetsock.Bound(iface)
 		if err != nil {
-			return -1, err
+			return -1, fmt.Errorf("dpdk: %w", err)
 		}
 		if len(fds) != 1 {
 			return notSup(fmt.Sprintf("%d packet sockets of this process are bound to %s, want exactly one (the PMD's, with qpairs=1)", len(fds), iface))
@@ -91,33 +88,4 @@ func devargValue(devargs, key string) string {
 		}
 	}
 	return ""
-}
-
-// packetSockets lists this process's AF_PACKET sockets bound to netdev.
-func packetSockets(netdev string) ([]int, error) {
-	ifi, err := net.InterfaceByName(netdev)
-	if err != nil {
-		return nil, fmt.Errorf("dpdk: packet sockets of %s: %w", netdev, err)
-	}
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return nil, fmt.Errorf("dpdk: packet sockets of %s: %w", netdev, err)
-	}
-	var out []int
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || dom != unix.AF_PACKET {
-			continue
-		}
-		sa, err := unix.Getsockname(fd)
-		ll, ok := sa.(*unix.SockaddrLinklayer)
-		if err != nil || !ok || ll.Ifindex != ifi.Index {
-			continue
-		}
-		out = append(out, fd)
-	}
-	return out, nil
 }

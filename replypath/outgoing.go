@@ -2,12 +2,11 @@ package replypath
 
 import (
 	"fmt"
-	"net"
-	"os"
-	"strconv"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-lb/shoal/internal/packetsock"
 )
 
 // outgoingFilter is a classic BPF socket filter that keeps every frame but
@@ -42,32 +41,16 @@ func outgoingFilter() ([]unix.SockFilter, error) {
 // (docs/replypath.md). The filter drops them in the kernel, before the
 // copy.
 func IgnoreOutgoing(netdev string) (int, error) {
-	ifi, err := net.InterfaceByName(netdev)
-	if err != nil {
-		return 0, fmt.Errorf("replypath: %w", err)
-	}
 	prog, err := outgoingFilter()
 	if err != nil {
 		return 0, err
 	}
-	ents, err := os.ReadDir("/proc/self/fd")
+	fds, err := packetsock.Bound(netdev)
 	if err != nil {
 		return 0, fmt.Errorf("replypath: %w", err)
 	}
 	n := 0
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || dom != unix.AF_PACKET {
-			continue
-		}
-		sa, err := unix.Getsockname(fd)
-		ll, ok := sa.(*unix.SockaddrLinklayer)
-		if err != nil || !ok || ll.Ifindex != ifi.Index {
-			continue
-		}
+	for _, fd := range fds {
 		if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
 			&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}); err != nil {
 			return n, fmt.Errorf("replypath: filter on the packet socket of %s: %w", netdev, err)
