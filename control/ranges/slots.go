@@ -8,14 +8,7 @@ package ranges
 func slotsGo(sl *[chunkSize]uint16, n int, in, out, m0, m1, m2 uint32) {
 	slots := sl[:n]
 	for j := range slots {
-		x := uint32(j) ^ in
-		x = x * m0 & slotMask
-		x ^= x >> halfBits
-		x = x * m1 & slotMask
-		x ^= x >> halfBits
-		x = x * m2 & slotMask
-		x ^= x >> halfBits
-		slots[j] = uint16(x ^ out)
+		slots[j] = uint16(mixWith(uint32(j)^in, m0, m1, m2) ^ out)
 	}
 }
 
@@ -25,13 +18,7 @@ func slotsGo(sl *[chunkSize]uint16, n int, in, out, m0, m1, m2 uint32) {
 // 16 chunks at a time where the CPU has AVX2.
 func rowGo(row *[chunks]uint16, in, out *[chunks]uint16, c0 int, j, m0, m1, m2 uint32) {
 	for c := c0; c < chunks; c++ {
-		x := j ^ uint32(in[c])
-		x = x * m0 & slotMask
-		x ^= x >> halfBits
-		x = x * m1 & slotMask
-		x ^= x >> halfBits
-		x = x * m2 & slotMask
-		x ^= x >> halfBits
+		x := mixWith(j^uint32(in[c]), m0, m1, m2)
 		row[c] = uint16(c)<<chunkBits | uint16(x^uint32(out[c]))&slotMask
 	}
 }

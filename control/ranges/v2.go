@@ -161,8 +161,8 @@ func (o *order) mix(x uint16) uint16 {
 	return uint16(mixWith(uint32(x), uint32(o.mul[0]), uint32(o.mul[1]), uint32(o.mul[2])))
 }
 
-// mixWith is mix with the multipliers given; x below 1024. (The hot loops,
-// slotsGo and rowGo, and their AVX2 twins write it out.)
+// mixWith is mix with the multipliers given; x below 1024. slotsGo and
+// rowGo use it; their AVX2 twins compute it 16 lanes at a time.
 func mixWith(x, m0, m1, m2 uint32) uint32 {
 	x = x * m0 & slotMask
 	x ^= x >> halfBits
