@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include <rte_cycles.h>
+#include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
@@ -87,8 +88,97 @@ int sdp_bench_tx_main(void *arg)
 	return 0;
 }
 
-int sdp_bench_fill_pool(struct rte_mempool *pool, const uint8_t *buf,
-			uint32_t n, uint16_t len)
+/* The free side of a replay pool. The node's pool has a per-lcore cache
+ * (node/dataplane.go: 256 mbufs), so a worker's frees, net_tap's one at a
+ * time as much as the drop path's bulk ones, land in its lcore's cache and
+ * reach the pool's ring in bulk. The replay pool cannot have that cache:
+ * net_null's receive would then take back from it the mbufs just freed and
+ * replay the same few dozen templates. So the templates' mbufs name as
+ * theirs a second pool, with the node's cache and no objects of its own,
+ * whose operations pass what its cache flushes (and what a thread without
+ * a cache frees) on to the replay pool's ring: frees pay what they pay on
+ * the node, receive still takes every template in turn (a frame waits at
+ * most one cache flush, 1.5 x cache frees, before it is replayed). */
+static int fwd_alloc(struct rte_mempool *mp)
+{
+	mp->pool_data = mp->pool_config;
+	return 0;
+}
+
+static void fwd_free(struct rte_mempool *mp)
+{
+	(void)mp;
+}
+
+static int fwd_enqueue(struct rte_mempool *mp, void *const *objs, unsigned n)
+{
+	return rte_mempool_ops_enqueue_bulk(mp->pool_config, objs, n);
+}
+
+static int fwd_dequeue(struct rte_mempool *mp, void **objs, unsigned n)
+{
+	return rte_mempool_ops_dequeue_bulk(mp->pool_config, objs, n);
+}
+
+static unsigned fwd_count(const struct rte_mempool *mp)
+{
+	return rte_mempool_avail_count(mp->pool_config);
+}
+
+static const struct rte_mempool_ops fwd_ops = {
+	.name = "shoal_bench_fwd",
+	.alloc = fwd_alloc,
+	.free = fwd_free,
+	.enqueue = fwd_enqueue,
+	.dequeue = fwd_dequeue,
+	.get_count = fwd_count,
+};
+
+int sdp_bench_free_pool(struct rte_mempool *fifo, const char *name,
+			unsigned cache, struct rte_mempool **out)
+{
+	static int registered = -1;
+	if (registered < 0)
+		registered = rte_mempool_register_ops(&fwd_ops);
+	if (registered < 0)
+		return registered;
+	struct rte_mempool *mp = rte_mempool_create_empty(
+		name, fifo->size, fifo->elt_size, cache, fifo->private_data_size,
+		fifo->socket_id, 0);
+	if (mp == NULL)
+		return -rte_errno;
+	/* Never populated: fwd_alloc is not called, and the operations read
+	 * fifo from pool_config. */
+	int rc = rte_mempool_set_ops_byname(mp, fwd_ops.name, fifo);
+	if (rc != 0) {
+		rte_mempool_free(mp);
+		return rc;
+	}
+	memcpy(rte_mempool_get_priv(mp), rte_mempool_get_priv(fifo),
+	       fifo->private_data_size);
+	*out = mp;
+	return 0;
+}
+
+void sdp_bench_free_pool_flush(struct rte_mempool *mp)
+{
+	if (mp == NULL)
+		return;
+	for (unsigned l = 0; l < RTE_MAX_LCORE; l++) {
+		struct rte_mempool_cache *c = rte_mempool_default_cache(mp, l);
+		if (c != NULL && c->len > 0)
+			rte_mempool_cache_flush(c, mp);
+	}
+}
+
+void sdp_bench_free_pool_release(struct rte_mempool *mp)
+{
+	sdp_bench_free_pool_flush(mp);
+	rte_mempool_free(mp);
+}
+
+int sdp_bench_fill_pool(struct rte_mempool *pool, struct rte_mempool *frees,
+			const uint8_t *buf, uint32_t n, uint16_t len)
 {
 	struct rte_mbuf **ms = calloc(n, sizeof(*ms));
 	if (ms == NULL)
@@ -105,10 +195,13 @@ int sdp_bench_fill_pool(struct rte_mempool *pool, const uint8_t *buf,
 			return -EMSGSIZE;
 		}
 		memcpy(rte_pktmbuf_mtod(ms[i], uint8_t *), buf + (size_t)i * len, len);
+		if (frees != NULL)
+			ms[i]->pool = frees;
 	}
-	/* Freed in order: a pool without a per-lcore cache hands them out
-	 * again first in, first out, so the port cycles through them all. */
-	rte_pktmbuf_free_bulk(ms, n);
+	/* Put back in order, past any cache: the ring of a pool without a
+	 * per-lcore cache hands them out again first in, first out, so the
+	 * port cycles through them all. */
+	rte_mempool_generic_put(pool, (void **)ms, n, NULL);
 	free(ms);
 	return 0;
 }

@@ -34,22 +34,78 @@ func (r BenchResult) Mpps() float64 { return float64(r.Packets) / r.Seconds / 1e
 func (r BenchResult) CPUMpps() float64 { return float64(r.Packets) / r.CPUSecs / 1e6 }
 
 // FillPool writes frame templates into every mbuf of pool (len(frames)
-// must equal the pool's size), so that a net_null port on the pool replays
-// them in order.
+// must equal the pool's size, and the pool must have no per-lcore cache),
+// so that a net_null port on the pool replays them in order.
 func FillPool(pool *dpdk.Mempool, frames [][]byte, frameLen int) error {
+	return fillPool(pool, nil, frames, frameLen)
+}
+
+func fillPool(pool *dpdk.Mempool, frees *C.struct_rte_mempool, frames [][]byte, frameLen int) error {
 	buf := make([]byte, len(frames)*frameLen)
 	for i, f := range frames {
 		copy(buf[i*frameLen:(i+1)*frameLen], f)
 	}
 	cbuf := C.CBytes(buf)
 	defer C.free(cbuf)
-	rc := C.sdp_bench_fill_pool((*C.struct_rte_mempool)(pool.Ptr()), (*C.uint8_t)(cbuf),
+	rc := C.sdp_bench_fill_pool((*C.struct_rte_mempool)(pool.Ptr()), frees, (*C.uint8_t)(cbuf),
 		C.uint32_t(len(frames)), C.uint16_t(frameLen))
 	if rc != 0 {
 		return fmt.Errorf("bench: filling pool %s with %d frames: error %d", pool.Name, len(frames), -rc)
 	}
 	return nil
 }
+
+// ReplayPool holds frame templates that a net_null port on Pool receives
+// in order, over and over, and frees them as the node's pool does: into a
+// per-lcore cache of Cache mbufs, flushed to Pool's ring in bulk
+// (sdp_bench_free_pool in bench.c). Pool itself has no cache, so the port
+// still takes every template in turn.
+type ReplayPool struct {
+	Pool  *dpdk.Mempool
+	Cache uint32
+	frees *C.struct_rte_mempool
+}
+
+// NewReplayPool makes a ReplayPool named name (at most 23 characters) of
+// len(frames) mbufs with dataRoom bytes each, holding frames (frameLen
+// bytes each). With cache 0, or fewer frames than 1.5 × cache, frees go
+// straight to the ring.
+func NewReplayPool(name string, frames [][]byte, frameLen int, dataRoom uint16, cache uint32) (*ReplayPool, error) {
+	pool, err := dpdk.NewPktMempool(name, uint32(len(frames)), 0, dataRoom)
+	if err != nil {
+		return nil, err
+	}
+	p := &ReplayPool{Pool: pool}
+	if cache > 0 && uint64(len(frames)) >= uint64(cache)*3/2 {
+		cs := C.CString(name + "_f")
+		rc := C.sdp_bench_free_pool((*C.struct_rte_mempool)(pool.Ptr()), cs, C.unsigned(cache), &p.frees)
+		C.free(unsafe.Pointer(cs))
+		if rc != 0 {
+			pool.Free()
+			return nil, fmt.Errorf("bench: the free side of replay pool %s (cache %d): error %d", name, cache, -rc)
+		}
+		p.Cache = cache
+	}
+	if err := fillPool(pool, p.frees, frames, frameLen); err != nil {
+		p.Free()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Free returns the mbufs the caches hold to Pool and frees both pools. No
+// port may use Pool any more, and no lcore may be freeing into it.
+func (p *ReplayPool) Free() {
+	if p == nil {
+		return
+	}
+	C.sdp_bench_free_pool_release(p.frees)
+	p.frees = nil
+	p.Pool.Free()
+}
+
+// flush returns what the caches hold to Pool (for the tests).
+func (p *ReplayPool) flush() { C.sdp_bench_free_pool_flush(p.frees) }
 
 // Preload inserts established flows, given as client-side 4-tuples in
 // network byte order packed as 12 bytes each, without packets.

@@ -45,9 +45,23 @@ int sdp_bench_tx_main(void *arg);
 
 /* Write n frames of len bytes each (packed in buf) into the n mbufs of
  * pool, so that a net_null port on that pool receives them in order, over
- * and over. Returns 0 or -errno. */
-int sdp_bench_fill_pool(struct rte_mempool *pool, const uint8_t *buf,
-			uint32_t n, uint16_t len);
+ * and over. pool must have no per-lcore cache. With frees (from
+ * sdp_bench_free_pool) the mbufs are freed through it. Returns 0 or -errno. */
+int sdp_bench_fill_pool(struct rte_mempool *pool, struct rte_mempool *frees,
+			const uint8_t *buf, uint32_t n, uint16_t len);
+
+/* A pool with a per-lcore cache of cache mbufs and no objects of its own,
+ * through which the mbufs of fifo (a replay pool without a cache) are freed:
+ * what its caches flush goes to fifo's ring, in order. Sets *out and
+ * returns 0, or returns -errno. Release it with sdp_bench_free_pool_release
+ * (which flushes every lcore's cache into fifo) before fifo is freed and
+ * while no lcore uses it. */
+int sdp_bench_free_pool(struct rte_mempool *fifo, const char *name,
+			unsigned cache, struct rte_mempool **out);
+void sdp_bench_free_pool_release(struct rte_mempool *mp);
+/* Return what every lcore's cache of mp holds to its replay pool: no lcore
+ * may be freeing into mp meanwhile. */
+void sdp_bench_free_pool_flush(struct rte_mempool *mp);
 
 /* Insert n established flows (client-side keys, network order) without
  * packets, expiring far in the future. Returns how many went in. */

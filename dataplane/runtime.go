@@ -20,6 +20,12 @@ import (
 	"github.com/shoal-lb/shoal/dataplane/report"
 )
 
+// MbufCache is the per-lcore cache of the node's packet pool (mbufs): a
+// worker's frees (the drop path's in bulk, net_tap's one at a time) and its
+// receives go through it instead of the pool's shared ring. The benchmark's
+// replay pools free through a cache of the same size (ReplayPool).
+const MbufCache = 256
+
 // RuntimeConfig wires workers to devices.
 type RuntimeConfig struct {
 	Classifier ClassifierConfig

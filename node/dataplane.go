@@ -47,7 +47,7 @@ func (n *Node) startDataplane(onExit func(func())) error {
 	if len(workers) < 1 {
 		return inputErr("dpdk.lcores: %q gives no worker lcore; name at least two lcores", cfg.DPDK.Lcores)
 	}
-	pool, err := dpdk.NewPktMempool("shoal_mbufs", uint32(cfg.DPDK.Mbufs), 256, dpdk.DefaultDataRoom)
+	pool, err := dpdk.NewPktMempool("shoal_mbufs", uint32(cfg.DPDK.Mbufs), dataplane.MbufCache, dpdk.DefaultDataRoom)
 	if err != nil {
 		return fmt.Errorf("dpdk: packet pool of %d mbufs (dpdk.mbufs, dpdk.memory_mb): %w", cfg.DPDK.Mbufs, err)
 	}

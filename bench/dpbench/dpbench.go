@@ -480,15 +480,12 @@ func count(n int) string {
 }
 
 // replayPort makes a net_null port whose pool holds exactly the frames.
-func replayPort(k int, frames [][]byte) (*dpdk.Port, *dpdk.Mempool, error) {
-	// No per-lcore cache: the pool then hands mbufs out first in, first
-	// out, and the port cycles through every template.
-	pool, err := dpdk.NewPktMempool(fmt.Sprintf("bench%d", k), uint32(len(frames)), 0, 128+frameLen)
+// The pool frees as the node's does, through a per-lcore cache of
+// dataplane.MbufCache mbufs (dataplane.ReplayPool), while the port still takes
+// every template in turn.
+func replayPort(k int, frames [][]byte) (*dpdk.Port, *dataplane.ReplayPool, error) {
+	pool, err := dataplane.NewReplayPool(fmt.Sprintf("bench%d", k), frames, frameLen, 128+frameLen, dataplane.MbufCache)
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := dataplane.FillPool(pool, frames, frameLen); err != nil {
-		pool.Free()
 		return nil, nil, err
 	}
 	port, err := dpdk.OpenPort(fmt.Sprintf("net_null%d,size=%d", 10+k, frameLen))
@@ -496,7 +493,7 @@ func replayPort(k int, frames [][]byte) (*dpdk.Port, *dpdk.Mempool, error) {
 		pool.Free()
 		return nil, nil, err
 	}
-	if err := port.Configure(dpdk.PortConf{Mempool: pool, RxDesc: 512, TxDesc: 512}); err == nil {
+	if err := port.Configure(dpdk.PortConf{Mempool: pool.Pool, RxDesc: 512, TxDesc: 512}); err == nil {
 		err = port.Start()
 	}
 	if err != nil {

@@ -205,7 +205,7 @@ func startLoop(o DataplaneOptions, idleUS int, keys []byte, frames [][]byte, k i
 	}
 	var nic *dpdk.Port
 	if len(frames) > 0 {
-		var pool *dpdk.Mempool
+		var pool *dataplane.ReplayPool
 		nic, pool, err = replayPort(k, frames)
 		if err != nil {
 			return nil, err
