@@ -79,6 +79,9 @@ func (s *Server) serveFast(c *conn) {
 		if n == 0 || err != nil {
 			return // EOF, timeout or error: net/http closes silently too
 		}
+		if s.shutting.Load() {
+			return // net/http too closes a connection whose request it read after Shutdown began
+		}
 		off := 0
 		for off < n {
 			r, ok := parseFast(buf[off:n])
