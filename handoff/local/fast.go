@@ -39,6 +39,10 @@ const fastReadBuf = 4096
 // before writing them.
 const fastFlush = 64 << 10
 
+// fastKeep is the largest response buffer a connection keeps between
+// reads.
+const fastKeep = 8 << 10
+
 // serveFast runs the fast loop on c; it owns c. The caller tracked it
 // (s.wg).
 func (s *Server) serveFast(c *conn) {
@@ -106,6 +110,9 @@ func (s *Server) serveFast(c *conn) {
 				return
 			}
 			out = out[:0]
+			if cap(out) > fastKeep {
+				out = nil // a pipeline's worth is not kept for the connection's life
+			}
 		}
 		if off < n {
 			// A request the fast path does not answer (or an incomplete
