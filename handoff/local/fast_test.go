@@ -177,3 +177,40 @@ func TestFastShutdown(t *testing.T) {
 	s.ServeHTTP(s2, "")
 	waitClosed(t, c2, time.Second)
 }
+
+// TestFastTimeouts: the fast loop closes a connection silently after
+// IdleTimeout between requests and after ReadHeaderTimeout before the
+// first, as net/http does (timeouts shortened for the test).
+func TestFastTimeouts(t *testing.T) {
+	dir, _ := content(t)
+	rh, idle := readHeaderTimeout, idleTimeout
+	readHeaderTimeout, idleTimeout = 300*time.Millisecond, 300*time.Millisecond
+	defer func() { readHeaderTimeout, idleTimeout = rh, idle }()
+	for _, noFast := range []bool{false, true} {
+		s, err := New(Config{Self: "n1", Content: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.noFast = noFast
+		client, server := tcpPair(t, "")
+		s.ServeHTTP(server, "")
+		br := bufio.NewReader(client)
+		if resp, _ := exchange(t, client, br, get("/page.html")); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if d := waitClosed(t, client, 3*time.Second); d < 200*time.Millisecond {
+			t.Errorf("without the fast path %v: idle connection closed after %v, want 300 ms", noFast, d)
+		}
+		c2, s2 := tcpPair(t, "")
+		s.ServeHTTP(s2, "")
+		if d := waitClosed(t, c2, 3*time.Second); d < 200*time.Millisecond {
+			t.Errorf("without the fast path %v: silent new connection closed after %v, want 300 ms", noFast, d)
+		}
+		if n := s.Counters().StaticFast; noFast == (n != 0) {
+			t.Errorf("without the fast path %v: %d requests by the fast path", noFast, n)
+		}
+		ctx, cancel := contextWithTimeout(5 * time.Second)
+		s.Shutdown(ctx)
+		cancel()
+	}
+}

@@ -92,6 +92,14 @@ type Published struct {
 	Name    string
 }
 
+// How long net/http, and the fast loop (fast.go), wait for a request head
+// and for the next request on a kept-alive connection. Variables only so
+// that a test can shorten them before New.
+var (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
+)
+
 // ProxyLineTimeout bounds the wait for a relayed connection's PROXY line.
 const ProxyLineTimeout = 2 * time.Second
 
@@ -150,8 +158,8 @@ func New(c Config) (*Server, error) {
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.handle),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
 		ConnContext:       connContext,
 		ConnState:         s.connState,
 		ErrorLog:          s.errLog,
