@@ -497,7 +497,7 @@ func (n *Node) handoffs() api.Handoffs {
 	lc := s.local.Counters()
 	h.Served = map[string]uint64{
 		"conns_local": lc.ConnsLocal, "conns_handed_off": lc.ConnsHandedOff, "conns_relayed": lc.ConnsRelayed,
-		"requests": lc.Requests, "static": lc.Static, "static_cached": lc.StaticCached, "upstream": lc.Upstream, "forwarded": lc.Forwarded,
+		"requests": lc.Requests, "static": lc.Static, "static_cached": lc.StaticCached, "static_fast": lc.StaticFast, "upstream": lc.Upstream, "forwarded": lc.Forwarded,
 		"status_4xx": lc.Status4xx, "status_5xx": lc.Status5xx, "upstream_errors": lc.UpstreamErrors,
 		"forward_errors": lc.ForwardErrors, "relay_proxy_errors": lc.RelayProxyErrors, "relay_unknown": lc.RelayUnknown,
 		"tls_failures": lc.TLSFailures,

@@ -16,7 +16,7 @@ import (
 // given to ServeHTTP: static objects of 1 KiB and 1 MiB (sendfile), and a
 // 1 KiB answer from an upstream on a unix socket. It is the "served
 // locally" baseline beside which `shoal bench handoff` puts handoff and
-// relay.
+// relay. static-1KiB-nethttp is static-1KiB without the fast path.
 func BenchmarkServe(b *testing.B) {
 	dir := b.TempDir()
 	for _, size := range []int{1 << 10, 1 << 20} {
@@ -45,10 +45,19 @@ func BenchmarkServe(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Shutdown(b.Context())
+	// The same server without the fast path (fast.go): net/http alone.
+	plain, err := New(Config{Self: "n1", Content: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	plain.noFast = true
+	defer plain.Shutdown(b.Context())
 	for _, c := range []struct {
 		name, path string
 		size       int64
-	}{{"static-1KiB", "/1024", 1 << 10}, {"static-1MiB", "/1048576", 1 << 20}, {"upstream-1KiB", "/x.cgi", 1 << 10}} {
+		s          *Server
+	}{{"static-1KiB", "/1024", 1 << 10, s}, {"static-1KiB-nethttp", "/1024", 1 << 10, plain},
+		{"static-1MiB", "/1048576", 1 << 20, s}, {"upstream-1KiB", "/x.cgi", 1 << 10, s}} {
 		b.Run(c.name, func(b *testing.B) {
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -64,7 +73,7 @@ func BenchmarkServe(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			s.ServeHTTP(server, "n2")
+			c.s.ServeHTTP(server, "n2")
 			br := bufio.NewReaderSize(client, 64<<10)
 			req := []byte(get(c.path))
 			b.SetBytes(c.size)

@@ -17,7 +17,10 @@ type Counters struct {
 	// StaticCached: the part of Static answered from the small-file cache
 	// (handoff/objcache); Cache is that cache's own counters.
 	StaticCached uint64
-	Cache        objcache.Counters
+	// StaticFast: the part of StaticCached answered by the fast path
+	// (fast.go) before net/http saw the connection.
+	StaticFast uint64
+	Cache      objcache.Counters
 	// Responses with a 4xx or a 5xx status (whatever served them).
 	Status4xx, Status5xx uint64
 	// UpstreamErrors: a local upstream failed (502). ForwardErrors: the
@@ -38,7 +41,7 @@ type Counters struct {
 type counters struct {
 	connsLocal, connsHandedOff, connsRelayed atomic.Uint64
 	requests, static, upstream, forwarded    atomic.Uint64
-	cached                                   atomic.Uint64
+	cached, fast                             atomic.Uint64
 	status4xx, status5xx                     atomic.Uint64
 	upstreamErrors, forwardErrors            atomic.Uint64
 	relayProxyErrors, relayUnknown           atomic.Uint64
@@ -67,7 +70,7 @@ func (s *Server) Counters() Counters {
 		RelayProxyErrors: n.relayProxyErrors.Load(), RelayUnknown: n.relayUnknown.Load(),
 		TLSFailures: n.TLSFailures.Load(),
 		Versioned:   n.versioned.Load(), VersionUnavailable: n.versionUnavailable.Load(),
-		StaticCached: n.cached.Load(),
+		StaticCached: n.cached.Load(), StaticFast: n.fast.Load(),
 	}
 	if s.cache != nil {
 		out.Cache = s.cache.Counters()

@@ -12,6 +12,31 @@
 //     the first request. ServeTLS completes the TLS handshake within
 //     HandshakeTimeout first; a failed handshake is counted (TLSFailures)
 //     and logged at debug level only.
+//   - The fast path (fast.go, fastparse.go): a ServeHTTP connection is read
+//     first by a lean loop when the small-file cache is on. It answers a
+//     request only when net/http would have answered it from the cache:
+//     a head parseFast takes (GET or HEAD, HTTP/1.1, a plain absolute path
+//     the file server neither redirects nor decodes, one Host, headers of
+//     tokens and visible ASCII, every line CRLF, no body, Connection,
+//     Range, If-*, Expect or Pragma, within 4 KiB), whose group (Group)
+//     has no upstream here and is served here (else Forward might apply),
+//     whose path Published says is not published content, and whose file
+//     the cache holds. Its response is the bytes net/http writes for
+//     serveCached's 200 but Date (one head per entry, remembered per
+//     connection; pipelined responses written together); it counts what
+//     handle counts (Requests, Static, StaticCached) and StaticFast. At
+//     the first request it does not answer, or an incomplete head, the
+//     connection goes to net/http with the bytes read and not answered
+//     read first, and stays there. The callbacks see a Request with what
+//     net/http's carries for them (method, URL.Path, RequestURI, Host,
+//     Header without Host, RemoteAddr, the context's server, local address
+//     and connection meta); a request the fast path passes on is asked
+//     again by net/http (Group, and Published once more when it named a
+//     published path). Timeouts are net/http's: ReadHeaderTimeout for the
+//     first request, IdleTimeout between requests; an incomplete head
+//     goes to net/http, whose ReadHeaderTimeout starts then. Shutdown
+//     closes the loop's idle connections and waits for the busy ones, as
+//     net/http does for its own.
 //   - Every response carries X-Shoal-Node: <the node that served it>; on a
 //     connection handed off by node O every response also carries
 //     X-Shoal-Handoff: O, and on a connection relayed by node R,

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-lb/shoal/handoff/objcache"
@@ -91,6 +92,14 @@ type Published struct {
 	Name    string
 }
 
+// How long net/http, and the fast loop (fast.go), wait for a request head
+// and for the next request on a kept-alive connection. Variables only so
+// that a test can shorten them before New.
+var (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
+)
+
 // ProxyLineTimeout bounds the wait for a relayed connection's PROXY line.
 const ProxyLineTimeout = 2 * time.Second
 
@@ -113,6 +122,10 @@ type Server struct {
 	mu     sync.Mutex
 	relays map[net.Listener]struct{}
 	closed bool
+	fast   map[*fastConn]struct{} // connections in the fast loop (fast.go)
+
+	shutting atomic.Bool // Shutdown has begun: the fast loop takes no further request
+	noFast   bool        // every connection straight to net/http (tests: the reference)
 }
 
 // New checks c and starts the server's HTTP machinery (no listener of its
@@ -128,7 +141,7 @@ func New(c Config) (*Server, error) {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{c: c, log: lg, errLog: slog.NewLogLogger(lg.Handler(), slog.LevelWarn), ln: newChanListener(), upstream: map[string]*upstream{}, relays: map[net.Listener]struct{}{}}
+	s := &Server{c: c, log: lg, errLog: slog.NewLogLogger(lg.Handler(), slog.LevelWarn), ln: newChanListener(), upstream: map[string]*upstream{}, relays: map[net.Listener]struct{}{}, fast: map[*fastConn]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for g, addr := range c.Upstreams {
 		u, err := newUpstream(s, g, addr)
@@ -145,8 +158,8 @@ func New(c Config) (*Server, error) {
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.handle),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
 		ConnContext:       connContext,
 		ConnState:         s.connState,
 		ErrorLog:          s.errLog,
@@ -160,7 +173,16 @@ func New(c Config) (*Server, error) {
 // origin != "" marks a connection handed off by that node.
 func (s *Server) ServeHTTP(c net.Conn, origin string) {
 	s.n.conns(origin, "").Add(1)
-	s.give(&conn{Conn: c, meta: &connMeta{origin: origin}})
+	cc := &conn{Conn: c, meta: &connMeta{origin: origin}}
+	if s.cache == nil || s.noFast {
+		s.give(cc)
+		return
+	}
+	if !s.track() {
+		c.Close()
+		return
+	}
+	go s.serveFast(cc)
 }
 
 // ServeTLS terminates TLS on c, then serves HTTP; it takes ownership of c.
@@ -231,6 +253,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	s.mu.Unlock()
+	s.shutting.Store(true)
+	s.closeFast(false) // the idle ones; the busy ones stop after their response
 	s.cancel()
 	s.ln.Close()               // also when net/http has not yet started serving it
 	err := s.srv.Shutdown(ctx) // then drains
@@ -245,6 +269,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err == nil {
 			err = ctx.Err()
 		}
+		s.closeFast(true)
 	}
 	for _, u := range s.upstream {
 		u.tr.CloseIdleConnections()

@@ -32,6 +32,9 @@
 //   - Entries are immutable once returned: callers may keep and read them
 //     while the file changes. When maxTotal would be exceeded, entries are
 //     dropped (in no particular order) until the new one fits.
+//   - Lookup(urlPath) is Get without counting a miss (hits and loads are
+//     counted): for a caller that passes a miss on to one that calls Get
+//     (handoff/local's fast path), so that a miss is counted once.
 //   - Counters: hits, loads (first reads and re-reads after a change) and
 //     misses; all atomic.
 package objcache

@@ -99,22 +99,29 @@ func New(root string, o Options) *Cache {
 // ok is false when the path is not a small regular file it could read
 // (see the package contract).
 func (c *Cache) Get(urlPath string) (*Entry, bool) {
-	name, ok := c.name(urlPath)
+	e, ok := c.Lookup(urlPath)
 	if !ok {
 		c.misses.Add(1)
+	}
+	return e, ok
+}
+
+// Lookup is Get without counting a miss: for a caller that, on a miss,
+// passes the request on to one that calls Get.
+func (c *Cache) Lookup(urlPath string) (*Entry, bool) {
+	name, ok := c.name(urlPath)
+	if !ok {
 		return nil, false
 	}
 	fi, err := os.Stat(name)
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() > c.maxFile {
 		// Gone, grown past MaxFile or no longer a regular file: its
 		// entry, if any, is of no use and gives its bytes back.
-		c.misses.Add(1)
 		c.drop(name)
 		return nil, false
 	}
 	id, ok := identityOf(fi)
 	if !ok {
-		c.misses.Add(1)
 		c.drop(name)
 		return nil, false
 	}
@@ -127,7 +134,6 @@ func (c *Cache) Get(urlPath string) (*Entry, bool) {
 	}
 	en, ok = c.load(name)
 	if !ok {
-		c.misses.Add(1)
 		c.drop(name)
 		return nil, false
 	}

@@ -180,3 +180,30 @@ func TestOutgrownEntryDropped(t *testing.T) {
 		t.Fatalf("counters %+v: the entry of a path now a directory stayed", n)
 	}
 }
+
+// TestLookupCountsNoMiss: Lookup counts hits and loads as Get does, and no
+// miss; Get counts the miss.
+func TestLookupCountsNoMiss(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := New(dir, Options{Settle: time.Nanosecond})
+	time.Sleep(time.Millisecond)
+	if _, ok := c.Lookup("/a"); !ok {
+		t.Fatal("Lookup /a: miss")
+	}
+	if _, ok := c.Lookup("/a"); !ok {
+		t.Fatal("Lookup /a again: miss")
+	}
+	if _, ok := c.Lookup("/nope"); ok {
+		t.Fatal("Lookup /nope: hit")
+	}
+	if n := c.Counters(); n.Loads != 1 || n.Hits != 1 || n.Misses != 0 {
+		t.Fatalf("after Lookups: %+v, want 1 load, 1 hit, no miss", n)
+	}
+	c.Get("/nope")
+	if n := c.Counters(); n.Misses != 1 {
+		t.Fatalf("after Get of a missing file: %+v, want 1 miss", n)
+	}
+}

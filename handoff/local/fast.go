@@ -1,0 +1,279 @@
+package local
+
+import (
+	"context"
+	"mime"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoal-lb/shoal/handoff/objcache"
+)
+
+// The fast path: a plain HTTP connection (ServeHTTP) is read first by a
+// lean loop that answers the requests it can answer byte for byte as
+// net/http and serveCached would (a GET or HEAD of a small cached file,
+// parseFast), and gives the connection to net/http, with the bytes it has
+// read and not answered replayed first, the moment a request is anything
+// else. A connection never comes back from net/http.
+
+// fastConn is one connection in the fast loop.
+type fastConn struct {
+	c     *conn
+	state atomic.Int32 // fastBusy, fastIdle, fastClosed
+}
+
+const (
+	fastBusy   = iota // reading or answering a request; Shutdown waits for it
+	fastIdle          // waiting for the next request; Shutdown closes it
+	fastClosed        // closed by Shutdown
+)
+
+// fastReadBuf is the fast loop's read buffer: net/http's own is 4 KiB.
+const fastReadBuf = 4096
+
+// fastFlush is what the loop buffers of responses to pipelined requests
+// before writing them.
+const fastFlush = 64 << 10
+
+// fastKeep is the largest response buffer a connection keeps between
+// reads.
+const fastKeep = 8 << 10
+
+// serveFast runs the fast loop on c; it owns c. The caller tracked it
+// (s.wg).
+func (s *Server) serveFast(c *conn) {
+	defer s.wg.Done()
+	fc := &fastConn{c: c}
+	if !s.addFast(fc) {
+		c.Close()
+		return
+	}
+	handed := false
+	defer func() {
+		s.dropFast(fc)
+		if !handed {
+			c.Close()
+		}
+	}()
+	rc := s.fastRequestBase(c)
+	buf := make([]byte, fastReadBuf)
+	var out []byte
+	var memo fastMemo
+	first := true
+	for {
+		// The first request is read under ReadHeaderTimeout, as net/http
+		// reads a new connection's; later ones wait up to IdleTimeout.
+		wait := s.srv.ReadHeaderTimeout
+		if !first {
+			wait = s.srv.IdleTimeout
+			if !fc.state.CompareAndSwap(fastBusy, fastIdle) || s.shutting.Load() {
+				return
+			}
+		}
+		c.Conn.SetReadDeadline(time.Now().Add(wait))
+		n, err := c.Conn.Read(buf)
+		if !first && !fc.state.CompareAndSwap(fastIdle, fastBusy) {
+			return // closed by Shutdown
+		}
+		first = false
+		if n == 0 || err != nil {
+			return // EOF, timeout or error: net/http closes silently too
+		}
+		if s.shutting.Load() {
+			return // net/http too closes a connection whose request it read after Shutdown began
+		}
+		off := 0
+		for off < n {
+			r, ok := parseFast(buf[off:n])
+			if !ok {
+				break
+			}
+			resp, ok := s.answerFast(rc, &r, &memo, out)
+			if !ok {
+				break
+			}
+			out = resp
+			off += r.size
+			if len(out) >= fastFlush {
+				if _, err := c.Conn.Write(out); err != nil {
+					return
+				}
+				out = out[:0]
+			}
+		}
+		if len(out) > 0 {
+			if _, err := c.Conn.Write(out); err != nil {
+				return
+			}
+			out = out[:0]
+			if cap(out) > fastKeep {
+				out = nil // a pipeline's worth is not kept for the connection's life
+			}
+		}
+		if off < n {
+			// A request the fast path does not answer (or an incomplete
+			// head): net/http reads the connection from here.
+			c.Conn.SetReadDeadline(time.Time{})
+			handed = true
+			s.dropFast(fc)
+			s.give(&conn{Conn: c.Conn, meta: c.meta, buf: append([]byte(nil), buf[off:n]...)})
+			return
+		}
+	}
+}
+
+// fastRequestBase is the request the configuration's callbacks see, less
+// what each request sets: its context holds what net/http's holds.
+func (s *Server) fastRequestBase(c *conn) *http.Request {
+	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.srv)
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
+	ctx = connContext(ctx, c)
+	r := &http.Request{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody, RemoteAddr: c.RemoteAddr().String()}
+	return r.WithContext(ctx)
+}
+
+// answerFast appends the response to r to out when handle would serve it
+// from the cache (serveCached), and counts it; false leaves r to net/http
+// untouched (nothing counted, nothing written).
+func (s *Server) answerFast(base *http.Request, r *fastRequest, memo *fastMemo, out []byte) ([]byte, bool) {
+	m := base.Context().Value(metaKey{}).(*connMeta)
+	group := ""
+	if s.c.Group != nil || s.c.Published != nil {
+		hr := new(http.Request)
+		*hr = *base
+		hr.Method = http.MethodGet
+		if r.head {
+			hr.Method = http.MethodHead
+		}
+		hr.URL = &url.URL{Path: r.target}
+		hr.RequestURI = r.target
+		hr.Host = r.host
+		hr.Header = r.header
+		if s.c.Group != nil {
+			group = s.c.Group(hr)
+		}
+		if s.c.Published != nil {
+			// A published path is net/http's, which asks again: the
+			// answer opens a file, or names the node to forward to.
+			if p := s.c.Published(hr); p.Status != NotPublished {
+				if p.File != nil {
+					p.File.Close()
+				}
+				return out, false
+			}
+		}
+	}
+	if group != "" {
+		if s.upstream[group] != nil {
+			return out, false
+		}
+		if m.relay == "" && s.c.Serves != nil && !s.c.Serves(group) && s.c.Forward != nil {
+			return out, false // maybe forwarded: net/http asks Forward
+		}
+	}
+	e, ok := s.cache.Lookup(r.target)
+	if !ok {
+		return out, false
+	}
+	s.n.requests.Add(1)
+	s.n.static.Add(1)
+	s.n.cached.Add(1)
+	s.n.fast.Add(1)
+	if memo.e != e {
+		memo.e, memo.head = e, s.fastHead(e, m)
+	}
+	out = append(out, memo.head...)
+	out = append(out, "Date: "...)
+	out = append(out, httpDate()...)
+	out = append(out, "\r\n\r\n"...)
+	if !r.head {
+		out = append(out, e.Data...)
+	}
+	return out, true
+}
+
+// fastMemo is a connection's last response head (without Date), by entry.
+type fastMemo struct {
+	e    *objcache.Entry
+	head []byte
+}
+
+// fastHead is the head net/http writes for http.ServeContent's 200 of e,
+// up to Date: the status line and the handler's headers in net/http's
+// (sorted) order. Content-Type is ServeContent's: by the name's extension,
+// else sniffed from the first 512 bytes.
+func (s *Server) fastHead(e *objcache.Entry, m *connMeta) []byte {
+	ctype := mime.TypeByExtension(filepath.Ext(e.Name))
+	if ctype == "" {
+		ctype = http.DetectContentType(e.Data[:min(len(e.Data), 512)])
+	}
+	b := []byte("HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\nContent-Length: ")
+	b = strconv.AppendInt(b, int64(len(e.Data)), 10)
+	b = append(b, "\r\nContent-Type: "...)
+	b = append(b, ctype...)
+	b = append(b, "\r\n"...)
+	if !e.ModTime.IsZero() && !e.ModTime.Equal(time.Unix(0, 0)) {
+		b = append(b, "Last-Modified: "...)
+		b = e.ModTime.UTC().AppendFormat(b, http.TimeFormat)
+		b = append(b, "\r\n"...)
+	}
+	if m.origin != "" {
+		b = append(b, HeaderHandoff+": "+m.origin+"\r\n"...)
+	}
+	b = append(b, HeaderNode+": "+s.c.Self+"\r\n"...)
+	if m.relay != "" {
+		b = append(b, HeaderRelay+": "+m.relay+"\r\n"...)
+	}
+	return b
+}
+
+// httpDate is the Date net/http writes now, formatted once a second.
+func httpDate() []byte {
+	now := time.Now()
+	if d := dateNow.Load(); d != nil && d.sec == now.Unix() {
+		return d.b
+	}
+	d := &dateCache{sec: now.Unix(), b: now.UTC().AppendFormat(nil, http.TimeFormat)}
+	dateNow.Store(d)
+	return d.b
+}
+
+type dateCache struct {
+	sec int64
+	b   []byte
+}
+
+var dateNow atomic.Pointer[dateCache]
+
+// addFast registers fc for Shutdown; false once shut down.
+func (s *Server) addFast(fc *fastConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.fast[fc] = struct{}{}
+	return true
+}
+
+func (s *Server) dropFast(fc *fastConn) {
+	s.mu.Lock()
+	delete(s.fast, fc)
+	s.mu.Unlock()
+}
+
+// closeFast closes the fast loop's connections: the idle ones, or all.
+func (s *Server) closeFast(all bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for fc := range s.fast {
+		if fc.state.CompareAndSwap(fastIdle, fastClosed) || all {
+			fc.state.Store(fastClosed)
+			fc.c.Close()
+		}
+	}
+}

@@ -1,0 +1,216 @@
+package local
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-lb/shoal/handoff/objcache"
+)
+
+// fastCorpus is the differential test's requests: each is written whole on
+// a new connection, whose write side is then closed.
+func fastCorpus(lm string) map[string]string {
+	const h = "Host: shop.example\r\n"
+	big := strings.Repeat("a", 8000)
+	huge := strings.Repeat("b", 1<<20+8192)
+	return map[string]string{
+		"get":                 get("/obj/1k"),
+		"head":                "HEAD /obj/1k HTTP/1.1\r\n" + h + "\r\n",
+		"get-html":            get("/page.html"),
+		"get-text":            get("/t.txt"),
+		"get-empty":           get("/empty"),
+		"http10":              "GET /obj/1k HTTP/1.0\r\n\r\n",
+		"http10-keepalive":    "GET /obj/1k HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /t.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+		"close":               "GET /obj/1k HTTP/1.1\r\n" + h + "Connection: close\r\n\r\n" + get("/t.txt"),
+		"pipelined":           get("/obj/1k") + get("/t.txt"),
+		"pipelined-head":      get("/obj/1k") + "HEAD /obj/1k HTTP/1.1\r\n" + h + "\r\n" + get("/obj/1k"),
+		"pipelined-fallback":  get("/obj/1k") + "GET /obj/1k HTTP/1.1\r\n" + h + "Range: bytes=0-9\r\n\r\n" + get("/obj/1k"),
+		"range":               "GET /obj/1k HTTP/1.1\r\n" + h + "Range: bytes=0-9\r\n\r\n",
+		"if-modified-since":   "GET /obj/1k HTTP/1.1\r\n" + h + "If-Modified-Since: " + lm + "\r\n\r\n",
+		"if-none-match":       "GET /obj/1k HTTP/1.1\r\n" + h + "If-None-Match: \"x\"\r\n\r\n",
+		"query":               get("/obj/1k?x=1"),
+		"encoded":             get("/obj/%31k"),
+		"dotdot":              get("/obj/../obj/1k"),
+		"dot":                 get("/./obj/1k"),
+		"double-slash":        get("//obj/1k"),
+		"trailing-slash":      get("/obj/"),
+		"directory":           get("/obj"),
+		"index":               get("/obj/index.html"),
+		"missing":             get("/nope") + get("/obj/1k"),
+		"large":               get("/obj/1m"),
+		"body":                "GET /obj/1k HTTP/1.1\r\n" + h + "Content-Length: 5\r\n\r\nhello" + get("/obj/1k"),
+		"post":                "POST /obj/1k HTTP/1.1\r\n" + h + "Content-Length: 5\r\n\r\nhello",
+		"chunked":             "GET /obj/1k HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"expect":              "GET /obj/1k HTTP/1.1\r\n" + h + "Expect: 100-continue\r\n\r\n",
+		"casing":              "GET /obj/1k HTTP/1.1\r\nhOST: shop.example\r\nuser-AGENT: x\r\naccept: */*\r\n\r\n",
+		"obs-fold":            "GET /obj/1k HTTP/1.1\r\n" + h + "X-A: a\r\n b\r\n\r\n",
+		"bare-lf":             "GET /obj/1k HTTP/1.1\nHost: shop.example\n\n",
+		"bare-cr":             "GET /obj/1k HTTP/1.1\r\n" + h + "X-A: a\rb\r\n\r\n",
+		"big-head":            "GET /obj/1k HTTP/1.1\r\n" + h + "X-Big: " + big + "\r\n\r\n",
+		"oversized-head":      "GET /obj/1k HTTP/1.1\r\n" + h + "X-Huge: " + huge + "\r\n\r\n",
+		"cookie":              "GET /obj/1k HTTP/1.1\r\n" + h + "Cookie: a=b; shoal=n2~x\r\n\r\n",
+		"no-host":             "GET /obj/1k HTTP/1.1\r\n\r\n",
+		"two-hosts":           "GET /obj/1k HTTP/1.1\r\n" + h + h + "\r\n",
+		"empty-host":          "GET /obj/1k HTTP/1.1\r\nHost:\r\n\r\n",
+		"bad-host":            "GET /obj/1k HTTP/1.1\r\nHost: a b\r\n\r\n",
+		"lowercase-method":    "get /obj/1k HTTP/1.1\r\n" + h + "\r\n",
+		"absolute-form":       "GET http://shop.example/obj/1k HTTP/1.1\r\n" + h + "\r\n",
+		"space-in-name":       "GET /obj/1k HTTP/1.1\r\n" + h + "X-A : b\r\n\r\n",
+		"value-spaces":        "GET /obj/1k HTTP/1.1\r\nHost:   shop.example \t \r\nX-A:\t v \r\n\r\n",
+		"pragma":              "GET /obj/1k HTTP/1.1\r\n" + h + "Pragma: no-cache\r\n\r\n",
+		"http11-keepalive":    "GET /obj/1k HTTP/1.1\r\n" + h + "Connection: keep-alive\r\n\r\n" + get("/obj/1k"),
+		"leading-crlf":        "\r\n" + get("/obj/1k"),
+		"incomplete":          "GET /obj/1k HTTP/1.1\r\n" + h,
+		"html-group":          get("/page.html") + get("/x.cgi"),
+		"obs-text":            "GET /obj/1k HTTP/1.1\r\n" + h + "X-A: \xe9\r\n\r\n",
+		"ctl-in-value":        "GET /obj/1k HTTP/1.1\r\n" + h + "X-A: a\x01b\r\n\r\n",
+		"http2-preface":       "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+		"many-headers":        "GET /obj/1k HTTP/1.1\r\n" + h + strings.Repeat("X-A: 1\r\n", 40) + "\r\n",
+		"options":             "OPTIONS * HTTP/1.1\r\n" + h + "\r\n",
+		"head-then-get-large": "HEAD /obj/1m HTTP/1.1\r\n" + h + "\r\n" + get("/obj/1m"),
+	}
+}
+
+var dateLine = regexp.MustCompile("\r\nDate: [^\r]*\r\n")
+
+// TestFastAsNetHTTP: every request of fastCorpus gets, through the fast
+// path, the bytes net/http alone (the same server without it) sends, but
+// for Date; and both servers count the same.
+func TestFastAsNetHTTP(t *testing.T) {
+	dir, _ := content(t)
+	for name, b := range map[string][]byte{"obj/1k": bytes.Repeat([]byte{0, 0xfe, 7, 9}, 256), "obj/index.html": []byte("<p>i</p>"), "t.txt": []byte("text\n"), "empty": nil} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fi, _ := os.Stat(filepath.Join(dir, "obj", "1k"))
+	lm := fi.ModTime().UTC().Format(http.TimeFormat)
+	cfg := Config{Self: "n1", Content: dir, SmallFiles: objcache.Options{Settle: time.Nanosecond}, Group: cgiGroup,
+		Serves: func(g string) bool { return g != "cgi" }}
+	fast := newServer(t, cfg)
+	plain := newServer(t, cfg)
+	plain.noFast = true
+	send := func(s *Server, origin, req string) []byte {
+		client, server := tcpPair(t, "")
+		s.ServeHTTP(server, origin)
+		client.SetDeadline(time.Now().Add(10 * time.Second))
+		go func() {
+			io.WriteString(client, req)
+			client.CloseWrite()
+		}()
+		b, err := io.ReadAll(client)
+		if err != nil {
+			t.Errorf("%q: %v", req[:min(len(req), 40)], err)
+		}
+		return dateLine.ReplaceAll(b, []byte("\r\nDate: -\r\n"))
+	}
+	for name, req := range fastCorpus(lm) {
+		for _, origin := range []string{"", "n9"} {
+			want, got := send(plain, origin, req), send(fast, origin, req)
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s (origin %q): fast path sent\n%q\nnet/http\n%q", name, origin, trim(got), trim(want))
+			}
+		}
+	}
+	cf, cp := fast.Counters(), plain.Counters()
+	// 15 of the corpus's requests are the fast path's, per origin: get,
+	// head, get-html, get-text, get-empty, pipelined (2), pipelined-head
+	// (3), the first of pipelined-fallback, value-spaces, casing, cookie,
+	// and html-group's first (its group, "html", is served here).
+	if cp.StaticFast != 0 || cf.StaticFast != 30 {
+		t.Errorf("%d requests by the fast path, %d without it", cf.StaticFast, cp.StaticFast)
+	}
+	cf.StaticFast = 0
+	if cf != cp {
+		t.Errorf("counters differ:\nfast     %+v\nnet/http %+v", cf, cp)
+	}
+	if cf.StaticCached < 20 {
+		t.Errorf("only %d requests from the cache", cf.StaticCached)
+	}
+}
+
+func trim(b []byte) []byte {
+	if len(b) > 600 {
+		return append(b[:600:600], "..."...)
+	}
+	return b
+}
+
+// TestFastShutdown: Shutdown closes a connection idle in the fast loop at
+// once, as net/http closes its idle ones, and refuses new connections.
+func TestFastShutdown(t *testing.T) {
+	dir, _ := content(t)
+	s, err := New(Config{Self: "n1", Content: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, server := tcpPair(t, "")
+	s.ServeHTTP(server, "")
+	br := bufio.NewReader(client)
+	for range 2 {
+		if resp, body := exchange(t, client, br, get("/page.html")); resp.StatusCode != 200 || string(body) != "<p>page</p>\n" {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+	}
+	if n := s.Counters().StaticFast; n != 2 {
+		t.Fatalf("%d requests by the fast path, want 2", n)
+	}
+	ctx, cancel := contextWithTimeout(5 * time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Shutdown took %v with only an idle connection", d)
+	}
+	waitClosed(t, client, time.Second)
+	c2, s2 := tcpPair(t, "")
+	s.ServeHTTP(s2, "")
+	waitClosed(t, c2, time.Second)
+}
+
+// TestFastTimeouts: the fast loop closes a connection silently after
+// IdleTimeout between requests and after ReadHeaderTimeout before the
+// first, as net/http does (timeouts shortened for the test).
+func TestFastTimeouts(t *testing.T) {
+	dir, _ := content(t)
+	rh, idle := readHeaderTimeout, idleTimeout
+	readHeaderTimeout, idleTimeout = 300*time.Millisecond, 300*time.Millisecond
+	defer func() { readHeaderTimeout, idleTimeout = rh, idle }()
+	for _, noFast := range []bool{false, true} {
+		s, err := New(Config{Self: "n1", Content: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.noFast = noFast
+		client, server := tcpPair(t, "")
+		s.ServeHTTP(server, "")
+		br := bufio.NewReader(client)
+		if resp, _ := exchange(t, client, br, get("/page.html")); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if d := waitClosed(t, client, 3*time.Second); d < 200*time.Millisecond {
+			t.Errorf("without the fast path %v: idle connection closed after %v, want 300 ms", noFast, d)
+		}
+		c2, s2 := tcpPair(t, "")
+		s.ServeHTTP(s2, "")
+		if d := waitClosed(t, c2, 3*time.Second); d < 200*time.Millisecond {
+			t.Errorf("without the fast path %v: silent new connection closed after %v, want 300 ms", noFast, d)
+		}
+		if n := s.Counters().StaticFast; noFast == (n != 0) {
+			t.Errorf("without the fast path %v: %d requests by the fast path", noFast, n)
+		}
+		ctx, cancel := contextWithTimeout(5 * time.Second)
+		s.Shutdown(ctx)
+		cancel()
+	}
+}
