@@ -46,11 +46,10 @@ func BenchmarkServe(b *testing.B) {
 	}
 	defer s.Shutdown(b.Context())
 	// The same server without the fast path (fast.go): net/http alone.
-	plain, err := New(Config{Self: "n1", Content: dir})
+	plain, err := New(Config{Self: "n1", Content: dir, NoFastPath: true})
 	if err != nil {
 		b.Fatal(err)
 	}
-	plain.noFast = true
 	defer plain.Shutdown(b.Context())
 	for _, c := range []struct {
 		name, path string

@@ -96,8 +96,8 @@ func TestFastAsNetHTTP(t *testing.T) {
 	cfg := Config{Self: "n1", Content: dir, SmallFiles: objcache.Options{Settle: time.Nanosecond}, Group: cgiGroup,
 		Serves: func(g string) bool { return g != "cgi" }}
 	fast := newServer(t, cfg)
+	cfg.NoFastPath = true
 	plain := newServer(t, cfg)
-	plain.noFast = true
 	send := func(s *Server, origin, req string) []byte {
 		client, server := tcpPair(t, "")
 		s.ServeHTTP(server, origin)
@@ -183,15 +183,12 @@ func TestFastShutdown(t *testing.T) {
 // first, as net/http does (timeouts shortened for the test).
 func TestFastTimeouts(t *testing.T) {
 	dir, _ := content(t)
-	rh, idle := readHeaderTimeout, idleTimeout
-	readHeaderTimeout, idleTimeout = 300*time.Millisecond, 300*time.Millisecond
-	defer func() { readHeaderTimeout, idleTimeout = rh, idle }()
 	for _, noFast := range []bool{false, true} {
-		s, err := New(Config{Self: "n1", Content: dir})
+		s, err := New(Config{Self: "n1", Content: dir, NoFastPath: noFast,
+			ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.noFast = noFast
 		client, server := tcpPair(t, "")
 		s.ServeHTTP(server, "")
 		br := bufio.NewReader(client)

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -58,6 +59,16 @@ type Config struct {
 	// ranges as for any file). A path published but not served here is
 	// forwarded (Forward), or answered 503 with Retry-After.
 	Published func(r *http.Request) Published
+	// ReadHeaderTimeout bounds the wait for a connection's first request
+	// head, IdleTimeout the wait for the next request on a kept-alive
+	// connection, in net/http and in the fast loop alike. Zero: the
+	// defaults (DefaultReadHeaderTimeout, DefaultIdleTimeout).
+	ReadHeaderTimeout, IdleTimeout time.Duration
+	// NoFastPath sends every connection straight to net/http, without
+	// the fast loop that answers keep-alive GET and HEAD requests of
+	// cached small files itself (fast.go). The responses are the same
+	// but for Date; the fast loop costs less CPU a request.
+	NoFastPath bool
 	// Source is the address forwarded requests are dialled from (the node
 	// address, which the far node's relay listener knows); zero: the
 	// kernel's choice.
@@ -92,12 +103,10 @@ type Published struct {
 	Name    string
 }
 
-// How long net/http, and the fast loop (fast.go), wait for a request head
-// and for the next request on a kept-alive connection. Variables only so
-// that a test can shorten them before New.
-var (
-	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 120 * time.Second
+// Defaults of Config.ReadHeaderTimeout and Config.IdleTimeout.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
 )
 
 // ProxyLineTimeout bounds the wait for a relayed connection's PROXY line.
@@ -125,7 +134,6 @@ type Server struct {
 	fast   map[*fastConn]struct{} // connections in the fast loop (fast.go)
 
 	shutting atomic.Bool // Shutdown has begun: the fast loop takes no further request
-	noFast   bool        // every connection straight to net/http (tests: the reference)
 }
 
 // New checks c and starts the server's HTTP machinery (no listener of its
@@ -158,8 +166,8 @@ func New(c Config) (*Server, error) {
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.handle),
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: cmp.Or(c.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		IdleTimeout:       cmp.Or(c.IdleTimeout, DefaultIdleTimeout),
 		ConnContext:       connContext,
 		ConnState:         s.connState,
 		ErrorLog:          s.errLog,
@@ -174,7 +182,7 @@ func New(c Config) (*Server, error) {
 func (s *Server) ServeHTTP(c net.Conn, origin string) {
 	s.n.conns(origin, "").Add(1)
 	cc := &conn{Conn: c, meta: &connMeta{origin: origin}}
-	if s.cache == nil || s.noFast {
+	if s.cache == nil || s.c.NoFastPath {
 		s.give(cc)
 		return
 	}
