@@ -30,13 +30,17 @@
 //     read first, and stays there. The callbacks see a Request with what
 //     net/http's carries for them (method, URL.Path, RequestURI, Host,
 //     Header without Host, RemoteAddr, the context's server, local address
-//     and connection meta); a request the fast path passes on is asked
-//     again by net/http (Group, and Published once more when it named a
-//     published path). Timeouts are net/http's: ReadHeaderTimeout for the
-//     first request, IdleTimeout between requests; an incomplete head
-//     goes to net/http, whose ReadHeaderTimeout starts then. Shutdown
-//     closes the loop's idle connections and waits for the busy ones, as
-//     net/http does for its own.
+//     and connection meta); a request the fast path passes on after
+//     asking them is asked again by net/http (Group, and Published: every
+//     GET or HEAD the loop parsed and did not answer, a cache miss as well
+//     as a published path). Timeouts are net/http's: ReadHeaderTimeout for
+//     the first request, IdleTimeout between requests, and, as net/http,
+//     a connection that sends fewer than 4 bytes after a response and then
+//     stops is closed silently; an incomplete head goes to net/http, whose
+//     ReadHeaderTimeout starts then. Shutdown closes the loop's idle
+//     connections and those that have sent nothing for 5 s, and waits for
+//     the busy ones, as net/http does for its own. An idle connection
+//     keeps at most 8 KiB of response buffer and no cached file's bytes.
 //   - Every response carries X-Shoal-Node: <the node that served it>; on a
 //     connection handed off by node O every response also carries
 //     X-Shoal-Handoff: O, and on a connection relayed by node R,

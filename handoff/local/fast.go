@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/shoal-lb/shoal/handoff/objcache"
 )
@@ -23,14 +24,20 @@ import (
 // fastConn is one connection in the fast loop.
 type fastConn struct {
 	c     *conn
-	state atomic.Int32 // fastBusy, fastIdle, fastClosed
+	start time.Time    // when the loop took it
+	state atomic.Int32 // fastNew, fastBusy, fastIdle, fastClosed
 }
 
 const (
-	fastBusy   = iota // reading or answering a request; Shutdown waits for it
+	fastNew    = iota // waiting for its first request; Shutdown closes it once older than fastNewIdle
+	fastBusy          // reading or answering a request; Shutdown waits for it
 	fastIdle          // waiting for the next request; Shutdown closes it
 	fastClosed        // closed by Shutdown
 )
+
+// fastNewIdle is when net/http's Shutdown starts to treat a connection
+// that has sent nothing as idle (and closes it): 5 s.
+const fastNewIdle = 5 * time.Second
 
 // fastReadBuf is the fast loop's read buffer: net/http's own is 4 KiB.
 const fastReadBuf = 4096
@@ -47,7 +54,7 @@ const fastKeep = 8 << 10
 // (s.wg).
 func (s *Server) serveFast(c *conn) {
 	defer s.wg.Done()
-	fc := &fastConn{c: c}
+	fc := &fastConn{c: c, start: time.Now()}
 	if !s.addFast(fc) {
 		c.Close()
 		return
@@ -64,25 +71,31 @@ func (s *Server) serveFast(c *conn) {
 	var out []byte
 	var memo fastMemo
 	first := true
+	answered := false // a response went out: net/http would wait for the next request as idle
+	kept := 0         // bytes of buf carried over from the last read
 	for {
 		// The first request is read under ReadHeaderTimeout, as net/http
 		// reads a new connection's; later ones wait up to IdleTimeout.
 		wait := s.srv.ReadHeaderTimeout
+		from := int32(fastNew)
 		if !first {
 			wait = s.srv.IdleTimeout
+			from = fastIdle
 			if !fc.state.CompareAndSwap(fastBusy, fastIdle) || s.shutting.Load() {
 				return
 			}
 		}
 		c.Conn.SetReadDeadline(time.Now().Add(wait))
-		n, err := c.Conn.Read(buf)
-		if !first && !fc.state.CompareAndSwap(fastIdle, fastBusy) {
+		n, err := c.Conn.Read(buf[kept:])
+		if !fc.state.CompareAndSwap(from, fastBusy) {
 			return // closed by Shutdown
 		}
 		first = false
 		if n == 0 || err != nil {
 			return // EOF, timeout or error: net/http closes silently too
 		}
+		n += kept
+		kept = 0
 		if s.shutting.Load() {
 			return // net/http too closes a connection whose request it read after Shutdown began
 		}
@@ -97,6 +110,7 @@ func (s *Server) serveFast(c *conn) {
 				break
 			}
 			out = resp
+			answered = true
 			off += r.size
 			if len(out) >= fastFlush {
 				if _, err := c.Conn.Write(out); err != nil {
@@ -110,9 +124,16 @@ func (s *Server) serveFast(c *conn) {
 				return
 			}
 			out = out[:0]
-			if cap(out) > fastKeep {
-				out = nil // a pipeline's worth is not kept for the connection's life
-			}
+		}
+		if cap(out) > fastKeep {
+			out = nil // a pipeline's worth is not kept for the connection's life
+		}
+		if off < n && answered && n-off < 4 {
+			// Between requests net/http waits, as idle, for 4 bytes
+			// before it reads a head, and closes silently when they do
+			// not come: so does the loop, keeping the few it has.
+			kept = copy(buf, buf[off:n])
+			continue
 		}
 		if off < n {
 			// A request the fast path does not answer (or an incomplete
@@ -183,8 +204,8 @@ func (s *Server) answerFast(base *http.Request, r *fastRequest, memo *fastMemo, 
 	s.n.static.Add(1)
 	s.n.cached.Add(1)
 	s.n.fast.Add(1)
-	if memo.e != e {
-		memo.e, memo.head = e, s.fastHead(e, m)
+	if w := weak.Make(e); memo.e != w {
+		memo.e, memo.head = w, s.fastHead(e, m)
 	}
 	out = append(out, memo.head...)
 	out = append(out, "Date: "...)
@@ -197,8 +218,10 @@ func (s *Server) answerFast(base *http.Request, r *fastRequest, memo *fastMemo, 
 }
 
 // fastMemo is a connection's last response head (without Date), by entry.
+// It holds the entry weakly: an idle connection must not keep the bytes of
+// an entry the cache has dropped (the cache's MaxTotal bounds them).
 type fastMemo struct {
-	e    *objcache.Entry
+	e    weak.Pointer[objcache.Entry]
 	head []byte
 }
 
@@ -266,12 +289,14 @@ func (s *Server) dropFast(fc *fastConn) {
 	s.mu.Unlock()
 }
 
-// closeFast closes the fast loop's connections: the idle ones, or all.
+// closeFast closes the fast loop's connections: the idle ones (and, as
+// net/http, those that have sent nothing for fastNewIdle), or all.
 func (s *Server) closeFast(all bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for fc := range s.fast {
-		if fc.state.CompareAndSwap(fastIdle, fastClosed) || all {
+		if fc.state.CompareAndSwap(fastIdle, fastClosed) ||
+			time.Since(fc.start) > fastNewIdle && fc.state.CompareAndSwap(fastNew, fastClosed) || all {
 			fc.state.Store(fastClosed)
 			fc.c.Close()
 		}

@@ -145,6 +145,9 @@ func New(c Config) (*Server, error) {
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 10 * time.Second
 	}
+	if c.ReadHeaderTimeout < 0 || c.IdleTimeout < 0 {
+		return nil, fmt.Errorf("local: negative timeout (read header %v, idle %v)", c.ReadHeaderTimeout, c.IdleTimeout)
+	}
 	lg := c.Log
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
@@ -271,13 +274,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		if err == nil {
-			err = ctx.Err()
+	// As net/http's Shutdown polls its connections, the fast loop's are
+	// looked at again while they drain: one that has sent nothing becomes
+	// idle after fastNewIdle.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-tick.C:
+			s.closeFast(false)
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+			s.closeFast(true)
+			break wait
 		}
-		s.closeFast(true)
 	}
 	for _, u := range s.upstream {
 		u.tr.CloseIdleConnections()
