@@ -1,7 +1,7 @@
 /* flows.c: the per-worker flow table.
  *
  * Open addressing with linear probing and backward-shift deletion. The slot
- * index is SipHash-2-4 of the key under a random per-table key (flows.h),
+ * index is SipHash-1-3 of the key under a random per-table key (flows.h),
  * so tuples that share a connection value, which anyone can compute, still
  * land in unrelated slots. Only the worker that owns the table touches it:
  * no locks, no atomics.

@@ -33,11 +33,16 @@ static inline int sdp_bucket_used(const struct sdp_flow_table *t, uint16_t b)
 	return (t->bucket_bits[b >> 6] >> (b & 63)) & 1;
 }
 
-/* SipHash-2-4 of a flow key's 12 bytes under the table's secret key: the
+/* SipHash-1-3 of a flow key's 12 bytes under the table's secret key: the
  * slot index. The connection value cannot serve: CRC32C is linear, so
  * anyone can compute many tuples with one value, whatever the seed, and pile
  * them into one probe run. A keyed PRF spreads them; the key is random per
- * table and never leaves the worker. */
+ * table and never leaves the worker, and nothing the worker sends shows a
+ * slot. One compression round per 8-byte block and three to finish, as in
+ * Rust's default hasher and CPython's string hash (docs/dataplane.md, "The
+ * slot index"): the hash sits on the path from a frame's key to its slot's
+ * prefetch, and its latency is what the first pass waits through before
+ * the next frame's miss can start. */
 #define SDP_SIP_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 #define SDP_SIPROUND                                                          \
 	do {                                                                  \
@@ -72,14 +77,11 @@ static inline uint32_t sdp_slot_hash_words(const uint64_t key[2], uint64_t m0,
 	uint64_t v3 = key[1] ^ 0x7465646279746573ull;
 	v3 ^= m0;
 	SDP_SIPROUND;
-	SDP_SIPROUND;
 	v0 ^= m0;
 	v3 ^= last;
 	SDP_SIPROUND;
-	SDP_SIPROUND;
 	v0 ^= last;
 	v2 ^= 0xff;
-	SDP_SIPROUND;
 	SDP_SIPROUND;
 	SDP_SIPROUND;
 	SDP_SIPROUND;

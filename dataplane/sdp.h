@@ -102,7 +102,7 @@ struct sdp_flow {
 /* Flow table: open addressing, linear probing, backward-shift deletion, so
  * no tombstone slots ever lengthen probes. Capacity is a power of two at
  * least twice max_flows. The slot of a flow is a keyed hash of its key
- * (SipHash-2-4 under key[], random per table), never the connection value. */
+ * (SipHash-1-3 under key[], random per table), never the connection value. */
 struct sdp_flow_table {
 	struct sdp_flow *slots;
 	uint64_t key[2];
