@@ -66,6 +66,26 @@ type Status struct {
 	FailOpen    uint64          `json:"fail_open_builds"`
 	GossipStats *gossip.Stats   `json:"gossip_stats,omitempty"`
 	ReplyPath   ReplyPathStatus `json:"reply_path"`
+	Prefilter   PrefilterStatus `json:"prefilter"`
+}
+
+// PrefilterStatus says whether the in-kernel prefilter (an eBPF socket
+// filter on the NIC's af_packet socket, docs/dataplane.md) drops other
+// nodes' segments before they reach the worker, and why (not).
+type PrefilterStatus struct {
+	Active bool   `json:"active"`
+	Reason string `json:"reason"`
+}
+
+// PrefilterStats are the prefilter's drops in GET /v1/stats: frames the
+// worker never saw, so they are in none of its counters. Dropped are
+// segments other than SYNs (the worker would count them foreign_dropped),
+// SynDropped SYNs in other nodes' buckets (syn_not_ours, or
+// syn_port_dropped for a port not served).
+type PrefilterStats struct {
+	Active     bool   `json:"active"`
+	Dropped    uint64 `json:"dropped"`
+	SynDropped uint64 `json:"syn_dropped"`
 }
 
 // ReplyPathStatus is how replies leave the node's kernel
@@ -118,6 +138,9 @@ type Stats struct {
 	Workers []report.WorkerStats `json:"workers"`
 	Ports   map[string]PortStats `json:"ports"`
 	Reply   ReplyPathStats       `json:"reply_path"`
+	// Prefilter's drops sit beside the worker's foreign_dropped and
+	// syn_not_ours: together they are the node's whole count.
+	Prefilter PrefilterStats `json:"prefilter"`
 }
 
 // PortStats are a device's own counters.
