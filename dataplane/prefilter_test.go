@@ -1,14 +1,18 @@
 package dataplane
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"math/rand"
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
+
+	dpdk "github.com/shoal-lb/shoal/cgo"
 
 	"github.com/shoal-lb/shoal/prefilter"
 )
@@ -207,5 +211,99 @@ func TestPrefilterConnValue(t *testing.T) {
 		if filterKeeps(t, f, fr) {
 			t.Fatalf("%v:%d -> %d: kept with all but its bucket %d wanted", s.src, s.sport, s.dport, b)
 		}
+	}
+}
+
+// TestRuntimePrefilter: a running worker keeps the loaded filter's bitmap
+// through what the command ring and table swaps do to it. A segment of a
+// flow in another node's bucket is dropped in the kernel until a handoff
+// import (Install) puts the flow in the worker's table, passes while the
+// flow or its withdrawn entry lives, and is dropped again once the flow is
+// removed; a new table's buckets are wanted as soon as Publish returns
+// (the worker adopted it) and the buckets it gave away are not.
+func TestRuntimePrefilter(t *testing.T) {
+	cfg := fxConfig()
+	f := loadPrefilter(t, cfg)
+	needEAL(t)
+	nic, tap := openPort(t, nil), openPort(t, nil)
+	cfg.MaxFlows, cfg.MaxHalfOpen = 4096, 1024
+	r, err := NewRuntime(RuntimeConfig{Classifier: cfg, NIC: nic, Tap: tap,
+		Lcores: dpdk.WorkerLcores()[:1], IdleSleepMax: 100 * time.Microsecond, Wanted: f.Wanted()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Free)
+	even := fxOwnership()
+	r.Publish(even)
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	ctx := context.Background()
+	// Tuples in odd buckets (another node's under the even table).
+	var odd []Tuple
+	for i := 0; len(odd) < 3; i++ {
+		tp := rtTuple(i)
+		if Bucket(ConnValue(fxSeed, tp.Client.Addr(), fxVIP, tp.Client.Port(), 80))%2 == 1 {
+			odd = append(odd, tp)
+		}
+	}
+	ack := func(tp Tuple) []byte {
+		return tcpFrame(t, seg{dstMAC: fxClusterMAC, srcMAC: fxClientMAC, src: tp.Client.Addr(), dst: fxVIP,
+			sport: tp.Client.Port(), dport: 80, ack: true, seq: 1000, ackNum: 2000})
+	}
+	keeps := func(tp Tuple) bool { return filterKeeps(t, f, ack(tp)) }
+	// The worker adopts the first table at its first iteration.
+	for deadline := time.Now().Add(5 * time.Second); r.Stats()[0].Epoch == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker did not adopt the table within 5 s")
+		}
+	}
+	if keeps(odd[0]) || keeps(odd[1]) {
+		t.Fatal("a segment in another node's bucket passed before any flow of ours was there")
+	}
+	for _, tp := range odd[:2] {
+		if err := r.Install(ctx, FlowSpec{Tuple: tp, State: Established}); err != nil {
+			t.Fatal(err)
+		}
+		if !keeps(tp) {
+			t.Fatalf("%v: dropped in the kernel after the import completed", tp)
+		}
+	}
+	if err := r.Withdraw(ctx, odd[0]); err != nil {
+		t.Fatal(err)
+	}
+	if !keeps(odd[0]) {
+		t.Fatal("a withdrawn flow's segment was dropped in the kernel: the overlap guard must see it")
+	}
+	if err := r.Remove(ctx, odd[1]); err != nil {
+		t.Fatal(err)
+	}
+	if keeps(odd[1]) {
+		t.Fatal("a removed flow's segment still passes in another node's bucket")
+	}
+	// Swap to the odd buckets: odd[2] (no flow) is wanted at once; an even
+	// bucket with no flow is not.
+	var oddOwn Ownership
+	for b := 1; b < 65536; b += 2 {
+		oddOwn.Set(uint16(b))
+	}
+	r.Publish(&oddOwn)
+	if !keeps(odd[2]) {
+		t.Fatal("a bucket of the adopted table is not wanted after Publish returned")
+	}
+	for i := 0; ; i++ {
+		tp := rtTuple(1000 + i)
+		if Bucket(ConnValue(fxSeed, tp.Client.Addr(), fxVIP, tp.Client.Port(), 80))%2 == 0 {
+			if keeps(tp) {
+				t.Fatal("a bucket given away, with no flow, is still wanted")
+			}
+			break
+		}
+	}
+	// The withdrawn entry's bucket stays wanted whatever the table says.
+	r.Publish(even)
+	if !keeps(odd[0]) {
+		t.Fatal("the withdrawn entry's bucket was dropped by the table swap")
 	}
 }
