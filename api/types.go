@@ -78,14 +78,27 @@ type PrefilterStatus struct {
 }
 
 // PrefilterStats are the prefilter's drops in GET /v1/stats: frames the
-// worker never saw, so they are in none of its counters. Dropped are
-// segments other than SYNs (the worker would count them foreign_dropped),
-// SynDropped SYNs in other nodes' buckets (syn_not_ours, or
-// syn_port_dropped for a port not served).
+// worker never saw, so they are in none of its counters. Each carries the
+// name of the worker counter that would have counted it; a node's whole
+// count is the worker's plus this (Whole).
 type PrefilterStats struct {
-	Active     bool   `json:"active"`
-	Dropped    uint64 `json:"dropped"`
-	SynDropped uint64 `json:"syn_dropped"`
+	Active         bool   `json:"active"`
+	ForeignDropped uint64 `json:"foreign_dropped"`  // segments other than SYNs (also fast_dropped)
+	SynNotOurs     uint64 `json:"syn_not_ours"`     // SYNs in other nodes' buckets
+	SynPortDropped uint64 `json:"syn_port_dropped"` // SYNs to a port the cluster does not serve
+}
+
+// Whole is the node's frame counters as if the worker had seen every
+// frame the prefilter dropped: Total with those drops added to
+// foreign_dropped, fast_dropped, syn_not_ours and syn_port_dropped (rx
+// stays what the worker received).
+func (s Stats) Whole() report.Counters {
+	c := s.Total
+	c.ForeignDropped += s.Prefilter.ForeignDropped
+	c.FastDropped += s.Prefilter.ForeignDropped
+	c.SynNotOurs += s.Prefilter.SynNotOurs
+	c.SynPortDropped += s.Prefilter.SynPortDropped
+	return c
 }
 
 // ReplyPathStatus is how replies leave the node's kernel

@@ -32,6 +32,7 @@ func loadPrefilter(t *testing.T, cfg ClassifierConfig) *prefilter.Filter {
 	pc.Seed, pc.VIP = cfg.Seed, cfg.VIP
 	copy(pc.ClusterMAC[:], cfg.ClusterMAC)
 	copy(pc.NodeMAC[:], cfg.NodeMAC)
+	pc.Ports = cfg.Ports
 	f, err := prefilter.Load(pc)
 	if errors.Is(err, ebpf.ErrNotSupported) {
 		t.Skip("kernel without what the prefilter needs:", err)
@@ -81,7 +82,15 @@ func prefilterStep(t *testing.T, f *prefilter.Filter, cc *CClassifier, own *Owne
 		cc.ClassifyTap([][]byte{fr}, at)
 		return
 	}
+	d0, err := f.Dropped()
+	if err != nil {
+		t.Fatal(err)
+	}
 	keep := filterKeeps(t, f, frame)
+	d1, err := f.Dropped()
+	if err != nil {
+		t.Fatal(err)
+	}
 	c0, fl0 := cc.Counters(), cc.Flows()
 	vs, _ := cc.ClassifyRX([][]byte{fr}, at)
 	c1, fl1 := cc.Counters(), cc.Flows()
@@ -98,7 +107,18 @@ func prefilterStep(t *testing.T, f *prefilter.Filter, cc *CClassifier, own *Owne
 		if vs[0] != Drop || fast+syn != 1 || c1.ForeignDropped-c0.ForeignDropped != fast || rest != c0 || fl1 != fl0 {
 			t.Fatalf("the filter dropped %x; the worker: %v, counters %+v -> %+v", frame, vs[0], c0, c1)
 		}
+		// The filter counted it under the worker's name for it.
+		got := prefilter.Drops{ForeignDropped: d1.ForeignDropped - d0.ForeignDropped,
+			SynNotOurs: d1.SynNotOurs - d0.SynNotOurs, SynPortDropped: d1.SynPortDropped - d0.SynPortDropped}
+		want := prefilter.Drops{ForeignDropped: fast, SynNotOurs: c1.SynNotOurs - c0.SynNotOurs,
+			SynPortDropped: c1.SynPortDropped - c0.SynPortDropped}
+		if got != want {
+			t.Fatalf("the filter counted %x as %+v, the worker as %+v", frame, got, want)
+		}
 		return
+	}
+	if d1 != d0 {
+		t.Fatalf("the filter kept %x but counted a drop: %+v -> %+v", frame, d0, d1)
 	}
 	if fast != 0 {
 		// The second pass also drops a segment without a probe where the

@@ -38,7 +38,7 @@ func (n *Node) loadPrefilter(onExit func(func()), nic *dpdk.Port, clusterMAC, no
 		}
 		return nil
 	}
-	cfg := prefilter.Config{Seed: n.cfg.Cluster.Seed, DropOutgoing: true}
+	cfg := prefilter.Config{Seed: n.cfg.Cluster.Seed, DropOutgoing: true, Ports: n.cfg.Dataplane.ServedPorts()}
 	cfg.VIP = netip.MustParseAddr(n.cfg.Cluster.VIP)
 	copy(cfg.ClusterMAC[:], clusterMAC)
 	copy(cfg.NodeMAC[:], nodeMAC)
@@ -84,7 +84,7 @@ func (n *Node) prefilterStats() api.PrefilterStats {
 	s := api.PrefilterStats{Active: n.pf.active}
 	if n.pf.f != nil {
 		if d, err := n.pf.f.Dropped(); err == nil {
-			s.Dropped, s.SynDropped = d.Segments, d.SYNs
+			s.ForeignDropped, s.SynNotOurs, s.SynPortDropped = d.ForeignDropped, d.SynNotOurs, d.SynPortDropped
 		} else {
 			n.log.Warn("reading the prefilter's counters", "err", err)
 		}

@@ -24,6 +24,9 @@ type Config struct {
 	VIP        netip.Addr // IPv4
 	ClusterMAC [6]byte
 	NodeMAC    [6]byte
+	// Ports are the VIP ports the cluster serves, only to count a
+	// dropped SYN as the worker would (syn_not_ours or syn_port_dropped).
+	Ports []uint16
 	// DropOutgoing also drops the frames the host itself sends through
 	// the device (what replypath.IgnoreOutgoing's classic filter does;
 	// a socket holds one filter, so this one takes that job over).
@@ -33,12 +36,12 @@ type Config struct {
 // Filter is a loaded prefilter: the program, its maps and the mapped
 // wanted bitmap. Its methods are safe for concurrent use.
 type Filter struct {
-	prog                *ebpf.Program
-	wanted, crc, counts *ebpf.Map
-	mem                 []byte // the wanted map's memory, mmapped
-	mu                  sync.Mutex
-	attached            []int
-	closed              bool
+	prog                       *ebpf.Program
+	wanted, crc, counts, ports *ebpf.Map
+	mem                        []byte // the wanted map's memory, mmapped
+	mu                         sync.Mutex
+	attached                   []int
+	closed                     bool
 }
 
 // Load creates the maps, fills the CRC table, maps the wanted bitmap (all
@@ -82,12 +85,28 @@ func load(cfg Config, returnHash bool) (_ *Filter, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("prefilter: drop counters: %w", err)
 	}
+	f.ports, err = ebpf.NewMap(&ebpf.MapSpec{Name: "shoal_pf_ports", Type: ebpf.Array,
+		KeySize: 4, ValueSize: 65536 / 8, MaxEntries: 1})
+	if err != nil {
+		return nil, fmt.Errorf("prefilter: port map: %w", err)
+	}
+	var words [65536 / 64]uint64
+	for _, p := range cfg.Ports {
+		words[p>>6] |= 1 << (p & 63)
+	}
+	pb := make([]byte, 65536/8)
+	for i, w := range words {
+		binary.NativeEndian.PutUint64(pb[8*i:], w)
+	}
+	if err := f.ports.Put(uint32(0), pb); err != nil {
+		return nil, fmt.Errorf("prefilter: ports: %w", err)
+	}
 	f.mem, err = unix.Mmap(f.wanted.FD(), 0, Words*8, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("prefilter: mapping the wanted bitmap: %w", err)
 	}
 	p := progParams{seed: cfg.Seed, vip: cfg.VIP.As4(), clusterMAC: cfg.ClusterMAC, nodeMAC: cfg.NodeMAC,
-		dropOutgoing: cfg.DropOutgoing, wantedFD: f.wanted.FD(), crcFD: f.crc.FD(), countsFD: f.counts.FD(),
+		dropOutgoing: cfg.DropOutgoing, wantedFD: f.wanted.FD(), crcFD: f.crc.FD(), countsFD: f.counts.FD(), portsFD: f.ports.FD(),
 		returnHash: returnHash}
 	f.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "shoal_prefilter", Type: ebpf.SocketFilter,
 		Instructions: program(p), License: "Dual BSD/GPL"})
@@ -137,20 +156,23 @@ func (f *Filter) AttachNetdev(netdev string) (int, error) {
 	return len(fds), nil
 }
 
-// Drops are the frames the filter dropped, summed over CPUs.
+// Drops are the frames the filter dropped, summed over CPUs, under the
+// names of the worker counters that would have counted them.
 type Drops struct {
-	// Segments: TCP segments other than a SYN (the worker would count
-	// them foreign_dropped and fast_dropped).
-	Segments uint64
-	// SYNs: SYNs without ACK (the worker would count them syn_not_ours,
-	// or syn_port_dropped for a port the cluster does not serve).
-	SYNs uint64
+	// ForeignDropped: TCP segments other than a SYN (the worker's
+	// foreign_dropped and fast_dropped).
+	ForeignDropped uint64
+	// SynNotOurs: SYNs without ACK to a served port.
+	SynNotOurs uint64
+	// SynPortDropped: SYNs without ACK to a port the cluster does not
+	// serve.
+	SynPortDropped uint64
 }
 
 // Dropped reads the drop counters.
 func (f *Filter) Dropped() (Drops, error) {
 	var d Drops
-	for i, dst := range []*uint64{&d.Segments, &d.SYNs} {
+	for i, dst := range []*uint64{&d.ForeignDropped, &d.SynNotOurs, &d.SynPortDropped} {
 		var per []uint64
 		if err := f.counts.Lookup(uint32(i), &per); err != nil {
 			return Drops{}, fmt.Errorf("prefilter: reading the drop counters: %w", err)
@@ -189,7 +211,7 @@ func (f *Filter) Close() error {
 	if f.prog != nil {
 		f.prog.Close()
 	}
-	for _, m := range []*ebpf.Map{f.wanted, f.crc, f.counts} {
+	for _, m := range []*ebpf.Map{f.wanted, f.crc, f.counts, f.ports} {
 		if m != nil {
 			m.Close()
 		}

@@ -26,7 +26,7 @@ func loadT(t *testing.T, returnHash bool) *Filter {
 	if os.Geteuid() != 0 {
 		t.Skip("loading a BPF program needs root (CAP_BPF)")
 	}
-	f, err := load(Config{Seed: tSeed, VIP: tVIP, ClusterMAC: tClusterMAC, NodeMAC: tNodeMAC}, returnHash)
+	f, err := load(Config{Seed: tSeed, VIP: tVIP, ClusterMAC: tClusterMAC, NodeMAC: tNodeMAC, Ports: []uint16{80, 443}}, returnHash)
 	if errors.Is(err, ebpf.ErrNotSupported) {
 		t.Skip("kernel without what the filter needs:", err)
 	}
@@ -113,7 +113,8 @@ func TestConnValue(t *testing.T) {
 }
 
 // TestDropsUnwanted: a segment to the VIP is dropped exactly when its
-// bucket's bit is clear, and counted, SYNs apart.
+// bucket's bit is clear, and counted as the worker counts: SYNs apart, by
+// whether their port is served.
 func TestDropsUnwanted(t *testing.T) {
 	f := loadT(t, false)
 	w := f.Wanted()
@@ -121,7 +122,7 @@ func TestDropsUnwanted(t *testing.T) {
 	var want Drops
 	for i := 0; i < 500; i++ {
 		src := netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + i%5)})
-		s := seg{dst: [][6]byte{tClusterMAC, tNodeMAC}[i%2], src: src, daddr: tVIP, sport: uint16(1024 + rng.Intn(60000)), dport: 80,
+		s := seg{dst: [][6]byte{tClusterMAC, tNodeMAC}[i%2], src: src, daddr: tVIP, sport: uint16(1024 + rng.Intn(60000)), dport: []uint16{80, 443, 8080, 1}[i%4],
 			flags: []byte{0x02, 0x10, 0x18, 0x11, 0x04, 0x12}[i%6], payload: i % 3 * 100}
 		b := uint16(refValue(s.src, s.daddr, s.sport, s.dport))
 		set := rng.Intn(2) == 0
@@ -138,10 +139,13 @@ func TestDropsUnwanted(t *testing.T) {
 			t.Fatalf("bucket %d wanted %v, flags %#x: program returned %#x", b, set, s.flags, ret)
 		}
 		if !set {
-			if s.flags == 0x02 {
-				want.SYNs++
-			} else {
-				want.Segments++
+			switch {
+			case s.flags != 0x02:
+				want.ForeignDropped++
+			case s.dport == 80 || s.dport == 443:
+				want.SynNotOurs++
+			default:
+				want.SynPortDropped++
 			}
 		}
 	}
@@ -191,7 +195,7 @@ func TestPassesOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d != (Drops{Segments: 1}) {
+	if d != (Drops{ForeignDropped: 1}) {
 		t.Fatalf("counted %+v, want the base segment's one drop", d)
 	}
 }

@@ -32,10 +32,12 @@ const (
 	tcpRST = 0x04
 	tcpACK = 0x10
 
-	// Counter indices in the per-CPU drop map.
-	countSegments = 0 // anything but a SYN (segments of other nodes' flows)
-	countSYNs     = 1 // SYNs (no ACK) in buckets of other nodes
-	nCounts       = 2
+	// Counter indices in the per-CPU drop map, as the worker's first
+	// pass tallies its drops.
+	countSegments = 0 // anything but a SYN: foreign_dropped, fast_dropped
+	countSYNs     = 1 // SYNs (no ACK) to a served port: syn_not_ours
+	countPortSYNs = 2 // SYNs to a port the cluster does not serve: syn_port_dropped
+	nCounts       = 3
 
 	// passAll is what a socket filter returns to keep a frame whole
 	// (the snap length; the kernel takes the smaller of it and the
@@ -56,6 +58,7 @@ type progParams struct {
 	wantedFD     int // array, one 8 KiB value: a bit per bucket
 	crcFD        int // array, one 1 KiB value: the CRC32C byte table
 	countsFD     int // per-CPU array of nCounts u64
+	portsFD      int // array, one 8 KiB value: a bit per served VIP port
 	// returnHash, for the tests only: return the connection value of a
 	// well-formed TCP segment to the VIP instead of deciding it.
 	returnHash bool
@@ -211,12 +214,31 @@ func program(p progParams) asm.Instructions {
 		asm.And.Imm(asm.R2, 1),
 		asm.JNE.Imm(asm.R2, 0, pass),
 
-		// Dropped: count it, a SYN (without ACK) apart.
-		asm.Mov.Imm(asm.R1, countSegments),
+		// Dropped: count it as the worker would have, a SYN (without
+		// ACK) by whether its port is served.
+		asm.StoreImm(asm.RFP, keySlot, countSegments, asm.Word),
 		asm.And.Imm(asm.R7, tcpSYN|tcpACK),
 		asm.JNE.Imm(asm.R7, tcpSYN, "count"),
-		asm.Mov.Imm(asm.R1, countSYNs),
-		asm.StoreMem(asm.RFP, keySlot, asm.R1, asm.Word).WithSymbol("count"),
+		asm.StoreImm(asm.RFP, keySlot, countPortSYNs, asm.Word),
+		asm.LoadMapPtr(asm.R1, p.portsFD),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, keySlot-4), // key 0: the word below is zero
+		asm.StoreImm(asm.RFP, keySlot-4, 0, asm.Word),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "count"),
+		asm.LoadMem(asm.R1, asm.RFP, at(ethHLen+20+2), asm.Half),
+		asm.HostTo(asm.BE, asm.R1, asm.Half),
+		asm.Mov.Reg(asm.R2, asm.R1),
+		asm.RSh.Imm(asm.R2, 6),
+		asm.LSh.Imm(asm.R2, 3),
+		asm.Add.Reg(asm.R0, asm.R2),
+		asm.LoadMem(asm.R2, asm.R0, 0, asm.DWord),
+		asm.And.Imm(asm.R1, 63),
+		asm.RSh.Reg(asm.R2, asm.R1),
+		asm.And.Imm(asm.R2, 1),
+		asm.JEq.Imm(asm.R2, 0, "count"),
+		asm.StoreImm(asm.RFP, keySlot, countSYNs, asm.Word),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("count"),
 		asm.LoadMapPtr(asm.R1, p.countsFD),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, keySlot),

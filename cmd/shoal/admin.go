@@ -152,7 +152,9 @@ func statsCmd(c *cli.Context) error {
 	}
 	printStruct(s.Total, func(i int) any { return s.Workers[i].Counters })
 	// Frames the in-kernel prefilter dropped before any worker saw them.
-	fmt.Fprintf(tw, "prefilter_dropped\t%d\nprefilter_syn_dropped\t%d\n", s.Prefilter.Dropped, s.Prefilter.SynDropped)
+	pf := s.Prefilter
+	fmt.Fprintf(tw, "prefilter_foreign_dropped\t%d\nprefilter_syn_not_ours\t%d\nprefilter_syn_port_dropped\t%d\n",
+		pf.ForeignDropped, pf.SynNotOurs, pf.SynPortDropped)
 	printStruct(s.Flows, func(i int) any { return s.Workers[i].Flows })
 	for name, p := range s.Ports {
 		fmt.Fprintf(tw, "port %s\trx %d tx %d missed %d nombuf %d tx_errors %d\n", name, p.RxPackets, p.TxPackets, p.RxMissed, p.RxNoMbuf, p.TxErrors)

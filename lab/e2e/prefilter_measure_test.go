@@ -70,7 +70,7 @@ func TestPrefilterMeasure(t *testing.T) {
 		for i, id := range ids {
 			cpu0[i] = workerCPUns(t, id)
 			s := stats(t, id)
-			st0[i].rx, st0[i].pf = s.Total.RX, s.Prefilter.Dropped+s.Prefilter.SynDropped
+			st0[i].rx, st0[i].pf = s.Total.RX, s.Prefilter.ForeignDropped+s.Prefilter.SynNotOurs+s.Prefilter.SynPortDropped
 			st0[i].sleeps, st0[i].polls = s.Workers[0].IdleSleeps, s.Workers[0].Polls
 		}
 		args := []string{"wrk", "-t2", "-c12", "-d10s"}
@@ -87,7 +87,7 @@ func TestPrefilterMeasure(t *testing.T) {
 			c.cpuNS[i] = workerCPUns(t, id) - cpu0[i]
 			s := stats(t, id)
 			c.rx[i] = s.Total.RX - st0[i].rx
-			c.pf[i] = s.Prefilter.Dropped + s.Prefilter.SynDropped - st0[i].pf
+			c.pf[i] = s.Prefilter.ForeignDropped + s.Prefilter.SynNotOurs + s.Prefilter.SynPortDropped - st0[i].pf
 			c.sleeps[i] = s.Workers[0].IdleSleeps - st0[i].sleeps
 			c.polls[i] = s.Workers[0].Polls - st0[i].polls
 		}

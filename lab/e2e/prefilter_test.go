@@ -62,8 +62,8 @@ func TestPrefilter(t *testing.T) {
 			rx:         a.Total.RX - b.Total.RX,
 			foreign:    a.Total.ForeignDropped - b.Total.ForeignDropped,
 			synNotOurs: a.Total.SynNotOurs + a.Total.SynPortDropped - b.Total.SynNotOurs - b.Total.SynPortDropped,
-			pf:         a.Prefilter.Dropped - b.Prefilter.Dropped,
-			pfSYN:      a.Prefilter.SynDropped - b.Prefilter.SynDropped,
+			pf:         a.Prefilter.ForeignDropped - b.Prefilter.ForeignDropped,
+			pfSYN:      a.Prefilter.SynNotOurs + a.Prefilter.SynPortDropped - b.Prefilter.SynNotOurs - b.Prefilter.SynPortDropped,
 		}
 		t.Logf("%s: %d connections of its own; worker rx %d, foreign %d, SYNs not ours %d; prefilter dropped %d segments, %d SYNs",
 			id, conns[id], d[id].rx, d[id].foreign, d[id].synNotOurs, d[id].pf, d[id].pfSYN)
@@ -74,6 +74,20 @@ func TestPrefilter(t *testing.T) {
 	// FIN, the last ACK): n3's worker drops every one of other nodes'.
 	if n3.pf != 0 || n3.pfSYN != 0 || n3.synNotOurs < others3 || n3.foreign < 4*others3 {
 		t.Fatalf("n3 (no prefilter): %+v for %d foreign connections", n3, others3)
+	}
+	// The whole counts (worker + filter) of every node: the same client
+	// segments reach all three, and each segment is foreign on two.
+	var foreignAll, synAll uint64
+	for _, id := range ids {
+		b, a := before[id].Whole(), after[id].Whole()
+		foreignAll += a.ForeignDropped - b.ForeignDropped
+		synAll += a.SynNotOurs - b.SynNotOurs
+	}
+	if synAll < 2*uint64(len(ports)) || synAll > 2*uint64(len(ports))+10 {
+		t.Errorf("SYNs not ours over the three nodes, worker and filter: %d, want 2 per connection (%d)", synAll, 2*len(ports))
+	}
+	if foreignAll < 8*uint64(len(ports)) {
+		t.Errorf("foreign segments over the three nodes, worker and filter: %d, want at least 4 per connection on two nodes (%d)", foreignAll, 8*len(ports))
 	}
 	for _, id := range []string{"n1", "n2"} {
 		x := d[id]
