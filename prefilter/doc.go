@@ -19,9 +19,11 @@
 //     owned | used, in step with its own decisions (dataplane/wanted.h
 //     argues the ordering). A zero bitmap drops every such segment, which
 //     is what a worker with no table and no flow decides.
-//   - Drops are counted per CPU, SYNs apart (Filter.Dropped): the frames
-//     the worker no longer sees, so its foreign_dropped and syn_not_ours
-//     plus these stay the node's whole count.
+//   - Drops are counted per CPU under the name of the worker counter that
+//     would have counted each (Filter.Dropped: foreign_dropped,
+//     syn_not_ours, syn_port_dropped, the served ports held in a map for
+//     the last two), so the worker's counters plus these stay the node's
+//     whole count.
 //   - With Config.DropOutgoing it also drops the frames the host sends
 //     through the device, the job of replypath's classic filter, which it
 //     replaces (a socket has one filter).
