@@ -44,16 +44,15 @@ func loadPrefilter(t *testing.T, cfg ClassifierConfig) *prefilter.Filter {
 	return f
 }
 
-// filterKeeps runs the program on a frame as the af_packet socket would
-// (see prefilter's tests: BPF_PROG_TEST_RUN strips 14 bytes first).
+// filterKeeps runs the loaded program on a frame as the af_packet socket
+// would (prefilter.Filter.Keeps).
 func filterKeeps(t *testing.T, f *prefilter.Filter, frame []byte) bool {
 	t.Helper()
-	in := append([]byte{0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0x20, 0x88, 0xb5}, frame...)
-	ret, err := f.TestRun(in)
+	keep, err := f.Keeps(frame)
 	if err != nil {
-		t.Fatalf("%d-byte frame: %v", len(frame), err)
+		t.Fatal(err)
 	}
-	return ret != 0
+	return keep
 }
 
 // frameBucket is the bucket of an IPv4 TCP frame without options.

@@ -219,11 +219,26 @@ func (f *Filter) Close() error {
 	return errors.Join(errs...)
 }
 
-// TestRun runs the program once on data with BPF_PROG_TEST_RUN and
-// returns what it returned (0: drop). The kernel hands a socket filter
-// under test the skb after taking 14 bytes off as an Ethernet header,
-// where a packet socket's filter sees the frame from its Ethernet header
-// on: put 14 bytes of any header in front of the frame.
-func (f *Filter) TestRun(data []byte) (uint32, error) {
-	return f.prog.Run(&ebpf.RunOptions{Data: data})
+// Keeps runs the loaded program once on frame, as the packet socket hands
+// frames to it (from the Ethernet header on), with BPF_PROG_TEST_RUN, and
+// says whether the frame would pass; a dropped frame is counted as on the
+// socket. It is how the tests compare the program with the worker's C
+// classifier, and a way to ask the kernel about one frame.
+func (f *Filter) Keeps(frame []byte) (bool, error) {
+	ret, err := f.prog.Run(&ebpf.RunOptions{Data: testRunInput(frame)})
+	if err != nil {
+		return false, fmt.Errorf("prefilter: test run of a %d-byte frame: %w", len(frame), err)
+	}
+	return ret != 0, nil
+}
+
+// testRunInput is frame as BPF_PROG_TEST_RUN must get it to show it to a
+// socket filter as a packet socket does: the kernel takes the first 14
+// bytes off as an Ethernet header (eth_type_trans) before it runs a
+// socket filter, where a packet socket's filter sees the frame from its
+// Ethernet header on. So a header of its own goes in front, with an
+// EtherType (0x88b5, local experimental) whose payload it does not
+// check.
+func testRunInput(frame []byte) []byte {
+	return append([]byte{0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0x20, 0x88, 0xb5}, frame...)
 }

@@ -82,14 +82,11 @@ func refValue(src, dst netip.Addr, sport, dport uint16) uint32 {
 	return ^crc32.Update(^tSeed, crc32.MakeTable(crc32.Castagnoli), b[:])
 }
 
-// run runs the program on frame as its packet socket would see it.
-// BPF_PROG_TEST_RUN hands a socket filter the skb after eth_type_trans
-// pulled 14 bytes (an EtherType it does not check the payload of), where a packet socket's filter sees the frame from its
-// Ethernet header on: a 14-byte header of its own goes in front.
+// run runs the program on frame as its packet socket would see it
+// (testRunInput) and returns what it returned.
 func run(t *testing.T, f *Filter, frame []byte) uint32 {
 	t.Helper()
-	in := append([]byte{0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0x20, 0x88, 0xb5}, frame...)
-	ret, err := f.prog.Run(&ebpf.RunOptions{Data: in})
+	ret, err := f.prog.Run(&ebpf.RunOptions{Data: testRunInput(frame)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,8 +224,7 @@ func BenchmarkFilter(b *testing.B) {
 			if c.wanted {
 				w[bk>>6] = 1 << (bk & 63)
 			}
-			in := append([]byte{0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0x20, 0x88, 0xb5}, c.frame...)
-			_, per, err := f.prog.Benchmark(in, b.N, b.ResetTimer)
+			_, per, err := f.prog.Benchmark(testRunInput(c.frame), b.N, b.ResetTimer)
 			if err != nil {
 				b.Fatal(err)
 			}
