@@ -66,6 +66,39 @@ type Status struct {
 	FailOpen    uint64          `json:"fail_open_builds"`
 	GossipStats *gossip.Stats   `json:"gossip_stats,omitempty"`
 	ReplyPath   ReplyPathStatus `json:"reply_path"`
+	Prefilter   PrefilterStatus `json:"prefilter"`
+}
+
+// PrefilterStatus says whether the in-kernel prefilter (an eBPF socket
+// filter on the NIC's af_packet socket, docs/dataplane.md) drops other
+// nodes' segments before they reach the worker, and why (not).
+type PrefilterStatus struct {
+	Active bool   `json:"active"`
+	Reason string `json:"reason"`
+}
+
+// PrefilterStats are the prefilter's drops in GET /v1/stats: frames the
+// worker never saw, so they are in none of its counters. Each carries the
+// name of the worker counter that would have counted it; a node's whole
+// count is the worker's plus this (Whole).
+type PrefilterStats struct {
+	Active         bool   `json:"active"`
+	ForeignDropped uint64 `json:"foreign_dropped"`  // segments other than SYNs (also fast_dropped)
+	SynNotOurs     uint64 `json:"syn_not_ours"`     // SYNs in other nodes' buckets
+	SynPortDropped uint64 `json:"syn_port_dropped"` // SYNs to a port the cluster does not serve
+}
+
+// Whole is the node's frame counters as if the worker had seen every
+// frame the prefilter dropped: Total with those drops added to
+// foreign_dropped, fast_dropped, syn_not_ours and syn_port_dropped (rx
+// stays what the worker received).
+func (s Stats) Whole() report.Counters {
+	c := s.Total
+	c.ForeignDropped += s.Prefilter.ForeignDropped
+	c.FastDropped += s.Prefilter.ForeignDropped
+	c.SynNotOurs += s.Prefilter.SynNotOurs
+	c.SynPortDropped += s.Prefilter.SynPortDropped
+	return c
 }
 
 // ReplyPathStatus is how replies leave the node's kernel
@@ -118,6 +151,9 @@ type Stats struct {
 	Workers []report.WorkerStats `json:"workers"`
 	Ports   map[string]PortStats `json:"ports"`
 	Reply   ReplyPathStats       `json:"reply_path"`
+	// Prefilter's drops sit beside the worker's foreign_dropped and
+	// syn_not_ours: together they are the node's whole count.
+	Prefilter PrefilterStats `json:"prefilter"`
 }
 
 // PortStats are a device's own counters.

@@ -195,6 +195,13 @@ type DataplaneConfig struct {
 	// worker (any device, vfio-pci included), "auto" (the default) is kernel
 	// where the device allows it. See docs/replypath.md.
 	ReplyPath string `yaml:"reply_path"`
+	// Prefilter is the in-kernel prefilter on the NIC's af_packet socket
+	// (package prefilter, docs/dataplane.md): an eBPF socket filter that
+	// drops other nodes' segments before they are copied to the worker
+	// and wake it. "auto" (the default) and "on" load it where the device
+	// is net_af_packet; "off" never does. A kernel or a process that
+	// cannot load it is logged and the node runs without it.
+	Prefilter string `yaml:"prefilter"`
 }
 
 // ServedPorts is Ports as the data plane takes them (validated first).
@@ -343,6 +350,9 @@ func (c *Config) Defaults() {
 	}
 	if d.ReplyPath == "" {
 		d.ReplyPath = "auto"
+	}
+	if d.Prefilter == "" {
+		d.Prefilter = "auto"
 	}
 	if d.Ports == nil {
 		d.Ports = []int{80, 443}
@@ -643,6 +653,11 @@ func (c *Config) Validate() error {
 	case "auto", "kernel", "tap":
 	default:
 		bad("dataplane.reply_path", "%q must be auto, kernel or tap", d.ReplyPath)
+	}
+	switch d.Prefilter {
+	case "auto", "on", "off":
+	default:
+		bad("dataplane.prefilter", "%q must be auto, on or off", d.Prefilter)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 		bad("http.listen", "%q is not host:port", c.HTTP.Listen)

@@ -45,6 +45,7 @@ func TestBadConfig(t *testing.T) {
 		{"address: 198.18.0.101/24\ndataplane:\n  extra_buckets: 9-3", "address: 198.18.0.101/24", "dataplane.extra_buckets"},
 		{"address: 198.18.0.101/24\ndataplane:\n  max_half_open: 99999999", "address: 198.18.0.101/24", "dataplane.max_half_open"},
 		{"address: 198.18.0.101/24\ndataplane:\n  reply_path: fast", "address: 198.18.0.101/24", "dataplane.reply_path"},
+		{"address: 198.18.0.101/24\ndataplane:\n  prefilter: yes", "address: 198.18.0.101/24", "dataplane.prefilter"},
 		{"address: 198.18.0.101/24\ndpdk:\n  hugepages: maybe", "address: 198.18.0.101/24", "dpdk.hugepages"},
 		{"address: 198.18.0.101/24\ndataplane:\n  ports: []", "address: 198.18.0.101/24", "dataplane.ports"},
 		{"address: 198.18.0.101/24\ndataplane:\n  ports: [80, 70000]", "address: 198.18.0.101/24", "dataplane.ports[1]"},

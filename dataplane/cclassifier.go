@@ -4,6 +4,7 @@ package dataplane
 #include <stdlib.h>
 #include <string.h>
 #include "sdp.h"
+#include "wanted.h"
 
 // Run one burst over frames packed back to back in buf, each given room of
 // stride bytes; lens in, lens out.
@@ -158,6 +159,34 @@ func (cc *CClassifier) SetOwnership(o *Ownership) {
 	bits := unsafe.Slice((*uint64)(unsafe.Pointer(&cc.owner.bits[0])), len(o))
 	copy(bits, o[:])
 	cc.c.owner = cc.owner
+	if cc.c.flows.wanted != nil {
+		// The same table memory with new bits: adopt it again.
+		cc.c.flows.wanted.synced = 0
+		C.sdp_wanted_adopt(cc.c.flows.wanted, &cc.c.flows, cc.owner)
+	}
+}
+
+// AttachWanted makes the classifier keep bits as a worker keeps the
+// prefilter's bitmap (wanted.h): owned | used, from now on. bits must be
+// memory outside the Go heap (Filter.Wanted) and outlive the classifier.
+func (cc *CClassifier) AttachWanted(bits *[WantedWords]uint64) {
+	if cc.c.flows.wanted == nil {
+		cc.c.flows.wanted = newWanted(bits)
+	}
+	C.sdp_wanted_adopt(cc.c.flows.wanted, &cc.c.flows, cc.c.owner)
+}
+
+// usedBits is the flow table's bucket_bits: the buckets holding flows.
+func (cc *CClassifier) usedBits() (out [WantedWords]uint64) {
+	copy(out[:], unsafe.Slice((*uint64)(unsafe.Pointer(&cc.c.flows.bucket_bits[0])), WantedWords))
+	return out
+}
+
+// newWanted is a C struct sdp_wanted over bits, not yet built.
+func newWanted(bits *[WantedWords]uint64) *C.struct_sdp_wanted {
+	wt := (*C.struct_sdp_wanted)(C.calloc(1, C.sizeof_struct_sdp_wanted))
+	wt.bits = (*C.uint64_t)(unsafe.Pointer(&bits[0]))
+	return wt
 }
 
 func (cc *CClassifier) Sweep(now uint32) int {
@@ -206,6 +235,7 @@ func (cc *CClassifier) Close() {
 	if cc.c == nil {
 		return
 	}
+	C.free(unsafe.Pointer(cc.c.flows.wanted))
 	C.sdp_classifier_free(cc.c)
 	C.free(unsafe.Pointer(cc.c))
 	C.free(unsafe.Pointer(cc.owner))

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 
 #include "flows.h"
+#include "wanted.h"
 
 
 /* Zeroed memory aligned to 2 MiB and marked for transparent huge pages: a
@@ -80,8 +81,11 @@ struct sdp_flow *sdp_flows_insert(struct sdp_flow_table *t,
 	f->state = state;
 	t->count++;
 	t->by_state[state]++;
-	if (t->bucket_flows[bucket]++ == 0)
+	if (t->bucket_flows[bucket]++ == 0) {
 		t->bucket_bits[bucket >> 6] |= 1ull << (bucket & 63);
+		if (t->wanted != NULL)
+			sdp_wanted_used(t->wanted, bucket);
+	}
 	return f;
 }
 
@@ -121,8 +125,11 @@ uint32_t sdp_flows_delete(struct sdp_flow_table *t, struct sdp_flow *f)
 	uint32_t work = 1;
 	t->count--;
 	t->by_state[f->state]--;
-	if (--t->bucket_flows[f->bucket] == 0)
+	if (--t->bucket_flows[f->bucket] == 0) {
 		t->bucket_bits[f->bucket >> 6] &= ~(1ull << (f->bucket & 63));
+		if (t->wanted != NULL)
+			sdp_wanted_unused(t->wanted, f->bucket);
+	}
 	uint32_t i = hole;
 	for (;;) {
 		i = (i + 1) & t->mask;

@@ -3,6 +3,7 @@ package dataplane
 /*
 #include <stdlib.h>
 #include <string.h>
+#include "wanted.h"
 #include "worker.h"
 
 static void *sdp_worker_fn(void) { return (void *)sdp_worker_main; }
@@ -37,7 +38,16 @@ type RuntimeConfig struct {
 	Lcores []uint
 	// IdleSleepMax caps the worker's sleep when idle.
 	IdleSleepMax time.Duration
+	// Wanted, if not nil, is the in-kernel prefilter's bucket bitmap
+	// (package prefilter, Filter.Wanted): memory outside the Go heap that
+	// the worker keeps equal to owned | used buckets (wanted.h). It must
+	// stay mapped until Free returns.
+	Wanted *[WantedWords]uint64
 }
+
+// WantedWords is the size of the prefilter's bitmap in 64-bit words: one
+// bit per bucket.
+const WantedWords = 65536 / 64
 
 // Runtime is the running data plane of a node: C workers on their lcores,
 // an ownership table published by pointer swap, counters read from C
@@ -102,6 +112,9 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 			C.free(unsafe.Pointer(w))
 			r.Free()
 			return nil, fmt.Errorf("dataplane: flow table of %d flows: error %d", cfg.Classifier.MaxFlows, -rc)
+		}
+		if cfg.Wanted != nil {
+			w.cls.flows.wanted = newWanted(cfg.Wanted)
 		}
 		w.shared = r.shared
 		w.nic_port = C.uint16_t(cfg.NIC.ID)
@@ -226,6 +239,7 @@ func (r *Runtime) Free() {
 	defer r.mu.Unlock()
 	for _, w := range r.workers {
 		C.sdp_cmd_ring_free(&w.cmds)
+		C.free(unsafe.Pointer(w.cls.flows.wanted))
 		C.sdp_classifier_free(&w.cls)
 		C.free(unsafe.Pointer(w))
 	}

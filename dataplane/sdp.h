@@ -99,6 +99,8 @@ struct sdp_flow {
 	uint32_t cfin;      /* the sequence number of the client's FIN */
 };
 
+struct sdp_wanted;
+
 /* Flow table: open addressing, linear probing, backward-shift deletion, so
  * no tombstone slots ever lengthen probes. Capacity is a power of two at
  * least twice max_flows. The slot of a flow is a keyed hash of its key
@@ -117,6 +119,9 @@ struct sdp_flow_table {
 	/* One bit per bucket holding flows: the fast-drop filter. 8 KiB,
 	 * which stays in L1 where the 256 KiB of counts would miss. */
 	uint64_t bucket_bits[SDP_BUCKETS / 64];
+	/* The in-kernel prefilter's bitmap (wanted.h), kept in step at every
+	 * 0 <-> 1 change of a bucket's count; NULL without a prefilter. */
+	struct sdp_wanted *wanted;
 };
 
 /* The published form of the range table: this node's ownership bitmap. */

@@ -25,6 +25,7 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
+#include "wanted.h"
 #include "worker.h"
 
 /* After the last packet the worker keeps polling for this long before its
@@ -243,6 +244,10 @@ int sdp_worker_main(void *arg)
 		uint64_t start = rte_get_tsc_cycles();
 		struct sdp_owner_table *t =
 			atomic_load_explicit(&w->shared->table, memory_order_acquire);
+		/* The prefilter's bitmap follows the table before any frame is
+		 * decided under it (wanted.h). */
+		if (w->cls.flows.wanted != NULL)
+			sdp_wanted_adopt(w->cls.flows.wanted, &w->cls.flows, t);
 		w->cls.owner = t;
 		atomic_store_explicit(&w->seen_epoch, t ? t->epoch : 0,
 				      memory_order_release);

@@ -261,7 +261,7 @@ func (n *Node) status() api.Status {
 		UptimeSec: time.Since(n.started).Seconds(), Hugepages: n.hugepages,
 		Epoch: snap.Epoch, AgreementHash: snap.Hash, TableAlgorithm: snap.Algorithm, TableAge: time.Since(snap.TableSince).Seconds(),
 		OwnedBuckets: snap.Owned, ExtraBuckets: snap.Extra, Agreement: true,
-		FailOpen: snap.FailOpenBuilds, Holding: snap.Holding, ReplyPath: n.replyPathStatus(),
+		FailOpen: snap.FailOpenBuilds, Holding: snap.Holding, ReplyPath: n.replyPathStatus(), Prefilter: n.prefilterStatus(),
 	}
 	if snap.Table != nil {
 		s.TableHash = snap.Table.Hash
@@ -304,7 +304,7 @@ func (n *Node) status() api.Status {
 func (n *Node) stats() api.Stats {
 	ws := n.runtime.Stats()
 	tot, flows := dataplane.Totals(ws)
-	s := api.Stats{NodeID: n.cfg.NodeID, Total: tot, Flows: flows, Workers: ws, Ports: map[string]api.PortStats{}, Reply: n.replyPathStats()}
+	s := api.Stats{NodeID: n.cfg.NodeID, Total: tot, Flows: flows, Workers: ws, Ports: map[string]api.PortStats{}, Reply: n.replyPathStats(), Prefilter: n.prefilterStats()}
 	for name, p := range map[string]*dpdk.Port{"nic": n.nic, "tap": n.tap} {
 		if st, err := p.Stats(); err == nil {
 			s.Ports[name] = api.PortStats{RxPackets: st.RxPackets, TxPackets: st.TxPackets, RxMissed: st.RxMissed,

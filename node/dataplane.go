@@ -93,6 +93,9 @@ func (n *Node) startDataplane(onExit func(func())) error {
 		}
 	}
 	clusterMAC, _ := net.ParseMAC(cfg.Cluster.MAC)
+	// Loaded before the worker so its Close runs after the worker stops:
+	// the worker writes the filter's bitmap.
+	wanted := n.loadPrefilter(onExit, nic, clusterMAC, mac)
 	rt, err := dataplane.NewRuntime(dataplane.RuntimeConfig{
 		Classifier: dataplane.ClassifierConfig{
 			VIP:         netip.MustParseAddr(cfg.Cluster.VIP),
@@ -110,6 +113,7 @@ func (n *Node) startDataplane(onExit func(func())) error {
 		Tap:          tap,
 		Lcores:       workers[:1],
 		IdleSleepMax: time.Duration(cfg.Dataplane.IdleSleepMaxUS) * time.Microsecond,
+		Wanted:       wanted,
 	})
 	if err != nil {
 		return err

@@ -62,6 +62,12 @@ func (n *Node) writeMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "shoal_reply_kernel_bytes_total", st.Reply.KernelBytes)
 	metrics.WriteCounterUint64(w, "shoal_tap_tx_dropped_total", st.Reply.TapTxDropped)
 	metrics.WriteGaugeFloat64(w, fmt.Sprintf(`shoal_reply_path{mode=%q}`, st.Reply.Mode), 1)
+	metrics.WriteGaugeFloat64(w, "shoal_prefilter_active", b2f(st.Prefilter.Active))
+	writeStruct(w, "shoal_prefilter_dropped_total", "counter=", struct {
+		ForeignDropped uint64 `json:"foreign_dropped"`
+		SynNotOurs     uint64 `json:"syn_not_ours"`
+		SynPortDropped uint64 `json:"syn_port_dropped"`
+	}{st.Prefilter.ForeignDropped, st.Prefilter.SynNotOurs, st.Prefilter.SynPortDropped}, true)
 	h := n.health()
 	metrics.WriteGaugeFloat64(w, "shoal_health_healthy", b2f(h.Healthy))
 	metrics.WriteGaugeFloat64(w, "shoal_health_server_running", b2f(h.ServerRunning))

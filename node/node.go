@@ -57,6 +57,8 @@ type Node struct {
 	// Set once at start by startReplyPath.
 	reply          replypath.Decision
 	replyInstalled *replypath.Installed
+	// Set at start by startDataplane and startReplyPath.
+	pf prefilterState
 }
 
 // Run runs the node until ctx is done, then tears everything down.

@@ -20,9 +20,12 @@ func (n *Node) startReplyPath(onExit func(func())) error {
 		return inputErr("%v", err)
 	}
 	if dev, ok := replypath.Netdev(n.cfg.Interface.Device); ok && strings.Contains(strings.SplitN(n.cfg.Interface.Device, ",", 2)[0], "af_packet") {
-		// The worker never needs the frames this host sends.
-		if k, err := replypath.IgnoreOutgoing(dev); err != nil || k == 0 {
-			n.log.Warn("could not keep the host's own frames out of the af_packet ring", "netdev", dev, "sockets", k, "err", err)
+		// The worker never needs the frames this host sends. The
+		// prefilter drops them too; a socket holds one filter.
+		if !n.attachPrefilter(dev) {
+			if k, err := replypath.IgnoreOutgoing(dev); err != nil || k == 0 {
+				n.log.Warn("could not keep the host's own frames out of the af_packet ring", "netdev", dev, "sockets", k, "err", err)
+			}
 		}
 	}
 	if d.Mode == replypath.Kernel {

@@ -21,8 +21,8 @@ import (
 
 // WriteTable prints the cells and the goals.
 func (r *Report) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "shoal bench http  %s  commit %.12s  %s, %d cores, kernel %s  shoal reply path %s",
-		r.Date, r.Commit, r.Machine.CPU, r.Machine.Cores, r.Machine.Kernel, r.ReplyPath)
+	fmt.Fprintf(w, "shoal bench http  %s  commit %.12s  %s, %d cores, kernel %s  shoal reply path %s, prefilter %s",
+		r.Date, r.Commit, r.Machine.CPU, r.Machine.Cores, r.Machine.Kernel, r.ReplyPath, map[bool]string{true: "on", false: "off"}[r.Prefilter])
 	if r.Quick {
 		fmt.Fprint(w, "  (quick: a smoke test, not a measurement)")
 	}
@@ -125,7 +125,7 @@ func (r *Report) Plot() image.Image {
 	rows := (len(panels) + cols - 1) / cols
 	img := image.NewRGBA(image.Rect(0, 0, pw*cols, top+ph*rows+30))
 	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
-	title := fmt.Sprintf("shoal bench http  %s  %.10s  reply path %s", r.Date[:10], r.Commit, r.ReplyPath)
+	title := fmt.Sprintf("shoal bench http  %s  %.10s  reply path %s, prefilter %s", r.Date[:10], r.Commit, r.ReplyPath, map[bool]string{true: "on", false: "off"}[r.Prefilter])
 	if r.Quick {
 		title += "  (quick)"
 	}

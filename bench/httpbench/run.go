@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/shoal-lb/shoal/api"
+	"github.com/shoal-lb/shoal/config"
 	"github.com/shoal-lb/shoal/lab"
 )
 
@@ -33,6 +34,9 @@ type Options struct {
 	Connections int
 	// ReplyPath of the shoal nodes ("" = auto, kernel in the lab).
 	ReplyPath string
+	// Prefilter is the shoal nodes' dataplane.prefilter ("" = auto, on
+	// in the lab), to measure the nodes with and without it.
+	Prefilter string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 
@@ -95,11 +99,13 @@ type Goal struct {
 
 // Report is one run's result, written as JSON.
 type Report struct {
-	Date      string             `json:"date"`
-	Commit    string             `json:"commit"`
-	Machine   Machine            `json:"machine"`
-	Quick     bool               `json:"quick"`
-	ReplyPath string             `json:"shoal_reply_path"`
+	Date      string  `json:"date"`
+	Commit    string  `json:"commit"`
+	Machine   Machine `json:"machine"`
+	Quick     bool    `json:"quick"`
+	ReplyPath string  `json:"shoal_reply_path"`
+	// Prefilter says whether n1's in-kernel prefilter was active.
+	Prefilter bool               `json:"shoal_prefilter"`
 	Cells     []Cell             `json:"cells"`
 	IdleCPU   map[string]float64 `json:"idle_cpu_percent_per_node,omitempty"`
 	// IdleWorkerCPU is the part of IdleCPU spent by the node's worker
@@ -208,8 +214,12 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	if o.Connections < 2 || o.Connections > 1000 {
 		return nil, fmt.Errorf("bench http: %d connections must be between 2 and 1000", o.Connections)
 	}
-	o.logf("building the lab: 3 shoal nodes (reply path %s), HAProxy + 3 nginx, one plain nginx", orAuto(o.ReplyPath))
-	l, err := lab.Up(ctx, lab.Options{Nodes: 3, Binary: o.Binary, ReplyPath: o.ReplyPath, Log: o.Log})
+	o.logf("building the lab: 3 shoal nodes (reply path %s, prefilter %s), HAProxy + 3 nginx, one plain nginx", orAuto(o.ReplyPath), orAuto(o.Prefilter))
+	lo := lab.Options{Nodes: 3, Binary: o.Binary, ReplyPath: o.ReplyPath, Log: o.Log}
+	if o.Prefilter != "" {
+		lo.Configure = func(_ string, c *config.Config) { c.Dataplane.Prefilter = o.Prefilter }
+	}
+	l, err := lab.Up(ctx, lo)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +261,7 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	}
 	o.logf("every system answers")
 	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), Machine: machine(),
-		Quick: o.Quick, ReplyPath: replyPathOf(l)}
+		Quick: o.Quick, ReplyPath: replyPathOf(l), Prefilter: prefilterOf(l)}
 	if !o.Quick {
 		idle, worker, err := idleCPU(ctx, 5*time.Second)
 		if err != nil {
@@ -295,6 +305,12 @@ func replyPathOf(l *lab.Lab) string {
 		return "unknown"
 	}
 	return st.ReplyPath.Mode
+}
+
+// prefilterOf asks n1 whether its in-kernel prefilter is active.
+func prefilterOf(l *lab.Lab) bool {
+	var st api.Status
+	return api.Get(lab.SocketPath(l.NodeIDs()[0]), api.PathStatus, &st) == nil && st.Prefilter.Active
 }
 
 // waitAnswer polls GET /obj/1k of a system from the client until it

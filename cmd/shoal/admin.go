@@ -104,6 +104,7 @@ func statusCmd(c *cli.Context) error {
 		fmt.Printf(" via %s", s.ReplyPath.Netdev)
 	}
 	fmt.Printf(" (%s)\n", s.ReplyPath.Reason)
+	fmt.Printf("prefilter %s (%s)\n", map[bool]string{true: "active", false: "inactive"}[s.Prefilter.Active], s.Prefilter.Reason)
 	fmt.Printf("table %s (with the group tables %s)  algorithm %d  epoch %d  owned buckets %d (%.1f%%)  extra %d\n\n", s.TableHash,
 		s.AgreementHash, s.TableAlgorithm, s.Epoch, s.OwnedBuckets, 100*float64(s.OwnedBuckets)/65536, s.ExtraBuckets)
 	if s.Gossip {
@@ -150,6 +151,10 @@ func statsCmd(c *cli.Context) error {
 		}
 	}
 	printStruct(s.Total, func(i int) any { return s.Workers[i].Counters })
+	// Frames the in-kernel prefilter dropped before any worker saw them.
+	pf := s.Prefilter
+	fmt.Fprintf(tw, "prefilter_foreign_dropped\t%d\nprefilter_syn_not_ours\t%d\nprefilter_syn_port_dropped\t%d\n",
+		pf.ForeignDropped, pf.SynNotOurs, pf.SynPortDropped)
 	printStruct(s.Flows, func(i int) any { return s.Workers[i].Flows })
 	for name, p := range s.Ports {
 		fmt.Fprintf(tw, "port %s\trx %d tx %d missed %d nombuf %d tx_errors %d\n", name, p.RxPackets, p.TxPackets, p.RxMissed, p.RxNoMbuf, p.TxErrors)

@@ -217,6 +217,7 @@ func init() {
 				&cli.DurationFlag{Name: "duration", Usage: "length of each wrk run (default 5s, quick 1s)"},
 				&cli.IntFlag{Name: "connections", Usage: "wrk connections (default 12, quick 4)"},
 				&cli.StringFlag{Name: "reply-path", Usage: "dataplane.reply_path of the shoal nodes (auto, kernel, tap)"},
+				&cli.StringFlag{Name: "prefilter", Usage: "dataplane.prefilter of the shoal nodes (auto, on, off)"},
 				&cli.StringFlag{Name: "out", Value: "bench/results", Usage: "directory for the JSON report and the PNG plot"},
 				&cli.StringFlag{Name: "binary", Usage: "shoal binary for the nodes (default: this one)"},
 			},
@@ -229,12 +230,15 @@ func benchHTTP(c *cli.Context) error {
 	if p := c.String("reply-path"); p != "" && p != "auto" && p != "kernel" && p != "tap" {
 		return badInput("bench http: --reply-path %q must be auto, kernel or tap", p)
 	}
+	if p := c.String("prefilter"); p != "" && p != "auto" && p != "on" && p != "off" {
+		return badInput("bench http: --prefilter %q must be auto, on or off", p)
+	}
 	if err := httpbench.CheckTools(); err != nil {
 		return badInput("%v", err)
 	}
 	rep, err := httpbench.Run(c.Context, httpbench.Options{
 		Binary: c.String("binary"), Quick: c.Bool("quick"), Duration: c.Duration("duration"),
-		Connections: c.Int("connections"), ReplyPath: c.String("reply-path"), Log: os.Stderr,
+		Connections: c.Int("connections"), ReplyPath: c.String("reply-path"), Prefilter: c.String("prefilter"), Log: os.Stderr,
 	})
 	if err != nil {
 		return err

@@ -188,7 +188,7 @@ func demoRound(ctx context.Context, l *lab.Lab, weights []float64, n int, showEa
 		}
 		fmt.Fprintf(tw, "%s\t%g\t%.1f%%\t%d\t%.1f%%\t%d\t%d\t\n", id, weights[k],
 			100*float64(st.OwnedBuckets)/65536, served[id], 100*float64(served[id])/float64(n),
-			sx.Total.SynAccepted, sx.Total.SynNotOurs)
+			sx.Total.SynAccepted, sx.Whole().SynNotOurs)
 	}
 	tw.Flush()
 	if failed > 0 {

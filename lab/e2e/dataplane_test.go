@@ -54,12 +54,13 @@ func TestShareFollowsTable(t *testing.T) {
 	if n := resets(t); n != 0 {
 		t.Errorf("%d resets reached the client", n)
 	}
-	// Every node saw every SYN: the ones it did not own were counted.
+	// Every node saw every SYN: the ones it did not own were counted, by
+	// its worker or by its in-kernel prefilter (Whole).
 	var accepted, notOurs uint64
 	for _, id := range l.NodeIDs() {
 		s := stats(t, id)
 		accepted += s.Total.SynAccepted
-		notOurs += s.Total.SynNotOurs
+		notOurs += s.Whole().SynNotOurs
 	}
 	if accepted < 400 || notOurs < 800 {
 		t.Errorf("SYNs accepted %d (want ≥ 400), not ours %d (want ≥ 800)", accepted, notOurs)
@@ -70,7 +71,8 @@ func TestShareFollowsTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{`shoal_dataplane_frames_total{worker="1",counter="syn_accepted"}`,
-		`shoal_table_agreement 1`, `shoal_members 3`, `shoal_gossip_bytes_sent_total`, `shoal_dataplane_flows{worker="1",state="closing"}`} {
+		`shoal_table_agreement 1`, `shoal_members 3`, `shoal_gossip_bytes_sent_total`, `shoal_dataplane_flows{worker="1",state="closing"}`,
+		`shoal_prefilter_dropped_total{counter="syn_not_ours"}`} {
 		if !strings.Contains(string(prom), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
@@ -183,7 +185,7 @@ func TestStrayACKDrawsNothing(t *testing.T) {
 	l := up(t, lab.Options{Nodes: 3})
 	before := map[string]uint64{}
 	for _, id := range l.NodeIDs() {
-		before[id] = stats(t, id).Total.ForeignDropped
+		before[id] = stats(t, id).Whole().ForeignDropped
 	}
 	got, err := sendStrayACK(40123)
 	if err != nil {
@@ -193,7 +195,7 @@ func TestStrayACKDrawsNothing(t *testing.T) {
 		t.Fatalf("%d packets came back for a stray ACK", got)
 	}
 	for _, id := range l.NodeIDs() {
-		if d := stats(t, id).Total.ForeignDropped - before[id]; d < 1 {
+		if d := stats(t, id).Whole().ForeignDropped - before[id]; d < 1 {
 			t.Errorf("%s did not count the stray ACK as foreign", id)
 		}
 	}
