@@ -19,7 +19,9 @@ import (
 // net/http and serveCached would (a GET or HEAD of a small cached file,
 // parseFast), and gives the connection to net/http, with the bytes it has
 // read and not answered replayed first, the moment a request is anything
-// else. A connection never comes back from net/http.
+// else. A connection never comes back from net/http. A request that ends
+// the connection (Connection: close, HTTP/1.0 without keep-alive) is
+// answered and the connection closed, as net/http closes it.
 
 // fastConn is one connection in the fast loop.
 type fastConn struct {
@@ -100,7 +102,8 @@ func (s *Server) serveFast(c *conn) {
 			return // net/http too closes a connection whose request it read after Shutdown began
 		}
 		off := 0
-		for off < n {
+		closing := false
+		for off < n && !closing {
 			r, ok := parseFast(buf[off:n])
 			if !ok {
 				break
@@ -111,6 +114,7 @@ func (s *Server) serveFast(c *conn) {
 			}
 			out = resp
 			answered = true
+			closing = r.close
 			off += r.size
 			if len(out) >= fastFlush {
 				if _, err := c.Conn.Write(out); err != nil {
@@ -124,6 +128,12 @@ func (s *Server) serveFast(c *conn) {
 				return
 			}
 			out = out[:0]
+		}
+		if closing {
+			// net/http closes after a response that ends the connection
+			// (Connection: close, HTTP/1.0): a plain close, no half-close
+			// and no lingering, whatever else the client sent.
+			return
 		}
 		if cap(out) > fastKeep {
 			out = nil // a pipeline's worth is not kept for the connection's life
@@ -153,7 +163,7 @@ func (s *Server) fastRequestBase(c *conn) *http.Request {
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.srv)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
 	ctx = connContext(ctx, c)
-	r := &http.Request{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody, RemoteAddr: c.RemoteAddr().String()}
+	r := &http.Request{ProtoMajor: 1, Body: http.NoBody, RemoteAddr: c.RemoteAddr().String()}
 	return r.WithContext(ctx)
 }
 
@@ -169,6 +179,10 @@ func (s *Server) answerFast(base *http.Request, r *fastRequest, memo *fastMemo, 
 		hr.Method = http.MethodGet
 		if r.head {
 			hr.Method = http.MethodHead
+		}
+		hr.Proto, hr.ProtoMinor, hr.Close = "HTTP/1.1", 1, r.close
+		if r.minor == 0 {
+			hr.Proto, hr.ProtoMinor = "HTTP/1.0", 0
 		}
 		hr.URL = &url.URL{Path: r.target}
 		hr.RequestURI = r.target
@@ -207,9 +221,18 @@ func (s *Server) answerFast(base *http.Request, r *fastRequest, memo *fastMemo, 
 	if w := weak.Make(e); memo.e != w {
 		memo.e, memo.head = w, s.fastHead(e, m)
 	}
+	if r.minor == 0 {
+		out = append(out, "HTTP/1.0 200 OK\r\n"...)
+	} else {
+		out = append(out, "HTTP/1.1 200 OK\r\n"...)
+	}
 	out = append(out, memo.head...)
 	out = append(out, "Date: "...)
 	out = append(out, httpDate()...)
+	if r.conn != "" {
+		out = append(out, "\r\nConnection: "...)
+		out = append(out, r.conn...)
+	}
 	out = append(out, "\r\n\r\n"...)
 	if !r.head {
 		out = append(out, e.Data...)
@@ -226,15 +249,16 @@ type fastMemo struct {
 }
 
 // fastHead is the head net/http writes for http.ServeContent's 200 of e,
-// up to Date: the status line and the handler's headers in net/http's
-// (sorted) order. Content-Type is ServeContent's: by the name's extension,
+// after the status line and up to Date: the handler's headers in
+// net/http's (sorted) order. Date and Connection follow, in this order,
+// as net/http's extraHeader writes them. Content-Type is ServeContent's: by the name's extension,
 // else sniffed from the first 512 bytes.
 func (s *Server) fastHead(e *objcache.Entry, m *connMeta) []byte {
 	ctype := mime.TypeByExtension(filepath.Ext(e.Name))
 	if ctype == "" {
 		ctype = http.DetectContentType(e.Data[:min(len(e.Data), 512)])
 	}
-	b := []byte("HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\nContent-Length: ")
+	b := []byte("Accept-Ranges: bytes\r\nContent-Length: ")
 	b = strconv.AppendInt(b, int64(len(e.Data)), 10)
 	b = append(b, "\r\nContent-Type: "...)
 	b = append(b, ctype...)

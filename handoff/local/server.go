@@ -65,9 +65,9 @@ type Config struct {
 	// defaults (DefaultReadHeaderTimeout, DefaultIdleTimeout).
 	ReadHeaderTimeout, IdleTimeout time.Duration
 	// NoFastPath sends every connection straight to net/http, without
-	// the fast loop that answers keep-alive GET and HEAD requests of
-	// cached small files itself (fast.go). The responses are the same
-	// but for Date; the fast loop costs less CPU a request.
+	// the fast loop that answers GET and HEAD requests of cached small
+	// files itself (fast.go), kept alive or closing. The responses are
+	// the same but for Date; the fast loop costs less CPU a request.
 	NoFastPath bool
 	// Source is the address forwarded requests are dialled from (the node
 	// address, which the far node's relay listener knows); zero: the
