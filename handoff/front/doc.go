@@ -28,7 +28,11 @@
 //     the SNI, lowercased; cookies; the node a TLS session names, from
 //     Config.SessionNode; the client's address) and Config.Decide says who
 //     serves it. Local (or Decide nil, or Decision.Node empty or Self):
-//     Config.Local.ServeHTTP / ServeTLS(c, "") takes the connection.
+//     Config.Local.ServeHTTP / ServeTLS(c, "") takes the connection; a
+//     Local that is an InlineLocal takes a plain HTTP one with TakeHTTP,
+//     and the connection's goroutine, once the front has let go of the
+//     connection, runs what TakeHTTP returned (serving it there: one
+//     goroutine per connection from accept to close).
 //     Remote: Config.Move moves it; Move nil means handoff is disabled and
 //     the connection is relayed. A move that fails with the connection
 //     intact is relayed: dial Config.RelayAddr(node) within RelayDial,
@@ -48,8 +52,9 @@
 //     Local call that has not returned). When ctx ends first it cancels
 //     moves and relays and closes the connections it holds, waits briefly
 //     for their goroutines to return, and returns ctx's error. After
-//     Shutdown no goroutine of the Server remains, and Serve returns
-//     ErrServerClosed.
+//     Shutdown no goroutine of the Server remains (a goroutine that went
+//     on serving for an InlineLocal is the Local's, which waits for it),
+//     and Serve returns ErrServerClosed.
 //
 // The package is pure Go: it knows the data plane, the transfer, routing
 // and the local server only through Config's function values and the

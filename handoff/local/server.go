@@ -183,17 +183,27 @@ func New(c Config) (*Server, error) {
 // in c's receive queue (a peeked request head) are the first request.
 // origin != "" marks a connection handed off by that node.
 func (s *Server) ServeHTTP(c net.Conn, origin string) {
+	if serve := s.TakeHTTP(c, origin); serve != nil {
+		go serve()
+	}
+}
+
+// TakeHTTP is ServeHTTP for a caller with a goroutine to lend
+// (front.InlineLocal): it takes ownership of c and returns the fast loop,
+// which the caller runs at once (Shutdown waits for it from now on), or
+// nil when c went to net/http or was closed.
+func (s *Server) TakeHTTP(c net.Conn, origin string) (serve func()) {
 	s.n.conns(origin, "").Add(1)
 	cc := &conn{Conn: c, meta: &connMeta{origin: origin}}
 	if s.cache == nil || s.c.NoFastPath {
 		s.give(cc)
-		return
+		return nil
 	}
 	if !s.track() {
 		c.Close()
-		return
+		return nil
 	}
-	go s.serveFast(cc)
+	return func() { s.serveFast(cc) }
 }
 
 // ServeTLS terminates TLS on c, then serves HTTP; it takes ownership of c.
