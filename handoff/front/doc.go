@@ -10,7 +10,10 @@
 //     TCP keepalive (KeepAlive, Go's defaults) from the listening socket
 //     instead of four setsockopt calls each.
 //   - Serve(ln, tls) runs one accept loop per listener and one goroutine
-//     per connection. The goroutine peeks (Config.Peeker: PeekHTTP, or
+//     per connection (up to 16 goroutines done with a connection wait for
+//     the next one instead of exiting: a new goroutine's creation and
+//     stack growth cost a fresh connection more than the wait). The
+//     goroutine peeks (Config.Peeker: PeekHTTP, or
 //     PeekClientHello when tls) and never consumes a byte before the
 //     connection is given away, so whoever serves it reads the request
 //     from the socket as the client sent it.

@@ -855,3 +855,55 @@ func TestInlineLocal(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// idLocal serves each connection inline and notes its goroutine.
+type idLocal struct {
+	fakeLocal
+	ids chan uint64
+}
+
+func (l *idLocal) TakeHTTP(c net.Conn, origin string) func() {
+	return func() {
+		defer c.Close()
+		l.ids <- goroutineID()
+		serveOne(c, "inline", nil)
+	}
+}
+
+// TestGoroutinesReused: connections one after another are served by the
+// goroutine the first one had (it waits for the next connection instead
+// of exiting), and Shutdown leaves no goroutine waiting.
+func TestGoroutinesReused(t *testing.T) {
+	before := runtime.NumGoroutine()
+	l := &idLocal{ids: make(chan uint64, 10)}
+	srv := New(Config{Self: "n1", Local: l})
+	ln, err := Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln, false)
+	ids := map[uint64]bool{}
+	for i := range 10 {
+		r := exchange(ln.Addr().String(), get(fmt.Sprintf("/x%d", i)))
+		if r.err != nil || r.status != 200 {
+			t.Fatalf("connection %d: %+v", i, r)
+		}
+		ids[<-l.ids] = true
+		waitActive := time.Now().Add(5 * time.Second)
+		for srv.idle.Load() != 1 && time.Now().Before(waitActive) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if len(ids) != 1 {
+		t.Errorf("10 connections one after another served by %d goroutines, want 1", len(ids))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.idle.Load(); n != 0 {
+		t.Errorf("%d goroutines still waiting after Shutdown", n)
+	}
+	noLeak(t, before)
+}
