@@ -26,7 +26,8 @@
 //     and is served here (else Forward might apply), whose path Published
 //     says is not published content, and whose file the cache holds. Its
 //     response is the bytes net/http writes for serveCached's 200 but
-//     Date (one head per entry, remembered per connection; pipelined
+//     Date (one head per cache entry, or per entry and connection when
+//     it names an origin or a relay; buffers pooled; pipelined
 //     responses written together), with net/http's Connection header
 //     (close to HTTP/1.1 with Connection: close, keep-alive to HTTP/1.0
 //     with Connection: keep-alive); it counts what handle counts
