@@ -15,8 +15,9 @@ import (
 )
 
 // handle runs one connection from its accept to the moment it is given
-// away or closed.
-func (s *Server) handle(cn *conn, isTLS bool) {
+// away or closed; serve is what is left to run in the caller's goroutine
+// once the front has let go of the connection (serveLocal).
+func (s *Server) handle(cn *conn, isTLS bool) (serve func()) {
 	c := cn.c
 	lc := s.n.listener(isTLS)
 	req := Request{TLS: isTLS, Client: addrPort(c.RemoteAddr()), Server: addrPort(c.LocalAddr())}
@@ -38,7 +39,7 @@ func (s *Server) handle(cn *conn, isTLS bool) {
 	cn.phase.Store(int32(phaseOther))
 	if err != nil {
 		s.refuse(c, lc, isTLS, err)
-		return
+		return nil
 	}
 	lc.complete.Add(1)
 
@@ -49,33 +50,40 @@ func (s *Server) handle(cn *conn, isTLS bool) {
 	switch {
 	case d.NoMember:
 		s.n.noMember.Add(1)
-		s.serveLocal(c, isTLS)
+		return s.serveLocal(c, isTLS)
 	case d.Local || d.Node == "" || d.Node == s.c.Self:
 		s.n.local.Add(1)
-		s.serveLocal(c, isTLS)
+		return s.serveLocal(c, isTLS)
 	default:
 		s.n.remote.add(d.Reason.String())
-		s.remote(cn, isTLS, req, d)
+		return s.remote(cn, isTLS, req, d)
 	}
 }
 
-func (s *Server) serveLocal(c *net.TCPConn, isTLS bool) {
-	if isTLS {
+// serveLocal gives c to Config.Local; serve is what the caller runs once
+// it has let go of c (InlineLocal), or nil.
+func (s *Server) serveLocal(c *net.TCPConn, isTLS bool) (serve func()) {
+	switch l, inline := s.c.Local.(InlineLocal); {
+	case isTLS:
 		s.c.Local.ServeTLS(c, "")
-	} else {
+	case inline:
+		return l.TakeHTTP(c, "")
+	default:
 		s.c.Local.ServeHTTP(c, "")
 	}
+	return nil
 }
 
 // remote moves the connection to d.Node, or relays it there; when
 // neither reaches d.Node, it tries the node Config.Alternate names once,
-// and serves the connection here when nothing works.
-func (s *Server) remote(cn *conn, isTLS bool, req Request, d Decision) {
+// and serves the connection here when nothing works (serve, as
+// serveLocal's).
+func (s *Server) remote(cn *conn, isTLS bool, req Request, d Decision) (serve func()) {
 	c := cn.c
 	for attempt := 0; ; attempt++ {
 		done, lost := s.moveOrRelay(cn, d)
 		if done || lost {
-			return
+			return nil
 		}
 		if attempt > 0 || s.c.Alternate == nil || s.ctx.Err() != nil {
 			break
@@ -86,8 +94,7 @@ func (s *Server) remote(cn *conn, isTLS bool, req Request, d Decision) {
 		}
 		if alt.Local {
 			s.n.alternateLocal.Add(1)
-			s.serveLocal(c, isTLS)
-			return
+			return s.serveLocal(c, isTLS)
 		}
 		s.n.alternate.Add(1)
 		s.log.Info("front: destination unreachable; trying another member", "client", c.RemoteAddr(), "node", d.Node, "alternate", alt.Node)
@@ -95,10 +102,10 @@ func (s *Server) remote(cn *conn, isTLS bool, req Request, d Decision) {
 	}
 	if s.ctx.Err() != nil { // Shutdown cut it short
 		c.Close()
-		return
+		return nil
 	}
 	s.n.fallbackLocal.Add(1)
-	s.serveLocal(c, isTLS)
+	return s.serveLocal(c, isTLS)
 }
 
 // moveOrRelay moves the connection to d.Node or relays it there. done: it

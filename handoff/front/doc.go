@@ -10,7 +10,10 @@
 //     TCP keepalive (KeepAlive, Go's defaults) from the listening socket
 //     instead of four setsockopt calls each.
 //   - Serve(ln, tls) runs one accept loop per listener and one goroutine
-//     per connection. The goroutine peeks (Config.Peeker: PeekHTTP, or
+//     per connection (up to 16 goroutines done with a connection wait for
+//     the next one instead of exiting: a new goroutine's creation and
+//     stack growth cost a fresh connection more than the wait). The
+//     goroutine peeks (Config.Peeker: PeekHTTP, or
 //     PeekClientHello when tls) and never consumes a byte before the
 //     connection is given away, so whoever serves it reads the request
 //     from the socket as the client sent it.
@@ -28,7 +31,11 @@
 //     the SNI, lowercased; cookies; the node a TLS session names, from
 //     Config.SessionNode; the client's address) and Config.Decide says who
 //     serves it. Local (or Decide nil, or Decision.Node empty or Self):
-//     Config.Local.ServeHTTP / ServeTLS(c, "") takes the connection.
+//     Config.Local.ServeHTTP / ServeTLS(c, "") takes the connection; a
+//     Local that is an InlineLocal takes a plain HTTP one with TakeHTTP,
+//     and the connection's goroutine, once the front has let go of the
+//     connection, runs what TakeHTTP returned (serving it there: one
+//     goroutine per connection from accept to close).
 //     Remote: Config.Move moves it; Move nil means handoff is disabled and
 //     the connection is relayed. A move that fails with the connection
 //     intact is relayed: dial Config.RelayAddr(node) within RelayDial,
@@ -48,8 +55,9 @@
 //     Local call that has not returned). When ctx ends first it cancels
 //     moves and relays and closes the connections it holds, waits briefly
 //     for their goroutines to return, and returns ctx's error. After
-//     Shutdown no goroutine of the Server remains, and Serve returns
-//     ErrServerClosed.
+//     Shutdown no goroutine of the Server remains (a goroutine that went
+//     on serving for an InlineLocal is the Local's, which waits for it),
+//     and Serve returns ErrServerClosed.
 //
 // The package is pure Go: it knows the data plane, the transfer, routing
 // and the local server only through Config's function values and the

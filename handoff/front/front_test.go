@@ -19,8 +19,10 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -767,4 +769,141 @@ func TestHostOnly(t *testing.T) {
 			t.Errorf("hostOnly(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// inlineLocal is an InlineLocal: TakeHTTP notes the goroutine it runs in
+// and returns a serve that notes its own, the front's count of held
+// connections, and waits for release before answering.
+type inlineLocal struct {
+	fakeLocal
+	srv      *Server
+	took     chan uint64
+	serving  chan [2]int64 // goroutine, Stats().Active while serving
+	release  chan struct{}
+	takeCall atomic.Int32
+}
+
+func (l *inlineLocal) TakeHTTP(c net.Conn, origin string) func() {
+	l.takeCall.Add(1)
+	l.took <- goroutineID()
+	return func() {
+		defer c.Close()
+		l.serving <- [2]int64{int64(goroutineID()), l.srv.Stats().Active}
+		<-l.release
+		serveOne(c, "inline", nil)
+	}
+}
+
+func goroutineID() uint64 {
+	var b [64]byte
+	f := strings.Fields(string(b[:runtime.Stack(b[:], false)])) // "goroutine N [running]:"
+	id, _ := strconv.ParseUint(f[1], 10, 64)
+	return id
+}
+
+// TestInlineLocal: a plain HTTP connection served here by an InlineLocal
+// is served in the goroutine that peeked it, after the front has let go of
+// it (no longer counted as held, not waited for by Shutdown).
+func TestInlineLocal(t *testing.T) {
+	l := &inlineLocal{took: make(chan uint64, 1), serving: make(chan [2]int64, 1), release: make(chan struct{})}
+	l.tls = &tls.Config{Certificates: []tls.Certificate{testCert(t)}}
+	srv := New(Config{Self: "n1", Local: l})
+	l.srv = srv
+	ln, err := Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln, false) }()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	var took uint64
+	select {
+	case took = <-l.took:
+	case <-time.After(5 * time.Second):
+		t.Fatal("TakeHTTP was not called")
+	}
+	s := <-l.serving
+	if uint64(s[0]) != took || s[1] != 0 {
+		t.Fatalf("served in goroutine %d with %d connections held, want %d (TakeHTTP's) and 0", s[0], s[1], took)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown waited for a connection the front had let go: %v", err)
+	}
+	if err := <-served; err != ErrServerClosed {
+		t.Fatalf("Serve: %v", err)
+	}
+	close(l.release)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "inline /x ") || l.takeCall.Load() != 1 {
+		t.Fatalf("%d %q after %d TakeHTTP calls", resp.StatusCode, body, l.takeCall.Load())
+	}
+	if st := srv.Stats(); st.Decisions.Local != 1 || st.Active != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// idLocal serves each connection inline and notes its goroutine.
+type idLocal struct {
+	fakeLocal
+	ids chan uint64
+}
+
+func (l *idLocal) TakeHTTP(c net.Conn, origin string) func() {
+	return func() {
+		defer c.Close()
+		l.ids <- goroutineID()
+		serveOne(c, "inline", nil)
+	}
+}
+
+// TestGoroutinesReused: connections one after another are served by the
+// goroutine the first one had (it waits for the next connection instead
+// of exiting), and Shutdown leaves no goroutine waiting.
+func TestGoroutinesReused(t *testing.T) {
+	before := runtime.NumGoroutine()
+	l := &idLocal{ids: make(chan uint64, 10)}
+	srv := New(Config{Self: "n1", Local: l})
+	ln, err := Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln, false)
+	ids := map[uint64]bool{}
+	for i := range 10 {
+		r := exchange(ln.Addr().String(), get(fmt.Sprintf("/x%d", i)))
+		if r.err != nil || r.status != 200 {
+			t.Fatalf("connection %d: %+v", i, r)
+		}
+		ids[<-l.ids] = true
+		waitActive := time.Now().Add(5 * time.Second)
+		for srv.idle.Load() != 1 && time.Now().Before(waitActive) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if len(ids) != 1 {
+		t.Errorf("10 connections one after another served by %d goroutines, want 1", len(ids))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.idle.Load(); n != 0 {
+		t.Errorf("%d goroutines still waiting after Shutdown", n)
+	}
+	noLeak(t, before)
 }

@@ -7,7 +7,9 @@
 //
 //   - One net/http server is fed by an in-memory listener. ServeHTTP(c,
 //     origin) and ServeTLS(c, origin) take ownership of c and return at
-//     once. Bytes already in c's receive queue (a request head the front
+//     once. TakeHTTP(c, origin) is ServeHTTP for a caller that lends its
+//     goroutine (front.InlineLocal): it returns the fast loop for the
+//     caller to run, which Shutdown waits for as for its own. Bytes already in c's receive queue (a request head the front
 //     server only peeked, or that a restored socket carries) are read as
 //     the first request. ServeTLS completes the TLS handshake within
 //     HandshakeTimeout first; a failed handshake is counted (TLSFailures)
@@ -15,22 +17,30 @@
 //   - The fast path (fast.go, fastparse.go): a ServeHTTP connection is read
 //     first by a lean loop when the small-file cache is on. It answers a
 //     request only when net/http would have answered it from the cache:
-//     a head parseFast takes (GET or HEAD, HTTP/1.1, a plain absolute path
-//     the file server neither redirects nor decodes, one Host, headers of
-//     tokens and visible ASCII, every line CRLF, no body, Connection,
-//     Range, If-*, Expect or Pragma, within 4 KiB), whose group (Group)
-//     has no upstream here and is served here (else Forward might apply),
-//     whose path Published says is not published content, and whose file
-//     the cache holds. Its response is the bytes net/http writes for
-//     serveCached's 200 but Date (one head per entry, remembered per
-//     connection; pipelined responses written together); it counts what
-//     handle counts (Requests, Static, StaticCached) and StaticFast. At
+//     a head parseFast takes (GET or HEAD, HTTP/1.1 with one Host or
+//     HTTP/1.0 with at most one, a plain absolute path the file server
+//     neither redirects nor decodes, headers of tokens and visible ASCII,
+//     every line CRLF, no body, Range, If-*, Expect, Pragma, Keep-Alive or
+//     Upgrade, at most one Connection whose value is the token close or
+//     keep-alive, within 4 KiB), whose group (Group) has no upstream here
+//     and is served here (else Forward might apply), whose path Published
+//     says is not published content, and whose file the cache holds. Its
+//     response is the bytes net/http writes for serveCached's 200 but
+//     Date (one head per cache entry, or per entry and connection when
+//     it names an origin or a relay; buffers pooled; pipelined
+//     responses written together), with net/http's Connection header
+//     (close to HTTP/1.1 with Connection: close, keep-alive to HTTP/1.0
+//     with Connection: keep-alive); it counts what handle counts
+//     (Requests, Static, StaticCached) and StaticFast. After a request
+//     that ends the connection (HTTP/1.1 with Connection: close, HTTP/1.0
+//     without keep-alive) it closes the connection as net/http does: a
+//     plain close after the response, whatever followed the request. At
 //     the first request it does not answer, or an incomplete head, the
 //     connection goes to net/http with the bytes read and not answered
 //     read first, and stays there. The callbacks see a Request with what
-//     net/http's carries for them (method, URL.Path, RequestURI, Host,
-//     Header without Host, RemoteAddr, the context's server, local address
-//     and connection meta); a request the fast path passes on after
+//     net/http's carries for them (method, URL.Path, RequestURI, Proto,
+//     Close, Host, Header without Host, RemoteAddr, the context's server,
+//     local address and connection meta); a request the fast path passes on after
 //     asking them is asked again by net/http (Group, and Published: every
 //     GET or HEAD the loop parsed and did not answer, a cache miss as well
 //     as a published path). Timeouts are net/http's: ReadHeaderTimeout for

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 	"weak"
@@ -19,7 +20,9 @@ import (
 // net/http and serveCached would (a GET or HEAD of a small cached file,
 // parseFast), and gives the connection to net/http, with the bytes it has
 // read and not answered replayed first, the moment a request is anything
-// else. A connection never comes back from net/http.
+// else. A connection never comes back from net/http. A request that ends
+// the connection (Connection: close, HTTP/1.0 without keep-alive) is
+// answered and the connection closed, as net/http closes it.
 
 // fastConn is one connection in the fast loop.
 type fastConn struct {
@@ -66,9 +69,17 @@ func (s *Server) serveFast(c *conn) {
 			c.Close()
 		}
 	}()
-	rc := s.fastRequestBase(c)
-	buf := make([]byte, fastReadBuf)
-	var out []byte
+	bufs := fastPool.Get().(*fastBufs)
+	buf, out := bufs.read[:], bufs.out[:0]
+	defer func() {
+		// Every write has returned and what net/http gets is a copy.
+		bufs.out = nil
+		if cap(out) <= fastKeep {
+			bufs.out = out[:0]
+		}
+		fastPool.Put(bufs)
+	}()
+	rc := fastRequestContext{s: s, c: c}
 	var memo fastMemo
 	first := true
 	answered := false // a response went out: net/http would wait for the next request as idle
@@ -100,17 +111,19 @@ func (s *Server) serveFast(c *conn) {
 			return // net/http too closes a connection whose request it read after Shutdown began
 		}
 		off := 0
-		for off < n {
+		closing := false
+		for off < n && !closing {
 			r, ok := parseFast(buf[off:n])
 			if !ok {
 				break
 			}
-			resp, ok := s.answerFast(rc, &r, &memo, out)
+			resp, ok := s.answerFast(&rc, &r, &memo, out)
 			if !ok {
 				break
 			}
 			out = resp
 			answered = true
+			closing = r.close
 			off += r.size
 			if len(out) >= fastFlush {
 				if _, err := c.Conn.Write(out); err != nil {
@@ -124,6 +137,12 @@ func (s *Server) serveFast(c *conn) {
 				return
 			}
 			out = out[:0]
+		}
+		if closing {
+			// net/http closes after a response that ends the connection
+			// (Connection: close, HTTP/1.0): a plain close, no half-close
+			// and no lingering, whatever else the client sent.
+			return
 		}
 		if cap(out) > fastKeep {
 			out = nil // a pipeline's worth is not kept for the connection's life
@@ -147,33 +166,54 @@ func (s *Server) serveFast(c *conn) {
 	}
 }
 
-// fastRequestBase is the request the configuration's callbacks see, less
-// what each request sets: its context holds what net/http's holds.
-func (s *Server) fastRequestBase(c *conn) *http.Request {
-	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.srv)
-	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
-	ctx = connContext(ctx, c)
-	r := &http.Request{Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody, RemoteAddr: c.RemoteAddr().String()}
-	return r.WithContext(ctx)
+// fastBufs are a connection's buffers while the loop has it: the read
+// buffer (net/http's is 4 KiB too) and the responses. They are pooled: a
+// fresh connection per request (Connection: close) would otherwise
+// allocate them for every request.
+type fastBufs struct {
+	read [fastReadBuf]byte
+	out  []byte
+}
+
+var fastPool = sync.Pool{New: func() any { return new(fastBufs) }}
+
+// fastRequestContext makes, once per connection and only when a callback
+// needs one, the context of the requests the configuration's callbacks
+// see: what net/http's holds.
+type fastRequestContext struct {
+	s      *Server
+	c      *conn
+	ctx    context.Context
+	remote string
+}
+
+// request is the request the callbacks see for r.
+func (rc *fastRequestContext) request(r *fastRequest) *http.Request {
+	if rc.ctx == nil {
+		ctx := context.WithValue(context.Background(), http.ServerContextKey, rc.s.srv)
+		ctx = context.WithValue(ctx, http.LocalAddrContextKey, rc.c.LocalAddr())
+		rc.ctx = connContext(ctx, rc.c)
+		rc.remote = rc.c.RemoteAddr().String()
+	}
+	hr := &http.Request{Method: http.MethodGet, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Close: r.close,
+		URL: &url.URL{Path: r.target}, RequestURI: r.target, Host: r.host, Header: r.header, Body: http.NoBody, RemoteAddr: rc.remote}
+	if r.head {
+		hr.Method = http.MethodHead
+	}
+	if r.minor == 0 {
+		hr.Proto, hr.ProtoMinor = "HTTP/1.0", 0
+	}
+	return hr.WithContext(rc.ctx)
 }
 
 // answerFast appends the response to r to out when handle would serve it
 // from the cache (serveCached), and counts it; false leaves r to net/http
 // untouched (nothing counted, nothing written).
-func (s *Server) answerFast(base *http.Request, r *fastRequest, memo *fastMemo, out []byte) ([]byte, bool) {
-	m := base.Context().Value(metaKey{}).(*connMeta)
+func (s *Server) answerFast(rc *fastRequestContext, r *fastRequest, memo *fastMemo, out []byte) ([]byte, bool) {
+	m := rc.c.meta
 	group := ""
 	if s.c.Group != nil || s.c.Published != nil {
-		hr := new(http.Request)
-		*hr = *base
-		hr.Method = http.MethodGet
-		if r.head {
-			hr.Method = http.MethodHead
-		}
-		hr.URL = &url.URL{Path: r.target}
-		hr.RequestURI = r.target
-		hr.Host = r.host
-		hr.Header = r.header
+		hr := rc.request(r)
 		if s.c.Group != nil {
 			group = s.c.Group(hr)
 		}
@@ -204,12 +244,34 @@ func (s *Server) answerFast(base *http.Request, r *fastRequest, memo *fastMemo, 
 	s.n.static.Add(1)
 	s.n.cached.Add(1)
 	s.n.fast.Add(1)
-	if w := weak.Make(e); memo.e != w {
-		memo.e, memo.head = w, s.fastHead(e, m)
+	var head []byte
+	if m.origin == "" && m.relay == "" {
+		// The head of most connections, the same for all: kept with the
+		// entry (this server's cache), built once per file version.
+		if h, ok := e.Memo.Load().([]byte); ok {
+			head = h
+		} else {
+			head = s.fastHead(e, m)
+			e.Memo.Store(head)
+		}
+	} else {
+		if w := weak.Make(e); memo.e != w {
+			memo.e, memo.head = w, s.fastHead(e, m)
+		}
+		head = memo.head
 	}
-	out = append(out, memo.head...)
+	if r.minor == 0 {
+		out = append(out, "HTTP/1.0 200 OK\r\n"...)
+	} else {
+		out = append(out, "HTTP/1.1 200 OK\r\n"...)
+	}
+	out = append(out, head...)
 	out = append(out, "Date: "...)
 	out = append(out, httpDate()...)
+	if r.conn != "" {
+		out = append(out, "\r\nConnection: "...)
+		out = append(out, r.conn...)
+	}
 	out = append(out, "\r\n\r\n"...)
 	if !r.head {
 		out = append(out, e.Data...)
@@ -217,7 +279,8 @@ func (s *Server) answerFast(base *http.Request, r *fastRequest, memo *fastMemo, 
 	return out, true
 }
 
-// fastMemo is a connection's last response head (without Date), by entry.
+// fastMemo is a connection's last response head (without Date), by entry,
+// for a connection handed off or relayed (its head names the node).
 // It holds the entry weakly: an idle connection must not keep the bytes of
 // an entry the cache has dropped (the cache's MaxTotal bounds them).
 type fastMemo struct {
@@ -226,15 +289,16 @@ type fastMemo struct {
 }
 
 // fastHead is the head net/http writes for http.ServeContent's 200 of e,
-// up to Date: the status line and the handler's headers in net/http's
-// (sorted) order. Content-Type is ServeContent's: by the name's extension,
+// after the status line and up to Date: the handler's headers in
+// net/http's (sorted) order. Date and Connection follow, in this order,
+// as net/http's extraHeader writes them. Content-Type is ServeContent's: by the name's extension,
 // else sniffed from the first 512 bytes.
 func (s *Server) fastHead(e *objcache.Entry, m *connMeta) []byte {
 	ctype := mime.TypeByExtension(filepath.Ext(e.Name))
 	if ctype == "" {
 		ctype = http.DetectContentType(e.Data[:min(len(e.Data), 512)])
 	}
-	b := []byte("HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\nContent-Length: ")
+	b := []byte("Accept-Ranges: bytes\r\nContent-Length: ")
 	b = strconv.AppendInt(b, int64(len(e.Data)), 10)
 	b = append(b, "\r\nContent-Type: "...)
 	b = append(b, ctype...)

@@ -3,14 +3,20 @@ package local
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,6 +90,34 @@ func fastCorpus(lm string) map[string]string {
 		"many-headers":        "GET /obj/1k HTTP/1.1\r\n" + h + strings.Repeat("X-A: 1\r\n", 40) + "\r\n",
 		"options":             "OPTIONS * HTTP/1.1\r\n" + h + "\r\n",
 		"head-then-get-large": "HEAD /obj/1m HTTP/1.1\r\n" + h + "\r\n" + get("/obj/1m"),
+		// Requests that end the connection: answered, then closed,
+		// whatever follows.
+		"close-head":           "HEAD /obj/1k HTTP/1.1\r\n" + h + "Connection: close\r\n\r\n",
+		"close-case":           "GET /obj/1k HTTP/1.1\r\n" + h + "connection: CLOSE\r\n\r\n",
+		"close-in-pipeline":    get("/t.txt") + "GET /obj/1k HTTP/1.1\r\n" + h + "Connection: close\r\n\r\n" + get("/t.txt"),
+		"close-then-tail":      "GET /obj/1k HTTP/1.1\r\n" + h + "Connection: close\r\n\r\nGE",
+		"close-list":           "GET /obj/1k HTTP/1.1\r\n" + h + "Connection: close, x-a\r\n\r\n",
+		"close-twice":          "GET /obj/1k HTTP/1.1\r\n" + h + "Connection: close\r\nConnection: close\r\n\r\n",
+		"close-upgrade":        "GET /obj/1k HTTP/1.1\r\n" + h + "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+		"close-missing":        "GET /nope HTTP/1.1\r\n" + h + "Connection: close\r\n\r\n",
+		"close-large":          "GET /obj/1m HTTP/1.1\r\n" + h + "Connection: close\r\n\r\n",
+		"close-cgi":            "GET /x.cgi HTTP/1.1\r\n" + h + "Connection: close\r\n\r\n",
+		"close-html":           "GET /page.html HTTP/1.1\r\n" + h + "Connection: close\r\n\r\n",
+		"close-range":          "GET /obj/1k HTTP/1.1\r\n" + h + "Connection: close\r\nRange: bytes=0-9\r\n\r\n",
+		"keepalive-header":     "GET /t.txt HTTP/1.1\r\n" + h + "Connection: Keep-Alive\r\n\r\n" + get("/t.txt"),
+		"http10-head":          "HEAD /obj/1k HTTP/1.0\r\n\r\n",
+		"http10-host":          "GET /obj/1k HTTP/1.0\r\n" + h + "User-Agent: ab\r\n\r\n" + get("/t.txt"),
+		"http10-close":         "GET /t.txt HTTP/1.0\r\nConnection: close\r\n\r\n",
+		"http10-two-hosts":     "GET /obj/1k HTTP/1.0\r\n" + h + h + "\r\n",
+		"http10-empty-host":    "GET /obj/1k HTTP/1.0\r\nHost:\r\n\r\n",
+		"http10-keepalive-end": "GET /obj/1k HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\nHEAD /t.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /t.txt HTTP/1.0\r\n\r\n" + get("/t.txt"),
+		"http10-keepalive-fallback": "GET /obj/1k HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /obj/1k HTTP/1.0\r\nConnection: keep-alive\r\nRange: bytes=1-2\r\n\r\n" +
+			"GET /obj/1k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+		"http10-keepalive-args": "GET /obj/1k HTTP/1.0\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n",
+		"http10-missing":        "GET /nope HTTP/1.0\r\n\r\n",
+		"http10-html":           "GET /page.html HTTP/1.0\r\n\r\n",
+		"http09":                "GET /obj/1k\r\n\r\n",
+		"http2-version":         "GET /obj/1k HTTP/2.0\r\n" + h + "\r\n",
 	}
 }
 
@@ -91,7 +125,10 @@ var dateLine = regexp.MustCompile("\r\nDate: [^\r]*\r\n")
 
 // TestFastAsNetHTTP: every request of fastCorpus gets, through the fast
 // path, the bytes net/http alone (the same server without it) sends, but
-// for Date; and both servers count the same.
+// for Date, and the same end (the connection closed by the server, with
+// no reset); both servers count the same; and the Group callback sees the
+// same requests in both (method, target, protocol, Close, Host, headers,
+// remote address).
 func TestFastAsNetHTTP(t *testing.T) {
 	dir, _ := content(t)
 	for name, b := range map[string][]byte{"obj/1k": bytes.Repeat([]byte{0, 0xfe, 7, 9}, 256), "obj/index.html": []byte("<p>i</p>"), "t.txt": []byte("text\n"), "empty": nil} {
@@ -101,10 +138,27 @@ func TestFastAsNetHTTP(t *testing.T) {
 	}
 	fi, _ := os.Stat(filepath.Join(dir, "obj", "1k"))
 	lm := fi.ModTime().UTC().Format(http.TimeFormat)
-	cfg := Config{Self: "n1", Content: dir, SmallFiles: objcache.Options{Settle: time.Nanosecond}, Group: cgiGroup,
+	// seen[server] is what Group saw of the current case's requests, as
+	// a set: net/http asks again for a request the fast path passed on.
+	var mu sync.Mutex
+	seen := map[string]map[string]bool{}
+	group := func(server string) func(*http.Request) string {
+		return func(r *http.Request) string {
+			mu.Lock()
+			defer mu.Unlock()
+			if seen[server] == nil {
+				seen[server] = map[string]bool{}
+			}
+			seen[server][fmt.Sprintf("%s %s %s %s %d.%d close=%v host=%q %q remote=%v",
+				r.Method, r.RequestURI, r.URL.Path, r.Proto, r.ProtoMajor, r.ProtoMinor, r.Close, r.Host, r.Header, r.RemoteAddr != "")] = true
+			return cgiGroup(r)
+		}
+	}
+	cfg := Config{Self: "n1", Content: dir, SmallFiles: objcache.Options{Settle: time.Nanosecond}, Group: group("fast"),
 		Serves: func(g string) bool { return g != "cgi" }}
 	fast := newServer(t, cfg)
 	cfg.NoFastPath = true
+	cfg.Group = group("plain")
 	plain := newServer(t, cfg)
 	send := func(s *Server, origin, req string) []byte {
 		client, server := tcpPair(t, "")
@@ -122,19 +176,31 @@ func TestFastAsNetHTTP(t *testing.T) {
 	}
 	for name, req := range fastCorpus(lm) {
 		for _, origin := range []string{"", "n9"} {
+			mu.Lock()
+			clear(seen)
+			mu.Unlock()
 			want, got := send(plain, origin, req), send(fast, origin, req)
 			if !bytes.Equal(got, want) {
 				t.Errorf("%s (origin %q): fast path sent\n%q\nnet/http\n%q", name, origin, trim(got), trim(want))
 			}
+			mu.Lock()
+			if !maps.Equal(seen["fast"], seen["plain"]) {
+				t.Errorf("%s (origin %q): Group saw, through the fast path\n%q\nnet/http alone\n%q", name, origin, slices.Sorted(maps.Keys(seen["fast"])), slices.Sorted(maps.Keys(seen["plain"])))
+			}
+			mu.Unlock()
 		}
 	}
 	cf, cp := fast.Counters(), plain.Counters()
-	// 19 of the corpus's requests are the fast path's, per origin: get,
+	// 41 of the corpus's requests are the fast path's, per origin: get,
 	// head, get-html, get-text, get-empty, pipelined (2), pipelined-head
 	// (3), the first of pipelined-fallback, value-spaces, casing, cookie,
-	// html-group's first (its group, "html", is served here) and the
-	// four tail-* requests.
-	if cp.StaticFast != 0 || cf.StaticFast != 38 {
+	// html-group's first (its group, "html", is served here), the four
+	// tail-* requests; http10, http10-keepalive (2), close's first,
+	// http11-keepalive (2); close-head, close-case, close-in-pipeline (2),
+	// close-then-tail, close-html, keepalive-header (2), http10-head,
+	// http10-host's first, http10-close, http10-keepalive-end's first
+	// three, http10-keepalive-fallback's first and http10-html.
+	if cp.StaticFast != 0 || cf.StaticFast != 82 {
 		t.Errorf("%d requests by the fast path, %d without it", cf.StaticFast, cp.StaticFast)
 	}
 	cf.StaticFast = 0
@@ -297,4 +363,62 @@ func shutdownAtOnce(t *testing.T, s *Server, client net.Conn) {
 		t.Errorf("Shutdown took %v with only an idle connection", d)
 	}
 	waitClosed(t, client, time.Second)
+}
+
+// TestFastCloseAsNetHTTP: a request that ends the connection (HTTP/1.1
+// with Connection: close, HTTP/1.0 without keep-alive) is answered, and
+// the server closes the connection as net/http does, while the client's
+// side stays open: the response, then the end of the stream, and the
+// socket closed whole (a byte the client sends then is answered by a
+// reset), not half-closed and lingering.
+func TestFastCloseAsNetHTTP(t *testing.T) {
+	dir, _ := content(t)
+	cfg := Config{Self: "n1", Content: dir, SmallFiles: objcache.Options{Settle: time.Nanosecond}}
+	fast := newServer(t, cfg)
+	cfg.NoFastPath = true
+	plain := newServer(t, cfg)
+	end := func(s *Server, req string) (resp []byte, after string) {
+		client, server := tcpPair(t, "")
+		s.ServeHTTP(server, "")
+		client.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(client, req); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(client)
+		if err != nil {
+			t.Fatalf("%q: %v after %q", req, err, b)
+		}
+		// The server has sent its FIN: bytes the client sends now reach
+		// a socket that is gone, whose kernel answers with a reset (the
+		// client's next write fails: EPIPE, as it had the FIN), or one
+		// still open (half-closed, lingering), which takes them.
+		client.Write([]byte("GET"))
+		time.Sleep(100 * time.Millisecond)
+		_, err = client.Write([]byte("GET"))
+		switch {
+		case errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET):
+			after = "reset"
+		case err == nil:
+			after = "still open"
+		default:
+			after = fmt.Sprint(err)
+		}
+		return dateLine.ReplaceAll(b, []byte("\r\nDate: -\r\n")), after
+	}
+	for _, req := range []string{
+		"GET /page.html HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+		"HEAD /page.html HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+		"GET /page.html HTTP/1.0\r\n\r\n",
+		"GET /page.html HTTP/1.0\r\nConnection: close\r\n\r\n",
+		get("/page.html") + "GET /page.html HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+	} {
+		want, wantAfter := end(plain, req)
+		got, gotAfter := end(fast, req)
+		if !bytes.Equal(got, want) || gotAfter != wantAfter || !bytes.Contains(got, []byte("200 OK")) {
+			t.Errorf("%q: fast path sent %q and then %s; net/http %q and then %s", req, got, gotAfter, want, wantAfter)
+		}
+	}
+	if n := fast.Counters().StaticFast; n != 6 {
+		t.Errorf("%d requests by the fast path, want 6", n)
+	}
 }

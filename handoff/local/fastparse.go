@@ -9,8 +9,11 @@ import (
 // net/http would make of the same bytes, for the fields that matter.
 type fastRequest struct {
 	head   bool        // HEAD, else GET
+	minor  int         // the protocol's minor version: HTTP/1.1 or HTTP/1.0
+	close  bool        // the connection ends after the response (net/http's Request.Close)
+	conn   string      // the response's Connection header: "", "close" or "keep-alive"
 	target string      // the request-target: an absolute path, no query
-	host   string      // the one Host header
+	host   string      // the one Host header ("" for HTTP/1.0 without one)
 	header http.Header // every other header, canonical keys, as net/http builds it
 	size   int         // bytes of the head, blank line included
 }
@@ -23,10 +26,11 @@ const (
 
 // fastRefused are the request headers that make net/http or the file
 // server do something other than a plain 200 from the cache (a body,
-// connection handling, ranges, conditions, Pragma's Cache-Control
-// fix-up): such a request goes to net/http.
+// connection handling other than Connection's close and keep-alive,
+// ranges, conditions, Pragma's Cache-Control fix-up): such a request goes
+// to net/http.
 var fastRefused = map[string]bool{
-	"Content-Length": true, "Transfer-Encoding": true, "Expect": true, "Connection": true,
+	"Content-Length": true, "Transfer-Encoding": true, "Expect": true,
 	"Proxy-Connection": true, "Keep-Alive": true, "Upgrade": true, "Te": true, "Trailer": true,
 	"Range": true, "Pragma": true, "Http2-Settings": true,
 }
@@ -35,11 +39,19 @@ var fastRefused = map[string]bool{
 // a head the fast path can answer exactly as net/http would: a complete
 // head within fastMaxHead, every line ended by CRLF; "GET" or "HEAD", an
 // absolute path of [A-Za-z0-9-._~/] (no "//", no dot segment or dot file,
-// no trailing slash, not ".../index.html"), "HTTP/1.1"; one Host of
-// host characters; header names of token characters and values of
-// visible ASCII, space and tab (no obs-fold); none of fastRefused nor
-// If-*. Anything else, and an incomplete head, is net/http's to read. It
-// never fails otherwise: it decides.
+// no trailing slash, not ".../index.html"), "HTTP/1.1" with one Host of
+// host characters or "HTTP/1.0" with at most one; header names of token
+// characters and values of visible ASCII, space and tab (no obs-fold);
+// none of fastRefused nor If-*; at most one Connection, whose value is
+// one token, "close" or "keep-alive" in any case. Anything else, and an
+// incomplete head, is net/http's to read. It never fails otherwise: it
+// decides.
+//
+// The connection's fate is net/http's (shouldClose, and the response's
+// chunkWriter.writeHeader): HTTP/1.1 keeps it unless Connection is close,
+// and then answers with "Connection: close"; HTTP/1.0 closes it unless
+// Connection is keep-alive, and then answers with "Connection:
+// keep-alive"; a closing HTTP/1.0 response has no Connection header.
 func parseFast(b []byte) (r fastRequest, ok bool) {
 	if len(b) > fastMaxHead {
 		b = b[:fastMaxHead]
@@ -63,7 +75,14 @@ func parseFast(b []byte) (r fastRequest, ok bool) {
 		return r, false
 	}
 	sp := bytes.IndexByte(line, ' ')
-	if sp < 0 || string(line[sp+1:]) != "HTTP/1.1" || !fastPath(line[:sp]) {
+	if sp < 0 || !fastPath(line[:sp]) {
+		return r, false
+	}
+	switch string(line[sp+1:]) {
+	case "HTTP/1.1":
+		r.minor = 1
+	case "HTTP/1.0":
+	default:
 		return r, false
 	}
 	r.target = string(line[:sp])
@@ -72,6 +91,8 @@ func parseFast(b []byte) (r fastRequest, ok bool) {
 		return r, false
 	}
 	r.header = make(http.Header, n)
+	hosts := 0
+	keepAlive := false
 	for len(rest) > 0 {
 		nl := bytes.Index(rest, []byte("\r\n"))
 		line, rest = rest[:nl], rest[nl+2:]
@@ -87,19 +108,59 @@ func parseFast(b []byte) (r fastRequest, ok bool) {
 		if fastRefused[key] || len(key) >= 3 && key[:3] == "If-" {
 			return r, false
 		}
-		if key == "Host" {
-			if r.host != "" || !fastHost(v) {
+		switch key {
+		case "Host":
+			if hosts > 0 || !fastHost(v) {
 				return r, false
 			}
+			hosts++
 			r.host = string(v)
 			continue
+		case "Connection":
+			if r.header[key] != nil {
+				return r, false
+			}
+			switch {
+			case asciiEqualFold(v, "close"):
+				r.close = true
+			case asciiEqualFold(v, "keep-alive"):
+				keepAlive = true
+			default:
+				return r, false
+			}
 		}
 		r.header[key] = append(r.header[key], string(v))
 	}
-	if r.host == "" {
-		return r, false
+	if r.minor == 1 {
+		if hosts == 0 {
+			return r, false
+		}
+		if r.close {
+			r.conn = "close"
+		}
+	} else {
+		r.close = r.close || !keepAlive
+		if !r.close {
+			r.conn = "keep-alive"
+		}
 	}
 	return r, true
+}
+
+// asciiEqualFold: b is s in any ASCII case (s is lower case).
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // fastPath: an absolute path the cache maps as the file server does and

@@ -23,7 +23,7 @@ import (
 )
 
 // The front server hands its local connections to this package.
-var _ front.Local = (*Server)(nil)
+var _ front.InlineLocal = (*Server)(nil)
 
 // A handed-off connection arrives with its request already in the receive
 // queue (the front server only peeked it, the restore put it back): that

@@ -65,9 +65,9 @@ type Config struct {
 	// defaults (DefaultReadHeaderTimeout, DefaultIdleTimeout).
 	ReadHeaderTimeout, IdleTimeout time.Duration
 	// NoFastPath sends every connection straight to net/http, without
-	// the fast loop that answers keep-alive GET and HEAD requests of
-	// cached small files itself (fast.go). The responses are the same
-	// but for Date; the fast loop costs less CPU a request.
+	// the fast loop that answers GET and HEAD requests of cached small
+	// files itself (fast.go), kept alive or closing. The responses are
+	// the same but for Date; the fast loop costs less CPU a request.
 	NoFastPath bool
 	// Source is the address forwarded requests are dialled from (the node
 	// address, which the far node's relay listener knows); zero: the
@@ -183,17 +183,27 @@ func New(c Config) (*Server, error) {
 // in c's receive queue (a peeked request head) are the first request.
 // origin != "" marks a connection handed off by that node.
 func (s *Server) ServeHTTP(c net.Conn, origin string) {
+	if serve := s.TakeHTTP(c, origin); serve != nil {
+		go serve()
+	}
+}
+
+// TakeHTTP is ServeHTTP for a caller with a goroutine to lend
+// (front.InlineLocal): it takes ownership of c and returns the fast loop,
+// which the caller runs at once (Shutdown waits for it from now on), or
+// nil when c went to net/http or was closed.
+func (s *Server) TakeHTTP(c net.Conn, origin string) (serve func()) {
 	s.n.conns(origin, "").Add(1)
 	cc := &conn{Conn: c, meta: &connMeta{origin: origin}}
 	if s.cache == nil || s.c.NoFastPath {
 		s.give(cc)
-		return
+		return nil
 	}
 	if !s.track() {
 		c.Close()
-		return
+		return nil
 	}
-	go s.serveFast(cc)
+	return func() { s.serveFast(cc) }
 }
 
 // ServeTLS terminates TLS on c, then serves HTTP; it takes ownership of c.
