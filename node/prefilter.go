@@ -68,6 +68,9 @@ func (n *Node) attachPrefilter(netdev string) bool {
 	if err != nil || k != 1 {
 		n.pf.reason = fmt.Sprintf("attaching to the packet socket of %s (%d attached): %v", netdev, k, err)
 		n.log.Warn("the in-kernel prefilter could not be attached; running without it", "netdev", netdev, "sockets", k, "err", err)
+		if derr := n.pf.f.Detach(); derr != nil {
+			n.log.Warn("detaching the prefilter", "err", derr)
+		}
 		return false
 	}
 	n.pf.active = true

@@ -156,6 +156,28 @@ func (f *Filter) AttachNetdev(netdev string) (int, error) {
 	return len(fds), nil
 }
 
+// Detach takes the program off every socket Attach gave it (after a
+// partial AttachNetdev, before another filter takes its place), so that
+// Close later detaches nothing it does not own.
+func (f *Filter) Detach() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return errors.Join(f.detachLocked()...)
+}
+
+func (f *Filter) detachLocked() []error {
+	var errs []error
+	for _, fd := range f.attached {
+		// The socket may be gone already (the port closed first): then
+		// there is nothing to detach.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DETACH_BPF, 0); err != nil && !errors.Is(err, unix.EBADF) && !errors.Is(err, unix.ENOTSOCK) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("prefilter: detaching from socket %d: %w", fd, err))
+		}
+	}
+	f.attached = nil
+	return errs
+}
+
 // Drops are the frames the filter dropped, summed over CPUs, under the
 // names of the worker counters that would have counted them.
 type Drops struct {
@@ -194,14 +216,7 @@ func (f *Filter) Close() error {
 		return nil
 	}
 	f.closed = true
-	var errs []error
-	for _, fd := range f.attached {
-		// The socket may be gone already (the port closed first): then
-		// there is nothing to detach.
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DETACH_BPF, 0); err != nil && !errors.Is(err, unix.EBADF) && !errors.Is(err, unix.ENOTSOCK) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("prefilter: detaching from socket %d: %w", fd, err))
-		}
-	}
+	errs := f.detachLocked()
 	if f.mem != nil {
 		if err := unix.Munmap(f.mem); err != nil {
 			errs = append(errs, err)
