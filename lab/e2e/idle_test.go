@@ -13,9 +13,9 @@ import (
 	"github.com/shoal-lb/shoal/lab"
 )
 
-// workerCPU is the CPU time (ticks of 10 ms) the worker thread of node id
-// has used: utime + stime of its rte-worker-* thread.
-func workerCPU(t *testing.T, id string) uint64 {
+// workerTaskFile reads file (stat, schedstat) of node id's worker thread,
+// its rte-worker-* task.
+func workerTaskFile(t *testing.T, id, file string) string {
 	t.Helper()
 	raw, err := os.ReadFile(lab.PIDPath(id))
 	if err != nil {
@@ -32,18 +32,25 @@ func workerCPU(t *testing.T, id string) uint64 {
 		if !strings.HasPrefix(string(comm), "rte-worker") {
 			continue
 		}
-		st, err := os.ReadFile(dir + "/stat")
+		st, err := os.ReadFile(dir + "/" + file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := string(st)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		u, _ := strconv.ParseUint(f[11], 10, 64)
-		k, _ := strconv.ParseUint(f[12], 10, 64)
-		return u + k
+		return string(st)
 	}
 	t.Fatalf("%s (pid %s) has no rte-worker thread", id, pid)
-	return 0
+	return ""
+}
+
+// workerCPU is the CPU time (ticks of 10 ms) the worker thread of node id
+// has used: utime + stime of its rte-worker-* thread.
+func workerCPU(t *testing.T, id string) uint64 {
+	t.Helper()
+	s := workerTaskFile(t, id, "stat")
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	k, _ := strconv.ParseUint(f[12], 10, 64)
+	return u + k
 }
 
 var pingTime = regexp.MustCompile(`icmp_seq=(\d+) .*time=([0-9.]+) ms`)

@@ -16,30 +16,8 @@ import (
 // (its schedstat: more precise than the 10 ms ticks of stat).
 func workerCPUns(t *testing.T, id string) uint64 {
 	t.Helper()
-	raw, err := os.ReadFile(lab.PIDPath(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := strings.TrimSpace(string(raw))
-	tasks, err := os.ReadDir("/proc/" + pid + "/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tk := range tasks {
-		dir := "/proc/" + pid + "/task/" + tk.Name()
-		comm, _ := os.ReadFile(dir + "/comm")
-		if !strings.HasPrefix(string(comm), "rte-worker") {
-			continue
-		}
-		st, err := os.ReadFile(dir + "/schedstat")
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, _ := strconv.ParseUint(strings.Fields(string(st))[0], 10, 64)
-		return v
-	}
-	t.Fatalf("%s (pid %s) has no rte-worker thread", id, pid)
-	return 0
+	v, _ := strconv.ParseUint(strings.Fields(workerTaskFile(t, id, "schedstat"))[0], 10, 64)
+	return v
 }
 
 var wrkRequests = regexp.MustCompile(`(\d+) requests in`)
