@@ -146,6 +146,7 @@ type Server struct {
 	wg        sync.WaitGroup // Serve loops and connections held
 	next      chan job       // to a connection goroutine waiting for one (work)
 	idle      atomic.Int32   // connection goroutines waiting
+	parked    sync.WaitGroup // the same, for Shutdown to wait for
 
 	n counters
 }
@@ -282,26 +283,51 @@ func (s *Server) work(j job) {
 	for {
 		// What handle leaves to do (serving the connection here, see
 		// InlineLocal) runs after the front has let go of it.
-		if serve := s.hold(j.cn, j.tls); serve != nil {
+		serve := s.hold(j.cn, j.tls)
+		parked := false
+		if serve != nil {
+			s.wg.Done()
 			serve()
+			parked = s.park()
+		} else {
+			// Parked before the front lets go: Shutdown, once its
+			// wait for the held connections ends, waits for parked
+			// goroutines too, so none of the front's outlives it.
+			parked = s.park()
+			s.wg.Done()
 		}
-		if s.idle.Add(1) > idleMax {
-			s.idle.Add(-1)
+		if !parked {
 			return
 		}
 		select {
 		case j = <-s.next:
-			s.idle.Add(-1)
 		case <-s.ctx.Done(): // Shutdown
-			s.idle.Add(-1)
+			parked = false
+		}
+		s.idle.Add(-1)
+		s.parked.Done()
+		if !parked {
 			return
 		}
 	}
 }
 
-// hold runs handle while the front holds cn (Shutdown waits for it).
+// park counts a connection goroutine as waiting for the next connection;
+// false: it exits instead (idleMax wait already, or Shutdown began).
+func (s *Server) park() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.idle.Load() >= idleMax {
+		return false
+	}
+	s.idle.Add(1)
+	s.parked.Add(1)
+	return true
+}
+
+// hold runs handle while the front holds cn; the caller ends the hold
+// (s.wg.Done, which Shutdown waits for).
 func (s *Server) hold(cn *conn, tls bool) (serve func()) {
-	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, cn)
@@ -309,14 +335,6 @@ func (s *Server) hold(cn *conn, tls bool) (serve func()) {
 		s.n.active.Add(-1)
 	}()
 	return s.handle(cn, tls)
-}
-
-// waitIdle waits (at most forceWait) for the connection goroutines that
-// waited for a connection to see Shutdown's cancel and exit.
-func (s *Server) waitIdle() {
-	for end := time.Now().Add(forceWait); s.idle.Load() > 0 && time.Now().Before(end); {
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func (s *Server) shuttingDown() bool {
@@ -344,7 +362,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.cancel()
-		s.waitIdle()
+		s.parked.Wait()
 		return nil
 	case <-ctx.Done():
 	}
@@ -358,7 +376,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	defer s.waitIdle()
+	defer s.parked.Wait()
 	select {
 	case <-done:
 		return ctx.Err()

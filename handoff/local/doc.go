@@ -9,8 +9,9 @@
 //     origin) and ServeTLS(c, origin) take ownership of c and return at
 //     once. TakeHTTP(c, origin) is ServeHTTP for a caller that lends its
 //     goroutine (front.InlineLocal): it returns the fast loop for the
-//     caller to run, which Shutdown waits for as for its own. Bytes already in c's receive queue (a request head the front
-//     server only peeked, or that a restored socket carries) are read as
+//     caller to run, which Shutdown waits for as for its own. Bytes
+//     already in c's receive queue (a request head the front server only
+//     peeked, or that a restored socket carries) are read as
 //     the first request. ServeTLS completes the TLS handshake within
 //     HandshakeTimeout first; a failed handshake is counted (TLSFailures)
 //     and logged at debug level only.

@@ -248,11 +248,11 @@ func (s *Server) answerFast(rc *fastRequestContext, r *fastRequest, memo *fastMe
 	if m.origin == "" && m.relay == "" {
 		// The head of most connections, the same for all: kept with the
 		// entry (this server's cache), built once per file version.
-		if h, ok := e.Memo.Load().([]byte); ok {
-			head = h
+		if h := e.Memo.Load(); h != nil {
+			head = *h
 		} else {
 			head = s.fastHead(e, m)
-			e.Memo.Store(head)
+			e.Memo.Store(&head)
 		}
 	} else {
 		if w := weak.Make(e); memo.e != w {
@@ -291,8 +291,8 @@ type fastMemo struct {
 // fastHead is the head net/http writes for http.ServeContent's 200 of e,
 // after the status line and up to Date: the handler's headers in
 // net/http's (sorted) order. Date and Connection follow, in this order,
-// as net/http's extraHeader writes them. Content-Type is ServeContent's: by the name's extension,
-// else sniffed from the first 512 bytes.
+// as net/http's extraHeader writes them. Content-Type is ServeContent's:
+// by the name's extension, else sniffed from the first 512 bytes.
 func (s *Server) fastHead(e *objcache.Entry, m *connMeta) []byte {
 	ctype := mime.TypeByExtension(filepath.Ext(e.Name))
 	if ctype == "" {

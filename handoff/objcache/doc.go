@@ -30,7 +30,8 @@
 //     it is read; until then every Get reads it again, so two
 //     writes of the same size within one tick are never confused.
 //   - Entries are immutable once returned, but for Entry.Memo, a slot for
-//     one value the user derives from the entry: callers may keep and read
+//     bytes the user derives from the entry (one user: handoff/local's
+//     response head; not counted in maxTotal): callers may keep and read
 //     them while the file changes. When maxTotal would be exceeded, entries are
 //     dropped (in no particular order) until the new one fits.
 //   - Lookup(urlPath) is Get without counting a miss (hits and loads are

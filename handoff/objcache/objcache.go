@@ -16,10 +16,10 @@ type Entry struct {
 	Data    []byte
 	ModTime time.Time
 	Name    string // base name, as os.FileInfo.Name of the opened file
-	// Memo holds one value the cache's user derives from the entry
+	// Memo holds bytes the cache's user derives from the entry
 	// (handoff/local: its response head), made once per file version
 	// instead of once per use, and dropped with the entry.
-	Memo atomic.Value
+	Memo atomic.Pointer[[]byte]
 }
 
 // identity is what a stat must still report for an entry to be used.
