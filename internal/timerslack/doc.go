@@ -10,7 +10,9 @@
 // (docs/benchmarks.md). With a slack of NS the kernel may coalesce those
 // naps with other wake-ups. Go's own timers already wait in epoll_pwait,
 // whose timeout counts in milliseconds, so they fire at most NS later
-// than they would.
+// than they would. The runtime's other short sleeps lengthen as well (an
+// M about to steal a running P's next goroutine sleeps 3 µs first; now up
+// to NS more), which costs that M's time, not the goroutine's.
 //
 // Contract: with cgo on Linux, every thread the process creates starts
 // with a timer slack of NS (a thread may change its own: the data plane's
