@@ -10,6 +10,10 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	// Every thread starts with a timer slack that lets sysmon's naps
+	// coalesce (issue 14, seventh pass).
+	_ "github.com/shoal-lb/shoal/internal/timerslack"
 )
 
 // commands collects the subcommands; each file of this package adds its own
