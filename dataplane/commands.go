@@ -195,9 +195,22 @@ func (wt *waiter) wait() {
 		runtime.Gosched()
 		return
 	}
-	ts := unix.NsecToTimespec(wt.pause.Nanoseconds())
-	unix.Nanosleep(&ts, nil)
+	preciseSleep(wt.pause)
 	wt.pause = min(2*wt.pause, waitMaxSleep)
+}
+
+// preciseSleep sleeps d on the calling thread with a timer slack of 1 ns,
+// which the thread keeps: shoal starts every thread with a slack of
+// 500 µs for the runtime's own naps (internal/timerslack), which would
+// stretch a 10 µs sleep here, and so a handoff's Adopt or Withdraw, by up
+// to half a millisecond. The goroutine stays on its thread between the
+// prctl and the sleep.
+func preciseSleep(d time.Duration) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+	ts := unix.NsecToTimespec(d.Nanoseconds())
+	unix.Nanosleep(&ts, nil)
 }
 
 // wakeSignal is sent to the worker thread when a command is not done

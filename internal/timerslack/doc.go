@@ -16,7 +16,10 @@
 //
 // Contract: with cgo on Linux, every thread the process creates starts
 // with a timer slack of NS (a thread may change its own: the data plane's
-// worker sets 1 ns for its idle sleeps, dataplane/worker.c). The slack is
+// worker sets 1 ns for its idle sleeps, dataplane/worker.c, and a Go
+// thread that waits for a worker's command sets 1 ns before its short
+// sleeps, dataplane/commands.go preciseSleep, so that a handoff's Adopt
+// and Withdraw are not stretched by NS). The slack is
 // set from a C constructor, which runs before the Go runtime creates
 // sysmon; Go code could reach only the threads it runs on. Without cgo
 // the package does nothing.
