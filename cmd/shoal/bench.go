@@ -126,14 +126,19 @@ func benchDataplane(c *cli.Context) error {
 	fmt.Printf("shoal bench dataplane: the worker's loop (worker.c, dataplane.Runtime) on one lcore (CPU 1), burst 32,\n"+
 		"net_null replaying templates, a net_null sink as tap, hugepages %v\n\n", huge)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tMpps\theader loop\tratio\tbare loop\tns/pkt\tper CPU second: Mpps\theader loop\tratio\tns/pkt\tverdicts\t")
+	fmt.Fprintln(tw, "scenario\tMpps\theader loop\tratio\tbare loop\tfloor\tratio\tns/pkt\tper CPU second: Mpps\theader loop\tratio\tfloor\tratio\tns/pkt\tverdicts\t")
 	for _, s := range res {
 		rate := ""
 		if s.Rate > 0 {
 			rate = fmt.Sprintf(" (%.1f M new connections/s)", s.Rate)
 		}
-		fmt.Fprintf(tw, "%s%s\t%.1f\t%.1f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.1f\t%s\t\n", s.Scenario, rate, s.Mpps, s.HeaderMpps, s.RatioToHeaders, s.BareMpps, s.NsPerPacket,
-			s.CPUMpps, s.HeaderCPUMpps, s.CPURatioToHeaders, s.CPUNsPerPacket, s.Check)
+		floor, cpuFloor := "-\t-", "-\t-"
+		if s.FloorMpps > 0 {
+			floor = fmt.Sprintf("%.1f\t%.2f", s.FloorMpps, s.RatioToFloor)
+			cpuFloor = fmt.Sprintf("%.1f\t%.2f", s.FloorCPUMpps, s.CPURatioToFloor)
+		}
+		fmt.Fprintf(tw, "%s%s\t%.1f\t%.1f\t%.2f\t%.1f\t%s\t%.1f\t%.1f\t%.1f\t%.2f\t%s\t%.1f\t%s\t\n", s.Scenario, rate, s.Mpps, s.HeaderMpps, s.RatioToHeaders, s.BareMpps, floor, s.NsPerPacket,
+			s.CPUMpps, s.HeaderCPUMpps, s.CPURatioToHeaders, cpuFloor, s.CPUNsPerPacket, s.Check)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
