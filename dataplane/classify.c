@@ -834,9 +834,9 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 		/* First pass: hash every frame and prefetch the slots the
 		 * second pass will probe, so the misses overlap. The frames'
 		 * own headers are fetched all at once before that, for
-		 * reading: prefetchw cost about 60 ns more a SYN (median of 8 pairs) in new
-		 * connections on this VM with the other core busy
-		 * (benchmarks.md, sixth pass); the few frames rewritten later
+		 * reading: prefetchw cost about 60 ns more a SYN in new
+		 * connections (median of 8 pairs) on this VM with the other
+		 * core busy (benchmarks.md, sixth pass); the few frames rewritten later
 		 * are already in L1. */
 		for (uint16_t i = 0; i < m; i++)
 			__builtin_prefetch(frames[i], 0, 3);
