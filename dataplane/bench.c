@@ -1,7 +1,9 @@
 /* bench.c: the limits of the benchmark, on one lcore, over a net_null port
  * whose mempool was pre-filled with frame templates: the bare loop (rx ->
- * free) and the header loop (rx -> read every frame's Ethernet, IPv4 and
- * TCP headers -> free). What they are limits of is the worker's own loop,
+ * free), the header loop (rx -> read every frame's Ethernet, IPv4 and
+ * TCP headers -> free) and the SYN floor (the header loop plus the
+ * connection value, the ownership test and the owned SYNs out through the
+ * tap). What they are limits of is the worker's own loop,
  * sdp_worker_main, which the benchmark runs through dataplane.Runtime on
  * the same port. Also the kernel peer's sender (sdp_bench_tx_main). */
 #include <errno.h>
@@ -12,6 +14,7 @@
 #include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_hash_crc.h>
 #include <rte_mbuf.h>
 
 #include "bench.h"
@@ -32,6 +35,26 @@ static inline uint64_t read_headers(const uint8_t *p)
 	       ((uint64_t)(ip[2] << 8 | ip[3]) << 48) ^ ((uint64_t)tcp[13] << 32);
 }
 
+/* The floor's decision for one frame: 1 if it is a SYN (no ACK) of IPv4
+ * TCP in a bucket of owner, whose connection value is sdp_conn_value's
+ * CRC32C of the key's 12 bytes as the frame holds them. */
+static inline int floor_owned_syn(const uint8_t *p, uint32_t seed,
+				  const uint64_t *owner)
+{
+	if ((p[12] << 8 | p[13]) != 0x0800)
+		return 0;
+	const uint8_t *ip = p + 14;
+	const uint8_t *tcp = ip + (ip[0] & 15) * 4;
+	if (ip[9] != 6 || (tcp[13] & 0x12) != 0x02)
+		return 0;
+	uint64_t a;
+	uint32_t k;
+	memcpy(&a, ip + 12, 8);
+	memcpy(&k, tcp, 4);
+	uint16_t bucket = (uint16_t)rte_hash_crc_4byte(k, rte_hash_crc_8byte(a, seed));
+	return (owner[bucket >> 6] >> (bucket & 63)) & 1;
+}
+
 static uint64_t thread_cpu_ns(void)
 {
 	struct timespec ts;
@@ -42,25 +65,44 @@ static uint64_t thread_cpu_ns(void)
 int sdp_bench_main(void *arg)
 {
 	struct sdp_bench *b = arg;
-	struct rte_mbuf *pkts[SDP_BURST];
+	struct rte_mbuf *pkts[SDP_BURST], *keep[SDP_BURST], *drop[SDP_BURST];
 	uint64_t hz = rte_get_tsc_hz();
 	uint64_t start = rte_get_tsc_cycles();
 	uint64_t end = start + b->duration_ms * (hz / 1000);
-	uint64_t packets = 0, sink = 0;
+	uint64_t packets = 0, sink = 0, delivered = 0;
 	uint64_t now_tsc = start;
 	uint64_t cpu0 = thread_cpu_ns();
 
 	while (now_tsc < end) {
 		for (int rep = 0; rep < 64; rep++) {
 			uint16_t n = rte_eth_rx_burst(b->rx_port, 0, pkts, SDP_BURST);
-			if (b->mode == SDP_BENCH_HEADERS) {
+			packets += n;
+			if (b->mode != SDP_BENCH_BARE)
 				for (uint16_t i = 0; i < n; i++)
 					__builtin_prefetch(rte_pktmbuf_mtod(pkts[i], void *), 0, 0);
-				for (uint16_t i = 0; i < n; i++)
-					sink += read_headers(rte_pktmbuf_mtod(pkts[i], uint8_t *));
+			if (b->mode != SDP_BENCH_FLOOR) {
+				if (b->mode == SDP_BENCH_HEADERS)
+					for (uint16_t i = 0; i < n; i++)
+						sink += read_headers(rte_pktmbuf_mtod(pkts[i], uint8_t *));
+				rte_pktmbuf_free_bulk(pkts, n);
+				continue;
 			}
-			rte_pktmbuf_free_bulk(pkts, n);
-			packets += n;
+			uint16_t nk = 0, nd = 0;
+			for (uint16_t i = 0; i < n; i++) {
+				if (floor_owned_syn(rte_pktmbuf_mtod(pkts[i], uint8_t *),
+						    b->seed, b->owner))
+					keep[nk++] = pkts[i];
+				else
+					drop[nd++] = pkts[i];
+			}
+			if (nk) {
+				uint16_t sent = rte_eth_tx_burst(b->tx_port, 0, keep, nk);
+				delivered += sent;
+				if (sent < nk)
+					rte_pktmbuf_free_bulk(keep + sent, nk - sent);
+			}
+			if (nd)
+				rte_pktmbuf_free_bulk(drop, nd);
 		}
 		now_tsc = rte_get_tsc_cycles();
 	}
@@ -69,6 +111,7 @@ int sdp_bench_main(void *arg)
 	b->cycles = now_tsc - start;
 	b->hz = hz;
 	b->sink = sink;
+	b->delivered = delivered;
 	return 0;
 }
 

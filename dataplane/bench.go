@@ -177,21 +177,49 @@ type Limit int
 const (
 	BareLoop   Limit = 0 // rx → free
 	HeaderLoop Limit = 1 // rx → read Ethernet, IPv4, TCP headers → free
+	SYNFloor   Limit = 2 // the header loop, the connection value, the ownership test, owned SYNs → tap (BenchFloor)
 )
 
-// BenchLimit runs a reference loop on lcore for d over port.
+// BenchLimit runs the bare or the header loop on lcore for d over port.
 func BenchLimit(lcore uint, port *dpdk.Port, mode Limit, d time.Duration) (BenchResult, error) {
+	if mode == SYNFloor {
+		return BenchResult{}, fmt.Errorf("bench: the SYN floor runs through BenchFloor")
+	}
+	return benchLimit(lcore, port, mode, d, nil)
+}
+
+// BenchFloor runs the SYN floor on lcore for d over port: every frame's
+// headers read, its connection value (ConnValue under seed) computed and
+// its bucket looked up in own; the SYNs of owned buckets go out through
+// tap, as the worker sends them to its kernel, the rest are freed. No flow
+// table, no checksum: the least the mission demands of a SYN classifier.
+// Delivered counts the frames tap took.
+func BenchFloor(lcore uint, port, tap *dpdk.Port, seed uint32, own *Ownership, d time.Duration) (BenchResult, error) {
+	bits := (*C.uint64_t)(C.malloc(C.size_t(len(own) * 8)))
+	defer C.free(unsafe.Pointer(bits))
+	copy(unsafe.Slice((*uint64)(unsafe.Pointer(bits)), len(own)), own[:])
+	return benchLimit(lcore, port, SYNFloor, d, func(b *C.struct_sdp_bench) {
+		b.tx_port = C.uint16_t(tap.ID)
+		b.seed = C.uint32_t(seed)
+		b.owner = bits
+	})
+}
+
+func benchLimit(lcore uint, port *dpdk.Port, mode Limit, d time.Duration, set func(*C.struct_sdp_bench)) (BenchResult, error) {
 	b := (*C.struct_sdp_bench)(C.calloc(1, C.sizeof_struct_sdp_bench))
 	defer C.free(unsafe.Pointer(b))
 	b.mode = C.int(mode)
 	b.rx_port = C.uint16_t(port.ID)
 	b.duration_ms = C.uint64_t(d.Milliseconds())
+	if set != nil {
+		set(b)
+	}
 	if err := dpdk.LaunchOnLcore(lcore, C.sdp_bench_fn(), unsafe.Pointer(b)); err != nil {
 		return BenchResult{}, err
 	}
 	dpdk.WaitLcore(lcore)
 	return BenchResult{Packets: uint64(b.packets), Seconds: float64(b.cycles) / float64(b.hz),
-		CPUSecs: float64(b.cpu_ns) / 1e9}, nil
+		CPUSecs: float64(b.cpu_ns) / 1e9, Delivered: uint64(b.delivered)}, nil
 }
 
 // BenchSend sends rx's frames (a replay port) out through tx from lcore

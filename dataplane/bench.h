@@ -13,12 +13,22 @@ enum sdp_bench_mode {
 	SDP_BENCH_BARE = 0,    /* rx -> free: the port and the pool alone */
 	SDP_BENCH_HEADERS = 1, /* rx -> read Ethernet, IPv4, TCP headers -> free:
 				* the least any classifier must do */
+	SDP_BENCH_FLOOR = 2,   /* the header loop, plus the connection value
+				* (sdp_conn_value's CRC32C) and the ownership
+				* test of every frame; owned SYNs out through
+				* tx_port (the worker's tap sink), the rest
+				* freed: the least a SYN classifier must do, with
+				* no flow table and no checksum */
 };
 
 struct sdp_bench {
 	int mode;
 	uint16_t rx_port;
 	uint64_t duration_ms;
+	/* SDP_BENCH_FLOOR only */
+	uint16_t tx_port;
+	uint32_t seed;		/* the connection-value seed */
+	const uint64_t *owner;	/* SDP_BUCKETS bits: the owned buckets */
 	/* results */
 	uint64_t packets;
 	uint64_t cycles;
@@ -27,6 +37,7 @@ struct sdp_bench {
 			  * machine the run's rate per CPU second stays near the
 			  * quiet machine's while its wall-clock rate does not */
 	uint64_t sink; /* what the header loop read, so it is not optimised away */
+	uint64_t delivered; /* frames tx_port took (SDP_BENCH_FLOOR) */
 };
 
 /* Lcore entry point: poll rx_port for duration_ms; arg is struct sdp_bench *. */

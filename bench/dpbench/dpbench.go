@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/google/gopacket"
@@ -59,6 +60,19 @@ type Scenario struct {
 	BareCPUMpps       float64 `json:"bare_loop_cpu_mpps"`
 	CPURatioToHeaders float64 `json:"cpu_ratio_to_header_loop"`
 	CPUNsPerPacket    float64 `json:"cpu_ns_per_packet"`
+
+	// The SYN scenarios' third limit (dataplane.BenchFloor): the header
+	// loop plus the connection value, the ownership test and the owned
+	// SYNs out through the same tap sink, no flow table, no checksum.
+	// Zero in the other scenarios. FloorToKernel is the share of frames
+	// the floor sent to the tap, which the worker's to_kernel share must
+	// match (Check).
+	FloorMpps           float64 `json:"floor_mpps,omitempty"`
+	FloorCPUMpps        float64 `json:"floor_cpu_mpps,omitempty"`
+	RatioToFloor        float64 `json:"ratio_to_floor,omitempty"`
+	CPURatioToFloor     float64 `json:"cpu_ratio_to_floor,omitempty"`
+	FloorCPUNsPerPacket float64 `json:"floor_cpu_ns_per_packet,omitempty"`
+	FloorToKernel       float64 `json:"floor_to_kernel_share,omitempty"`
 
 	Counters dataplane.Counters `json:"counters"`
 }
@@ -174,6 +188,8 @@ type node struct {
 	cfg  dataplane.ClassifierConfig
 	own  *dataplane.Ownership
 	keys []byte
+	// floor: measure the SYN floor beside the worker (SYN scenarios).
+	floor bool
 }
 
 // run measures the two limits on one pool of frames, then the worker's own
@@ -190,7 +206,11 @@ func (b *bench) run(name string, fs [][]byte, n node, check func(dataplane.Count
 	}
 	defer pool.Free()
 	defer port.Close()
-	b.logf("%s: %d templates; bare loop, header loop, worker, %v each", name, len(fs), b.o.Duration)
+	loops := "bare loop, header loop"
+	if n.floor {
+		loops += ", SYN floor"
+	}
+	b.logf("%s: %d templates; %s, worker, %v each", name, len(fs), loops, b.o.Duration)
 	bare, err := dataplane.BenchLimit(b.lcore, port, dataplane.BareLoop, b.o.Duration)
 	if err != nil {
 		return Scenario{}, err
@@ -199,9 +219,26 @@ func (b *bench) run(name string, fs [][]byte, n node, check func(dataplane.Count
 	if err != nil {
 		return Scenario{}, err
 	}
+	var floor dataplane.BenchResult
+	if n.floor {
+		if floor, err = dataplane.BenchFloor(b.lcore, port, b.tap, n.cfg.Seed, n.own, b.o.Duration); err != nil {
+			return Scenario{}, err
+		}
+	}
 	s, err := b.runWorker(name, port, n, check)
 	if err != nil {
 		return s, err
+	}
+	if n.floor && floor.Packets > 0 {
+		s.FloorMpps, s.FloorCPUMpps = floor.Mpps(), floor.CPUMpps()
+		s.RatioToFloor, s.FloorCPUNsPerPacket = s.Mpps/floor.Mpps(), 1e3/floor.CPUMpps()
+		if s.CPUMpps > 0 {
+			s.CPURatioToFloor = s.CPUMpps / floor.CPUMpps()
+		}
+		s.FloorToKernel = float64(floor.Delivered) / float64(floor.Packets)
+		if msg := share("floor to tap", floor.Delivered, floor.Packets, float64(s.Counters.ToKernel)/float64(s.Counters.RX)); msg != "" {
+			s.Check = strings.TrimPrefix(s.Check+msg, "ok")
+		}
 	}
 	s.HeaderMpps, s.BareMpps = hdr.Mpps(), bare.Mpps()
 	s.RatioToHeaders, s.RatioToBare = s.Mpps/hdr.Mpps(), s.Mpps/bare.Mpps()
@@ -380,7 +417,9 @@ func RunDataplane(o DataplaneOptions) (Report, error) {
 		src, sport := tuple(next + 1<<24 + i)
 		synSrc[i] = template(src, sport, 80, true)
 	}
-	if err := add(b.run("SYN classification (one bucket in three ours)", synSrc, main, func(c dataplane.Counters) string {
+	synMain := main
+	synMain.floor = true
+	if err := add(b.run("SYN classification (one bucket in three ours)", synSrc, synMain, func(c dataplane.Counters) string {
 		return share("syn_not_ours", c.SynNotOurs, c.RX, 2.0/3)
 	})); err != nil {
 		return rep, err
@@ -394,7 +433,7 @@ func RunDataplane(o DataplaneOptions) (Report, error) {
 			src, sport := tuple(1<<25 + i)
 			syns[i] = template(src, sport, 80, true)
 		}
-		all := node{cfg: classifierConfig(1<<20, 1<<20, time.Millisecond), own: ownership(func(uint16) bool { return true })}
+		all := node{cfg: classifierConfig(1<<20, 1<<20, time.Millisecond), own: ownership(func(uint16) bool { return true }), floor: true}
 		s, err := b.run("new connections (SYN accepted, flows expiring)", syns, all, func(c dataplane.Counters) string {
 			return share("syn_accepted", c.SynAccepted, c.RX, 1)
 		})

@@ -31,7 +31,7 @@ func init() {
 				&cli.DurationFlag{Name: "duration", Value: time.Second, Usage: "length of each run"},
 				&cli.IntFlag{Name: "flows", Value: 1 << 20, Usage: "established flows in the table of the --loop run"},
 				&cli.IntFlag{Name: "templates", Value: 1 << 16, Usage: "distinct frames replayed in the foreign-drop and SYN runs"},
-				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, one per scenario (scenario, mpps, header_loop_mpps, bare_loop_mpps, ratio_to_header_loop, check, counters, ...), then with --flood-rounds one for the flood rounds (random_median, colliding_median, ratio_median, ratio_min, ratio_max, colliding_cost, ...), then with --peer one per nftables chain (mpps_per_core, ...), then with --loop one for the worker loop (mpps, max_iter_us, dump_max_iter_us, empty_ring_poll_ns, ...)"},
+				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, one per scenario (scenario, mpps, header_loop_mpps, bare_loop_mpps, ratio_to_header_loop, floor_mpps and ratio_to_floor in the SYN scenarios, check, counters, ...), then with --flood-rounds one for the flood rounds (random_median, colliding_median, ratio_median, ratio_min, ratio_max, colliding_cost, ...), then with --peer one per nftables chain (mpps_per_core, ...), then with --loop one for the worker loop (mpps, max_iter_us, dump_max_iter_us, empty_ring_poll_ns, ...)"},
 				&cli.BoolFlag{Name: "peer", Value: true, Usage: "also measure the kernel peer: nftables jhash cluster filtering on a veth (needs root)"},
 				&cli.StringFlag{Name: "scenarios", Usage: "run only the per-packet scenarios whose name matches this regular expression (e.g. 'new connections' to profile one)"},
 				&cli.IntFlag{Name: "flood-rounds", Value: 5, Usage: "rounds of the random and the colliding SYN flood beside established traffic, alternated, for the colliding flood's cost to legitimate traffic (median and spread; 0: none)"},
@@ -126,14 +126,19 @@ func benchDataplane(c *cli.Context) error {
 	fmt.Printf("shoal bench dataplane: the worker's loop (worker.c, dataplane.Runtime) on one lcore (CPU 1), burst 32,\n"+
 		"net_null replaying templates, a net_null sink as tap, hugepages %v\n\n", huge)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tMpps\theader loop\tratio\tbare loop\tns/pkt\tper CPU second: Mpps\theader loop\tratio\tns/pkt\tverdicts\t")
+	fmt.Fprintln(tw, "scenario\tMpps\theader loop\tratio\tbare loop\tfloor\tratio\tns/pkt\tper CPU second: Mpps\theader loop\tratio\tfloor\tratio\tns/pkt\tverdicts\t")
 	for _, s := range res {
 		rate := ""
 		if s.Rate > 0 {
 			rate = fmt.Sprintf(" (%.1f M new connections/s)", s.Rate)
 		}
-		fmt.Fprintf(tw, "%s%s\t%.1f\t%.1f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.1f\t%s\t\n", s.Scenario, rate, s.Mpps, s.HeaderMpps, s.RatioToHeaders, s.BareMpps, s.NsPerPacket,
-			s.CPUMpps, s.HeaderCPUMpps, s.CPURatioToHeaders, s.CPUNsPerPacket, s.Check)
+		floor, cpuFloor := "-\t-", "-\t-"
+		if s.FloorMpps > 0 {
+			floor = fmt.Sprintf("%.1f\t%.2f", s.FloorMpps, s.RatioToFloor)
+			cpuFloor = fmt.Sprintf("%.1f\t%.2f", s.FloorCPUMpps, s.CPURatioToFloor)
+		}
+		fmt.Fprintf(tw, "%s%s\t%.1f\t%.1f\t%.2f\t%.1f\t%s\t%.1f\t%.1f\t%.1f\t%.2f\t%s\t%.1f\t%s\t\n", s.Scenario, rate, s.Mpps, s.HeaderMpps, s.RatioToHeaders, s.BareMpps, floor, s.NsPerPacket,
+			s.CPUMpps, s.HeaderCPUMpps, s.CPURatioToHeaders, cpuFloor, s.CPUNsPerPacket, s.Check)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
