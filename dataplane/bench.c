@@ -14,7 +14,6 @@
 #include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
-#include <rte_hash_crc.h>
 #include <rte_mbuf.h>
 
 #include "bench.h"
@@ -51,7 +50,7 @@ static inline int floor_owned_syn(const uint8_t *p, uint32_t seed,
 	uint32_t k;
 	memcpy(&a, ip + 12, 8);
 	memcpy(&k, tcp, 4);
-	uint16_t bucket = (uint16_t)rte_hash_crc_4byte(k, rte_hash_crc_8byte(a, seed));
+	uint16_t bucket = (uint16_t)sdp_conn_value_words(a, k, seed);
 	return (owner[bucket >> 6] >> (bucket & 63)) & 1;
 }
 

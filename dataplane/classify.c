@@ -66,12 +66,6 @@ static inline uint16_t ld16(const uint8_t *p)
 	return v;
 }
 
-/* CRC32C of a flow key given as its first 8 and last 4 bytes. */
-static inline uint32_t key_hash_words(uint64_t a, uint32_t b, uint32_t seed)
-{
-	return rte_hash_crc_4byte(b, rte_hash_crc_8byte(a, seed));
-}
-
 /* CRC32C of a flow key, loaded through memcpy: handing the struct to
  * rte_hash_crc() would read it through a uint64_t pointer, which the
  * compiler may reorder before the struct's stores (strict aliasing). */
@@ -81,7 +75,7 @@ static inline uint32_t key_hash(const struct sdp_key *k, uint32_t seed)
 	uint32_t b;
 	memcpy(&a, k, 8);
 	memcpy(&b, (const uint8_t *)k + 8, 4);
-	return key_hash_words(a, b, seed);
+	return sdp_conn_value_words(a, b, seed);
 }
 
 uint32_t sdp_conn_value(uint32_t seed, uint32_t saddr, uint32_t daddr,
@@ -264,7 +258,7 @@ static void pre_parse_rx(const struct sdp_classifier *c, const uint8_t *f,
 	memcpy(&b, tcp, 4);
 	memcpy(&p->key, &a, 8);
 	memcpy((uint8_t *)&p->key + 8, &b, 4);
-	uint32_t hash = key_hash_words(a, b, c->seed);
+	uint32_t hash = sdp_conn_value_words(a, b, c->seed);
 	uint16_t bucket = (uint16_t)hash;
 	p->hash = hash;
 	/* Only buckets holding flows are probed: their slot hash is computed
@@ -836,8 +830,8 @@ void sdp_classify_rx(struct sdp_classifier *c, uint8_t **frames,
 		 * own headers are fetched all at once before that, for
 		 * reading: prefetchw cost about 60 ns more a SYN in new
 		 * connections (median of 8 pairs) on this VM with the other
-		 * core busy (benchmarks.md, sixth pass); the few frames rewritten later
-		 * are already in L1. */
+		 * core busy (benchmarks.md, sixth pass); the few frames
+		 * rewritten later are already in L1. */
 		for (uint16_t i = 0; i < m; i++)
 			__builtin_prefetch(frames[i], 0, 3);
 		struct pre_tally tally = {0, 0, 0};

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <rte_byteorder.h>
+#include <rte_hash_crc.h>
 
 #include "sdp.h"
 
@@ -16,6 +17,15 @@ struct sdp_key {
 	uint16_t sport;
 	uint16_t dport;
 };
+
+/* The connection value (frozen format: CRC32C under the cluster seed) of a
+ * flow key given as its first 8 and last 4 bytes, as loaded from the frame
+ * or from struct sdp_key. */
+static inline uint32_t sdp_conn_value_words(uint64_t a, uint32_t b,
+					    uint32_t seed)
+{
+	return rte_hash_crc_4byte(b, rte_hash_crc_8byte(a, seed));
+}
 
 /* Wrap-safe: a deadline has passed when now - deadline is not negative. */
 static inline int sdp_expired(const struct sdp_flow *f, uint32_t now_ms)
