@@ -22,6 +22,7 @@ type procCPU struct {
 	vcsw, nvcsw                  uint64
 }
 
+// statTimes are utime and stime (clock ticks) of a /proc stat line.
 func statTimes(s string) (u, k uint64) {
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	u, _ = strconv.ParseUint(f[11], 10, 64)
@@ -29,6 +30,7 @@ func statTimes(s string) (u, k uint64) {
 	return u, k
 }
 
+// nodePID is node id's process ID, from the lab's PID file.
 func nodePID(t *testing.T, id string) string {
 	t.Helper()
 	raw, err := os.ReadFile(lab.PIDPath(id))

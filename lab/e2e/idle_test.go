@@ -17,11 +17,7 @@ import (
 // its rte-worker-* task.
 func workerTaskFile(t *testing.T, id, file string) string {
 	t.Helper()
-	raw, err := os.ReadFile(lab.PIDPath(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := strings.TrimSpace(string(raw))
+	pid := nodePID(t, id)
 	tasks, err := os.ReadDir("/proc/" + pid + "/task")
 	if err != nil {
 		t.Fatal(err)
@@ -46,10 +42,7 @@ func workerTaskFile(t *testing.T, id, file string) string {
 // has used: utime + stime of its rte-worker-* thread.
 func workerCPU(t *testing.T, id string) uint64 {
 	t.Helper()
-	s := workerTaskFile(t, id, "stat")
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseUint(f[11], 10, 64)
-	k, _ := strconv.ParseUint(f[12], 10, 64)
+	u, k := statTimes(workerTaskFile(t, id, "stat"))
 	return u + k
 }
 
