@@ -283,9 +283,8 @@ func (s *Server) work(j job) {
 	for {
 		// What handle leaves to do (serving the connection here, see
 		// InlineLocal) runs after the front has let go of it.
-		serve := s.hold(j.cn, j.tls)
-		parked := false
-		if serve != nil {
+		var parked bool
+		if serve := s.hold(j.cn, j.tls); serve != nil {
 			s.wg.Done()
 			serve()
 			parked = s.park()
@@ -301,12 +300,9 @@ func (s *Server) work(j job) {
 		}
 		select {
 		case j = <-s.next:
+			s.unpark()
 		case <-s.ctx.Done(): // Shutdown
-			parked = false
-		}
-		s.idle.Add(-1)
-		s.parked.Done()
-		if !parked {
+			s.unpark()
 			return
 		}
 	}
@@ -323,6 +319,12 @@ func (s *Server) park() bool {
 	s.idle.Add(1)
 	s.parked.Add(1)
 	return true
+}
+
+// unpark ends what park began.
+func (s *Server) unpark() {
+	s.idle.Add(-1)
+	s.parked.Done()
 }
 
 // hold runs handle while the front holds cn; the caller ends the hold
